@@ -1,0 +1,154 @@
+"""The ``envfixtures`` command: manage environments outside pytest.
+
+    envfixtures up [COMPONENT ...]   build and keep an environment; print its name and facts (secrets masked)
+    envfixtures ls                   environments with state, owner, age, kept or not
+    envfixtures down NAME            tear an environment down
+    envfixtures reap                 tear down every environment whose run is gone and that was not kept
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from . import naming, registry
+from .config import git_head
+from .environment import KEPT, TORN_DOWN, Environment, list_environments
+from .errors import EnvfixturesError
+from .facts import Facts
+
+log = logging.getLogger("envfixtures.cli")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="envfixtures", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=Path(os.environ.get("ENVFIXTURES_HOME", ".envfixtures")),
+        help="directory of environment state (default: $ENVFIXTURES_HOME or ./.envfixtures)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="build an environment and keep it")
+    up.add_argument("components", nargs="*", help="components to build (default: all)")
+    up.add_argument("--backend", default=os.environ.get("ENVFIXTURES_BACKEND", "local"), choices=registry.BACKENDS)
+    up.add_argument("--sha", default=os.environ.get("ENVFIXTURES_SHA"), help="git SHA (default: HEAD)")
+    up.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a component setting")
+    sub.add_parser("ls", help="list environments")
+    down = sub.add_parser("down", help="tear an environment down")
+    down.add_argument("name")
+    sub.add_parser("reap", help="tear down environments whose run is gone and that were not kept")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except EnvfixturesError as exc:
+        print(f"envfixtures: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    root = Path.cwd()
+    if args.sha:
+        sha, dirty = args.sha.lower(), False
+    else:
+        sha, dirty = git_head(root)
+    settings = dict(item.split("=", 1) for item in args.set)
+    name = naming.env_name(sha, naming.new_run_id(), os.environ.get("BRANCH_NAME"))
+    common = dict(name=name, sha=sha, backend=args.backend, root=root, home=args.home.resolve(), settings=settings)
+    wanted = args.components or list(registry.COMPONENTS)
+    Environment(**common).check(wanted)
+    env = Environment.create(dirty=dirty, **common)
+    _stop_on_sigterm()
+    try:
+        for component in env.required_closure(wanted):
+            env.ensure(component)
+    except BaseException:
+        env.teardown()
+        raise
+    env.update_meta(kept=True, status=KEPT)
+    print(env.name)
+    for component, state in env.states().items():
+        if state.get("facts"):
+            print(f"{component}: {json.dumps(Facts.from_json(state['facts']).masked(), sort_keys=True)}")
+    print(f"reuse: pytest --env-reuse {env.name}    destroy: envfixtures down {env.name}")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    rows = [("NAME", "STATUS", "BACKEND", "OWNER", "AGE", "KEPT", "COMPONENTS")]
+    for env in list_environments(args.home):
+        meta = env.meta
+        owner = meta.get("owner", {})
+        alive = "running" if env.owner_alive() else "gone"
+        built = ",".join(n for n, s in env.states().items() if s.get("status") == "built") or "-"
+        rows.append(
+            (
+                env.name,
+                meta.get("status", "?"),
+                meta.get("backend", "?"),
+                f"{owner.get('pid')}({alive})",
+                _age(time.time() - meta.get("created", time.time())),
+                "yes" if meta.get("kept") else "no",
+                built,
+            )
+        )
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    env = Environment.open(args.home, args.name)
+    problems = env.teardown()
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{env.name}: torn down")
+    return 1 if problems else 0
+
+
+def cmd_reap(args: argparse.Namespace) -> int:
+    failed = 0
+    reaped = 0
+    for env in list_environments(args.home):
+        meta = env.meta
+        if meta.get("status") == TORN_DOWN or meta.get("kept") or env.owner_alive():
+            continue
+        try:
+            problems = env.teardown()
+        except EnvfixturesError as exc:
+            problems = [str(exc)]
+        reaped += 1
+        failed += bool(problems)
+        print(f"{env.name}: reaped" + (f" with problems: {'; '.join(problems)}" if problems else ""))
+    print(f"reaped {reaped} environment(s)")
+    return 1 if failed else 0
+
+
+COMMANDS = {"up": cmd_up, "ls": cmd_ls, "down": cmd_down, "reap": cmd_reap}
+
+
+def _stop_on_sigterm() -> None:
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The pytest plugin (entry point ``pytest11``): options, ini keys, hooks and fixtures — wiring only.
+
+The logic lives in :mod:`envfixtures.config` (settings), :mod:`envfixtures.run` (the run's hold on its
+environment), :mod:`envfixtures.environment` (building and teardown) and :mod:`envfixtures.reports`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+
+from . import config as settings_mod
+from . import reports
+from .environment import Environment
+from .errors import ConfigError, EnvfixturesError
+from .facts import Facts
+from .run import WORKER_KEY, Run, is_worker
+
+RUN_KEY = pytest.StashKey[Run]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    settings_mod.add_options(parser)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if config.option.help:
+        return
+    settings = settings_mod.resolve(config)
+    plugin = _RunPlugin()
+    config.pluginmanager.register(plugin, "envfixtures-run")
+    config.pluginmanager.register(_component_fixtures(settings.components)(), "envfixtures-components")
+    if config.option.collectonly or getattr(config.option, "showfixtures", False):
+        return  # nothing will run: name no environment
+    try:
+        if is_worker(config):
+            run = Run.for_worker(config.workerinput, settings)  # type: ignore[attr-defined]
+        else:
+            run = Run.for_controller(settings)
+            run.install_signal_handlers()
+    except (ConfigError, EnvfixturesError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[RUN_KEY] = run
+    plugin.run = run
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: hand the environment's name to each worker."""
+    run = node.config.stash.get(RUN_KEY, None)
+    if run is not None:
+        node.workerinput[WORKER_KEY] = run.env.description
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is not None and not is_worker(session.config):
+        reports.add_suite_properties(session.config, run)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is None or is_worker(session.config):
+        return
+    message = run.finish()
+    if message:
+        session.config.get_terminal_writer().line("\n" + message)
+    if run.teardown_problems and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The safety net: a run that never reached sessionfinish still tears down what it owns."""
+    run = config.stash.get(RUN_KEY, None)
+    if run is not None and not is_worker(config):
+        run.finish()
+
+
+@pytest.fixture(scope="session")
+def envfixtures_env(request: pytest.FixtureRequest) -> Environment:
+    """The Environment of this run: name, SHA, backend, state directory; ``ensure(name)`` builds a component."""
+    run = request.config.stash.get(RUN_KEY, None)
+    if run is None:
+        raise pytest.UsageError("envfixtures: no environment in this run (--collect-only or --fixtures)")
+    return run.env
+
+
+def _component_fixture(name: str) -> Callable[..., Facts]:
+    def fixture(self: object, envfixtures_env: Environment, pytestconfig: pytest.Config) -> Facts:
+        # Builds take a while: let their progress lines reach the terminal instead of the test's capture.
+        capman = pytestconfig.pluginmanager.get_plugin("capturemanager")
+        with capman.global_and_fixture_disabled():
+            return envfixtures_env.ensure(name)
+
+    fixture.__name__ = name
+    fixture.__doc__ = (
+        f"Facts of the {name!r} component (endpoints, ids, credentials), built on first use, "
+        "once per environment across xdist workers, its requirements first."
+    )
+    return pytest.fixture(scope="session", name=name)(fixture)
+
+
+class _RunPlugin:
+    """Hooks bound to this run: redaction of every test report."""
+
+    def __init__(self) -> None:
+        self.run: Run | None = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Redact every secret of the environment from what the terminal and the reports will show."""
+        if self.run is not None:
+            reports.redact_report(report, self.run.env.redactor())
+
+
+def _component_fixtures(names: tuple[str, ...]) -> type:
+    """A plugin class holding a session fixture per component, named like it (pytest reads fixtures off the class)."""
+    return type("EnvfixturesComponents", (), {f"_envfixtures_{name}": _component_fixture(name) for name in names})
