@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import socket
 import subprocess
 import threading
@@ -247,9 +248,30 @@ class Environment:
             return {}
         return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
 
+    def new_secret(self, label: str, nbytes: int = 24) -> str:
+        """A generated secret (a password), recorded for redaction before anybody can print it."""
+        value = secrets.token_urlsafe(nbytes)
+        self.add_secret(label, value)
+        return value
+
+    def add_secret(self, label: str, value: str) -> None:
+        """Redact ``value`` from everything this environment reports from now on."""
+        self.materialize()
+        path = self.dir / "secrets.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (json.dumps({"label": label, "value": value}) + "\n").encode())
+        finally:
+            os.close(fd)
+
     def secret_values(self) -> list[str]:
-        """Every secret value any component of this environment generated."""
+        """Every secret value any component of this environment generated or reported."""
         values: list[str] = []
+        try:
+            with open(self.dir / "secrets.jsonl") as fh:
+                values += [json.loads(line)["value"] for line in fh if line.strip()]
+        except FileNotFoundError:
+            pass
         for state in self.states().values():
             if state.get("facts"):
                 values += Facts.from_json(state["facts"]).secret_values()
@@ -265,7 +287,11 @@ class Environment:
             raise UnknownName(
                 f"component {component!r} is not part of this environment; its components: {', '.join(self.components)}"
             )
-        return registry.load(registry.implementation(component, self.backend))
+        path = registry.implementation(component, self.backend)
+        try:
+            return registry.load(path)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"component {component!r}: cannot load {path} ({exc})") from None
 
     def required_closure(self, names: Iterable[str]) -> list[str]:
         """``names`` and everything they require, requirements first."""

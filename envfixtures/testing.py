@@ -20,6 +20,7 @@ class Sleeper(Component):
 
     def build(self, env):  # type: ignore[no-untyped-def]
         proc, _ = env.spawn(self.name, "sleep", ["sleep", "600"])
+        env.add_secret("sleeper token", SECRET)
         if env.settings.get("sleeper_fail") == "true":
             raise BuildError(f"sleeper was told to fail (and its secret is {SECRET})")
         # A slow build, to interrupt mid-way: waits on an event nobody sets, bounded by the setting.

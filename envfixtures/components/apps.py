@@ -1,0 +1,141 @@
+"""The ``apps`` component: ``templates/marathon/*.json`` deployed as one Marathon group named for the environment.
+
+``check`` renders and validates every template (Marathon's 422 rules) before anything is built.
+``build`` renders them with the SHA, the env name and the facts of :attr:`Apps.requires`, PUTs the group
+``/<env name>`` with ``force``, waits until the deployment is gone and every app healthy, and fails fast
+with a task's ``lastTaskFailure`` message. Same class on both backends: only the scheduler's URL differs.
+Facts: ``url`` (the scheduler), ``group``, ``app_ids``, ``deployment_id``, ``desired`` (the rendered apps,
+secret-free: ``env`` values are dropped) and ``templates`` (app id -> template file).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BuildError, TemplateError
+from ..facts import Facts
+from ..marathon import render
+from ..marathon.client import MarathonClient, MarathonError, NotFound, Unavailable
+from ..marathon.validation import absolute_id
+from ..waiting import wait_for
+from .base import Component
+
+if TYPE_CHECKING:
+    from ..environment import Environment
+
+
+def template_dir(env: "Environment") -> Path:
+    return Path(env.root) / "templates" / "marathon"
+
+
+def context_values(env: "Environment") -> dict[str, str]:
+    """Plain placeholders of the templates (facts of the requirements come in as ``facts.<name>.<key>``)."""
+    return {
+        "sha": env.sha,
+        "short_sha": env.sha[:12],
+        "env_name": env.name,
+        "group": f"/{env.name}",
+        "root": str(env.root),
+    }
+
+
+class Apps(Component):
+    """The platform's Marathon apps, as one group ``/<env name>``."""
+
+    name = "apps"
+    #: Components whose facts the templates may use; add e.g. "broker", "database" here.
+    requires: tuple[str, ...] = ("scheduler",)
+
+    @classmethod
+    def check(cls, env: "Environment") -> None:
+        render.render_dir(template_dir(env), render.check_context(context_values(env), cls.requires))
+
+    def build(self, env: "Environment") -> Facts:
+        facts = {name: env.facts(name) for name in self.requires}
+        rendered = render.render_dir(template_dir(env), render.build_context(context_values(env), facts))
+        _refuse_leaked_secrets(rendered, [v for f in facts.values() for v in f.secret_values()])
+        group = f"/{env.name}"
+        body = render.group_body(group, [app for _, app in rendered])
+        app_ids = [absolute_id(a["id"], group) for a in body["apps"]]
+        client = MarathonClient(env.facts("scheduler")["url"])
+        timeout = float(env.settings.get("apps_timeout", "300"))
+        started = time.time()
+        result = client.put_group(group, body, force=True)
+        env.progress(f"apps: deploying {len(app_ids)} app(s) as {group} (deployment {result.deployment_id})")
+        client.wait_for_deployment(result.deployment_id, timeout=timeout, app_ids=app_ids, since=started)
+        wait_for(lambda: _all_healthy(client, app_ids), what=f"every app of {group} healthy", timeout=timeout,
+                 failed=lambda: client.failure_since(app_ids, started), first_delay=0.1)
+        env.progress(f"apps: {len(app_ids)} app(s) healthy in {time.time() - started:.1f}s")
+        desired = {absolute_id(a["id"], group): _without_env_values(a) for a in body["apps"]}
+        return Facts({
+            "url": client.url,
+            "group": group,
+            "app_ids": app_ids,
+            "deployment_id": result.deployment_id,
+            "desired": desired,
+            "templates": {absolute_id(str(app["id"]).strip("/"), group): str(path) for path, app in rendered},
+        })
+
+    def teardown(self, env: "Environment", facts: Facts) -> None:
+        """Delete the group (its tasks stop) and wait for that deployment; tolerate a scheduler already gone."""
+        url = facts.get("url")
+        if not url:
+            try:
+                url = env.facts("scheduler")["url"]
+            except Exception:  # noqa: BLE001 - nothing was deployed if the scheduler never got built
+                return
+        client = MarathonClient(url, timeout=5.0)
+        try:
+            result = client.delete_group(f"/{env.name}", force=True)
+            client.wait_for_deployment(result.deployment_id, timeout=60)
+        except (NotFound, Unavailable):
+            return
+        except MarathonError as exc:
+            raise BuildError(f"could not delete Marathon group /{env.name}: {exc}") from exc
+
+    def diagnose(self, env: "Environment", facts: Facts) -> str:
+        try:
+            client = MarathonClient(facts["url"], timeout=5.0)
+            lines = []
+            for app in client.list_apps(embed=("apps.tasks", "apps.lastTaskFailure"), app_id=facts["group"]):
+                failure = app.last_task_failure
+                lines.append(
+                    f"{app.id}: instances={app.instances} running={app.tasks_running} healthy={app.tasks_healthy} "
+                    f"deployments={app.deployments}"
+                    + (f" lastTaskFailure={failure.state}: {failure.message}" if failure else "")
+                )
+            return "\n".join(lines)
+        except Exception as exc:  # noqa: BLE001 - diagnosis must not fail the report
+            return f"could not read the apps: {exc}"
+
+
+def _all_healthy(client: MarathonClient, app_ids: list[str]) -> bool:
+    apps = {a.id: a for a in client.list_apps(embed=("apps.tasks",))}
+    for app_id in app_ids:
+        app = apps.get(app_id)
+        if app is None or app.deployments or app.tasks_running != app.instances:
+            return False
+        if app.health_checks and app.tasks_healthy != app.instances:
+            return False
+    return True
+
+
+def _refuse_leaked_secrets(rendered: list[tuple[Path, dict[str, Any]]], secrets: list[str]) -> None:
+    """A secret value outside ``/env/<NAME>`` is refused (it would show in labels, ids, logs)."""
+    for path, app in rendered:
+        for key, value in app.items():
+            if key == "env":
+                continue
+            text = str(value)
+            if any(s and s in text for s in secrets):
+                raise TemplateError(path, f"/{key}", "contains a secret value; secrets reach apps only through env")
+
+
+def _without_env_values(app: dict[str, Any]) -> dict[str, Any]:
+    """The desired definition kept as a fact: env names only (values may be secret)."""
+    out = dict(app)
+    if "env" in out:
+        out["env"] = {k: "<set>" for k in out["env"]}
+    return out

@@ -1,0 +1,147 @@
+"""The ``database`` component: the platform's PostgreSQL, then its schema migrations.
+
+``local``: a real PostgreSQL 15 server started by :mod:`envfixtures.postgres` in the component's
+work directory, loopback only, scram-sha-256 with generated passwords, an application role and database.
+``aws``: the RDS instance of the stack (endpoint and port from the stack's outputs, the master password
+from the ``aws`` component's secret facts).
+
+On both, the schema migrations committed at the environment's SHA (``services/migrations``) are applied
+at the end of the build: the migrations are the last deploy step of the database, so everything that
+requires ``database`` (the apps) finds the schema in place, and no separate component is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from .. import migrations, postgres
+from ..errors import BuildError
+from ..facts import Facts
+from ..ports import free_port
+from .base import Component
+
+if TYPE_CHECKING:
+    from ..environment import Environment
+
+log = logging.getLogger(__name__)
+
+APP_ROLE = "platform"
+APP_DB = "platform"
+#: Keys under which the ``aws`` component may hand over the RDS master password (first found wins).
+AWS_PASSWORD_KEYS = ("db_master_password", "database_password", "db_password")
+
+
+def database_facts(
+    *, host: str, port: int, dbname: str, user: str, password: str, migrations_applied: list[str], **extra: object
+) -> Facts:
+    """The facts every backend gives: connection parts, a DSN without the password, the password as a secret."""
+    dsn = f"postgresql://{quote(user, safe='')}@{host}:{port}/{quote(dbname, safe='')}"
+    return Facts(
+        {
+            "host": host,
+            "port": int(port),
+            "dbname": dbname,
+            "user": user,
+            "password": password,
+            "dsn": dsn,
+            "migrations": migrations_applied,
+            **extra,
+        },
+        secrets=["password"] + [k for k in extra if k.endswith("password")],
+    )
+
+
+def conninfo_of(facts: Facts) -> str:
+    """A libpq connection string with the password, for code that connects (never log it)."""
+    return postgres.conninfo(
+        host=facts["host"], port=facts["port"], user=facts["user"], password=facts["password"], dbname=facts["dbname"]
+    )
+
+
+def _migrations(env: "Environment") -> list[migrations.Migration]:
+    return migrations.from_git(env.root, env.sha)
+
+
+class LocalDatabase(Component):
+    """A PostgreSQL server as a child process of the environment (runs as user ``postgres`` from root)."""
+
+    name = "database"
+    requires = ()
+
+    @classmethod
+    def check(cls, env: "Environment") -> None:
+        _migrations(env)
+
+    def build(self, env: "Environment") -> Facts:
+        workdir = env.workdir(self.name)
+
+        def spawn(name, argv, user):  # noqa: ANN001, ANN202 - the Spawn signature of envfixtures.postgres
+            proc, _record = env.spawn(self.name, name, argv, user=user)
+            return proc
+
+        port = free_port()
+        env.progress(f"database: initdb and start PostgreSQL on 127.0.0.1:{port}")
+        server = postgres.start(workdir=workdir, port=port, spawn=spawn, may_change_under=env.dir)
+        password = postgres.generate_password()
+        postgres.create_app_database(
+            port=port, admin_password=server.admin_password, role=APP_ROLE, password=password, dbname=APP_DB
+        )
+        facts = database_facts(
+            host=postgres.HOST, port=port, dbname=APP_DB, user=APP_ROLE, password=password, migrations_applied=[],
+            admin_password=server.admin_password, pid=server.pid, server_version=server.version,
+            timings=server.timings,
+        )  # fmt: skip
+        facts["migrations"] = migrations.apply(conninfo_of(facts), _migrations(env))
+        env.progress(f"database: applied {len(facts['migrations'])} migration(s)")
+        return facts
+
+    def teardown(self, env: "Environment", facts: Facts) -> None:
+        # SIGINT is PostgreSQL's fast shutdown (SIGTERM would wait for every client to leave).
+        if facts.get("pid"):
+            postgres.stop_pid(int(facts["pid"]))
+        env.stop_processes(self.name)
+
+    def diagnose(self, env: "Environment", facts: Facts) -> str:
+        path = env.log_path(self.name, "postgres")
+        try:
+            tail = path.read_text(errors="replace").splitlines()[-15:]
+        except OSError:
+            tail = []
+        return f"PostgreSQL on {facts.get('host')}:{facts.get('port')}; last lines of {path}:\n" + "\n".join(tail)
+
+
+class StackDatabase(Component):
+    """The stack's RDS instance; the build only applies the migrations to it."""
+
+    name = "database"
+    requires = ("aws",)
+
+    @classmethod
+    def check(cls, env: "Environment") -> None:
+        _migrations(env)
+
+    def build(self, env: "Environment") -> Facts:
+        aws = env.facts("aws")
+        outputs = aws.get("outputs") or {}
+        missing = [k for k in ("DatabaseEndpoint", "DatabasePort", "DatabaseName") if not outputs.get(k)]
+        if missing:
+            raise BuildError(f"the stack has no output {', '.join(missing)}; see templates/cloudformation")
+        password = next((aws[k] for k in AWS_PASSWORD_KEYS if aws.get(k)), None)
+        if password is None:
+            raise BuildError(f"the aws component gave no database password (looked for {', '.join(AWS_PASSWORD_KEYS)})")
+        facts = database_facts(
+            host=outputs["DatabaseEndpoint"],
+            port=int(outputs["DatabasePort"]),
+            dbname=outputs["DatabaseName"],
+            user=outputs.get("DatabaseMasterUsername") or APP_ROLE,
+            password=password,
+            migrations_applied=[],
+        )
+        postgres.wait_ready_app(conninfo_of(facts), timeout=600)
+        facts["migrations"] = migrations.apply(conninfo_of(facts), _migrations(env))
+        return facts
+
+    def teardown(self, env: "Environment", facts: Facts) -> None:
+        """Nothing to do: the instance goes with the stack."""

@@ -1,0 +1,79 @@
+"""The ``scheduler`` component: a Marathon endpoint.
+
+``local``: the local scheduler (:mod:`envfixtures.marathon.server`) started with ``env.spawn`` on a free
+loopback port; it inherits ``ENVFIXTURES_ENV`` and so do its tasks. Its teardown (SIGTERM to its group)
+makes it stop every task before it exits. ``aws``: Marathon of the stack, URL from the output ``MarathonUrl``.
+Facts: ``url`` (and ``pid``, ``workdir`` locally).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import BuildError
+from ..facts import Facts
+from ..marathon.client import MarathonClient
+from ..ports import free_port
+from ..waiting import wait_for
+from .base import Component
+
+if TYPE_CHECKING:
+    from ..environment import Environment
+
+PING_TIMEOUT = 30.0
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class LocalScheduler(Component):
+    """The local scheduler as a child process of the environment."""
+
+    name = "scheduler"
+    requires = ()
+
+    def build(self, env: "Environment") -> Facts:
+        port = free_port()
+        workdir = env.workdir(self.name)
+        argv = [sys.executable, "-m", "envfixtures.marathon.server", "--port", str(port), "--workdir", str(workdir)]
+        proc, _ = env.spawn(self.name, "marathon", argv, cwd=workdir)
+        url = f"http://127.0.0.1:{port}"
+        client = MarathonClient(url, timeout=2.0)
+        log_path = env.log_path(self.name, "marathon")
+
+        def died() -> str | None:
+            code = proc.poll()
+            return None if code is None else f"exited with code {code}; last lines of {log_path}:\n{_tail(log_path)}"
+
+        wait_for(client.ping, what=f"local Marathon on {url}", timeout=PING_TIMEOUT, failed=died)
+        env.progress(f"scheduler: local Marathon on {url}")
+        return Facts({"url": url, "pid": proc.pid, "workdir": str(workdir), "backend": "local"})
+
+    def diagnose(self, env: "Environment", facts: Facts) -> str:
+        return f"local Marathon log ({env.log_path(self.name, 'marathon')}):\n{_tail(env.log_path(self.name, 'marathon'))}"
+
+
+class StackScheduler(Component):
+    """Marathon of the stack: its URL is the stack's output ``MarathonUrl``."""
+
+    name = "scheduler"
+    requires = ("aws",)
+
+    def build(self, env: "Environment") -> Facts:
+        outputs = env.facts("aws").get("outputs") or {}
+        url = outputs.get("MarathonUrl")
+        if not url:
+            raise BuildError(f"the stack of {env.name} has no output MarathonUrl (outputs: {sorted(outputs)})")
+        client = MarathonClient(url, timeout=5.0)
+        wait_for(client.ping, what=f"Marathon at {url}", timeout=float(env.settings.get("marathon_timeout", "300")))
+        env.progress(f"scheduler: Marathon at {url} (leader {client.leader()})")
+        return Facts({"url": url, "backend": "aws"})
+
+    def teardown(self, env: "Environment", facts: Facts) -> None:
+        """Nothing to stop: Marathon belongs to the stack, which the ``aws`` component deletes."""

@@ -1,0 +1,220 @@
+"""Marathon health: every app of the environment's group is deployed, healthy, on its SHA, and as desired.
+
+Runs unchanged on ``local`` (the local scheduler) and ``aws`` (Marathon of the stack). Each check waits a
+bounded time (HEALTH_WAIT) for its condition, so a task relaunched moments ago (self-healing, or one killed
+by hand in a kept environment) is given its health-check window rather than reported at once.
+
+Image tag: Marathon pulls ``container.docker.image``; the local scheduler runs ``cmd`` without Docker. So the
+tag is asserted on the live definition (what Marathon runs on ``aws``) and, in addition, each task is asked
+(GET on the path in its VERSION_PATH label) which image and SHA its own process was started with: Marathon hands the
+image to the task as MARATHON_APP_DOCKER_IMAGE, so a task of an older definition would answer another tag.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+
+from envfixtures.marathon.client import MarathonClient, parse_time
+from envfixtures.marathon.models import App
+
+HEALTH_WAIT = 60.0
+
+
+def _client(apps: Any) -> MarathonClient:
+    return MarathonClient(apps["url"], timeout=10)
+
+
+def _group_apps(apps: Any) -> dict[str, App]:
+    listed = _client(apps).list_apps(embed=("apps.tasks", "apps.deployments", "apps.lastTaskFailure"),
+                                     app_id=apps["group"] + "/")
+    return {a.id: a for a in listed if a.id.startswith(apps["group"] + "/")}
+
+
+def _eventually(problems_of: Callable[[], list[str]], timeout: float = HEALTH_WAIT) -> list[str]:
+    """Problems that persist for ``timeout`` seconds (empty as soon as there are none)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    while True:
+        problems = problems_of()
+        if not problems or time.monotonic() >= deadline:
+            return problems
+        time.sleep(delay)
+        delay = min(delay * 1.5, 2.0)
+
+
+def _each_app(apps: Any, check: Callable[[App], list[str]]) -> list[str]:
+    live = _group_apps(apps)
+    problems = [f"{app_id}: missing from Marathon" for app_id in apps["app_ids"] if app_id not in live]
+    for app_id in apps["app_ids"]:
+        if app_id in live:
+            problems += [f"{app_id}: {p}" for p in check(live[app_id])]
+    return problems
+
+
+def test_marathon_no_deployment_pending(apps: Any) -> None:
+    def check(app: App) -> list[str]:
+        return [f"deployments pending: {app.deployments}"] if app.deployments else []
+
+    assert _eventually(lambda: _each_app(apps, check)) == []
+    pending = [d.id for d in _client(apps).deployments() if any(a.startswith(apps["group"] + "/") for a in d.affected_apps)]
+    assert pending == []
+
+
+def test_marathon_running_and_healthy_equal_instances(apps: Any) -> None:
+    def check(app: App) -> list[str]:
+        tasks = app.tasks or []
+        running = [t for t in tasks if t.state in (None, "TASK_RUNNING")]
+        out = []
+        if len(running) != app.instances:
+            out.append(f"{len(running)} running tasks, {app.instances} instances asked for")
+        if app.health_checks:
+            healthy = [t for t in running if t.healthy]
+            if len(healthy) != app.instances or app.tasks_healthy != app.instances:
+                failure = app.last_task_failure
+                out.append(f"{len(healthy)} healthy tasks (tasksHealthy={app.tasks_healthy}), {app.instances} asked for"
+                           + (f"; lastTaskFailure: {failure.message}" if failure else ""))
+        return out
+
+    assert _eventually(lambda: _each_app(apps, check)) == []
+
+
+def test_marathon_tasks_on_current_version(apps: Any) -> None:
+    def check(app: App) -> list[str]:
+        config = (app.raw.get("versionInfo") or {}).get("lastConfigChangeAt") or app.version
+        stale = [t.id for t in app.tasks or [] if not t.version or parse_time(t.version) < parse_time(config)]
+        return [f"tasks of an older version than {config}: {stale}"] if stale else []
+
+    assert _eventually(lambda: _each_app(apps, check)) == []
+
+
+def test_marathon_image_tag_and_sha_label_equal_the_sha(apps: Any, envfixtures_env: Any) -> None:
+    sha = envfixtures_env.sha
+
+    def check(app: App) -> list[str]:
+        out = []
+        if app.labels.get("GIT_SHA") != sha:
+            out.append(f"label GIT_SHA={app.labels.get('GIT_SHA')!r}, checked-out SHA {sha}")
+        if app.image is None or app.image.rpartition(":")[2] != sha:
+            out.append(f"image {app.image!r} is not tagged {sha}")
+        version_path = app.labels.get("VERSION_PATH")  # apps that report what their process was started with
+        for task in app.tasks or []:
+            if not version_path or not task.ports:
+                continue
+            try:
+                answer = requests.get(f"http://{task.host}:{task.ports[0]}{version_path}", timeout=5).json()
+            except (requests.RequestException, ValueError) as exc:
+                out.append(f"task {task.id}: /version unreadable: {exc}")
+                continue
+            if answer.get("image_tag") != sha or answer.get("sha") != sha:
+                out.append(f"task {task.id} runs image tag {answer.get('image_tag')!r}, SHA {answer.get('sha')!r}")
+        return out
+
+    assert _eventually(lambda: _each_app(apps, check), timeout=10) == []
+
+
+def definition_diff(desired: Any, live: Any, path: str = "") -> list[str]:
+    """Where ``live`` differs from ``desired``: Marathon adds defaults, so only desired fields are compared.
+    A desired port 0 matches any assigned port; ``env`` is compared by names (values may be secret)."""
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            return [f"{path or '/'}: desired an object, live is {live!r}"]
+        out = []
+        for key, value in desired.items():
+            if key == "id":
+                continue
+            if path == "" and key == "env":
+                missing = sorted(set(value) - set(live.get("env") or {}))
+                out += [f"/env/{name}: missing" for name in missing]
+                continue
+            if key not in live:
+                out.append(f"{path}/{key}: missing (desired {value!r})")
+                continue
+            out += definition_diff(value, live[key], f"{path}/{key}")
+        return out
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(live) != len(desired):
+            return [f"{path}: desired {len(desired)} item(s), live {live!r}"]
+        return [d for i, item in enumerate(desired) for d in definition_diff(item, live[i], f"{path}({i})")]
+    if path.endswith("/port") and desired == 0:
+        return []
+    if desired != live and not (isinstance(desired, (int, float)) and isinstance(live, (int, float))
+                                and float(desired) == float(live)):
+        return [f"{path}: desired {desired!r}, live {live!r}"]
+    return []
+
+
+def test_marathon_live_definition_equals_desired(apps: Any) -> None:
+    def check(app: App) -> list[str]:
+        return definition_diff(apps["desired"][app.id], app.raw)
+
+    assert _each_app(apps, check) == []
+
+
+def test_marathon_definition_diff_reports_paths() -> None:
+    """The diff itself (no environment): it names the path of each difference."""
+    desired = {"id": "a", "cmd": "x", "instances": 2, "portDefinitions": [{"port": 0}], "env": {"P": "<set>"},
+               "healthChecks": [{"path": "/health"}]}
+    live = {"id": "/g/a", "cmd": "y", "instances": 2, "portDefinitions": [{"port": 10003, "protocol": "tcp"}],
+            "env": {}, "healthChecks": [{"path": "/other", "intervalSeconds": 60}]}
+    assert definition_diff(desired, live) == ["/cmd: desired 'x', live 'y'", "/env/P: missing",
+                                              "/healthChecks(0)/path: desired '/health', live '/other'"]
+
+
+def _task_pid(task_id: str) -> int | None:
+    needle = f"MESOS_TASK_ID={task_id}".encode()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                    if needle in fh.read().split(b"\0"):
+                        return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+def _health_window(app: App) -> float:
+    """Time a relaunched task has to become healthy: launch backoff, grace period, then the failures allowed."""
+    backoff = float(app.raw.get("backoffSeconds", 1))
+    windows = [c.get("gracePeriodSeconds", 300) + c.get("intervalSeconds", 60) * max(c.get("maxConsecutiveFailures", 3), 1)
+               for c in app.health_checks]
+    return backoff + (max(windows) if windows else 30.0)
+
+
+@pytest.mark.fault
+def test_marathon_self_healing_after_a_task_is_killed(apps: Any, scheduler: Any) -> None:
+    if scheduler.get("backend") != "local":
+        pytest.skip("killing a task's process needs a shell on its agent; on aws this runs as a chaos job, not here")
+    live = _group_apps(apps)
+    app = next((a for a in live.values() if a.health_checks and a.tasks), None)
+    assert app is not None, "no app with health checks and tasks to kill"
+    victim = app.tasks[0]
+    pid = _task_pid(victim.id)
+    assert pid, f"process of task {victim.id} not found"
+    os.killpg(pid, signal.SIGKILL)
+    window = _health_window(app)
+    started = time.monotonic()
+
+    def healed() -> list[str]:
+        now = _group_apps(apps).get(app.id)
+        if now is None:
+            return ["app gone"]
+        healthy = [t for t in now.tasks or [] if t.healthy]
+        if any(t.id == victim.id for t in now.tasks or []):
+            return [f"killed task {victim.id} still listed"]
+        if len(healthy) != now.instances:
+            return [f"{len(healthy)}/{now.instances} healthy"]
+        return []
+
+    assert _eventually(healed, timeout=window) == [], f"not healthy again within {window:.0f}s"
+    elapsed = time.monotonic() - started
+    failure = _client(apps).get_app(app.id).last_task_failure
+    assert failure is not None and failure.task_id == victim.id
+    print(f"self-healing: {app.id} healthy again {elapsed:.1f}s after task {victim.id} was killed (window {window:.0f}s)")

@@ -1,0 +1,447 @@
+"""The stack code: template parsing and linting, and create/outputs/delete against a real moto server.
+
+A moto server (a real HTTP endpoint in its own process) stands in for AWS; the ``aws`` backend's
+code path (:class:`RealAws`) is exercised against it through ``AWS_ENDPOINT_URL``, as far as moto
+allows: moto refuses a bad create at once (no rollback states) and cannot delete a VPC stack (the
+record disappears anyway), so those paths are asserted as moto shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envfixtures import aws_clients, cloudformation
+from envfixtures.components import aws as aws_component
+from envfixtures.environment import Environment
+from envfixtures.errors import (
+    BuildError,
+    ComponentFailed,
+    ConfigError,
+    FailedState,
+    TeardownError,
+    TemplateError,
+    WaitTimeout,
+)
+from envfixtures.ports import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "templates" / "cloudformation" / "environment.yaml"
+SHA = "0123456789abcdef0123456789abcdef01234567"
+PASSWORD = "unit-test-password-5c1d9e0b7a"
+
+EXPECTED_OUTPUTS = {
+    "VpcId", "PublicSubnet1Id", "PublicSubnet2Id", "PrivateSubnet1Id", "PrivateSubnet2Id",
+    "LoadBalancerSecurityGroupId", "AppsSecurityGroupId", "DatabaseSecurityGroupId", "BrokerSecurityGroupId",
+    "DatabaseEndpoint", "DatabasePort", "DatabaseName", "DatabaseMasterUsername",
+    "BrokerAmqpEndpoint", "BrokerManagementUrl", "MarathonUrl", "LoadBalancerDns", "ArtifactBucket",
+}  # fmt: skip
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real moto server on a free loopback port, stopped (by process group) after the module."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, f"moto server exited: {log.read_text()[-2000:]}"
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "moto server did not answer within 30 s"
+                time.sleep(0.1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def fresh(moto_server: str) -> str:
+    """The moto server with its state reset (each test starts with an empty account)."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")).close()
+    return moto_server
+
+
+def certificate(endpoint: str) -> str:
+    acm = aws_clients.make_client("acm", endpoint_url=endpoint, region="us-east-1")
+    return acm.request_certificate(DomainName="unit.envfixtures.test")["CertificateArn"]
+
+
+def create(endpoint: str, name: str = "ef-unit", template: Path = TEMPLATE, **kwargs: Any) -> str:
+    cf = aws_clients.make_client("cloudformation", endpoint_url=endpoint, region="us-east-1")
+    return cloudformation.create_stack(
+        cf,
+        name=name,
+        template_path=template,
+        parameters={
+            "EnvName": name,
+            "GitSha": SHA,
+            "CertificateArn": kwargs.pop("cert", None) or certificate(endpoint),
+            "DbMasterPassword": PASSWORD,
+        },
+        tags={"EnvName": name, "GitSha": SHA},
+        secrets=[PASSWORD],
+        timeout=30,
+        **kwargs,
+    )
+
+
+# ---------------------------------------------------------------------------- template
+
+
+def test_template_parses_with_short_tags_expanded() -> None:
+    template = cloudformation.load_template(TEMPLATE)
+    assert template["Resources"]["Vpc"]["Type"] == "AWS::EC2::VPC"
+    assert cloudformation.no_echo_parameters(template) == {"DbMasterPassword"}
+    assert "Default" not in template["Parameters"]["DbMasterPassword"]
+
+
+def test_template_is_cfn_lint_clean() -> None:
+    from cfnlint.api import lint_file
+
+    problems = [f"{m.linenumber}: {m.rule.id} {m.message}" for m in lint_file(TEMPLATE)]
+    assert problems == []
+
+
+def test_template_avoids_what_moto_cannot_run() -> None:
+    """No Fn::Cidr, and dotted attributes only in the long form (moto splits the short one on dots)."""
+
+    def keys(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield key
+                yield from keys(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from keys(item)
+
+    assert "Fn::Cidr" not in set(keys(cloudformation.load_template(TEMPLATE)))
+    text = TEMPLATE.read_text()
+    assert not re.search(r"!GetAtt\s+\w+\.\w+\.\w+", text)
+    assert not re.search(r"!GetAtt\s+\[", text)
+
+
+def test_broken_template_names_file_and_line(tmp_path: Path) -> None:
+    lines = TEMPLATE.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  Vpc:"))
+    lines.insert(at + 1, "    Type: [unclosed")
+    broken = tmp_path / "environment.yaml"
+    broken.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TemplateError) as caught:
+        cloudformation.load_template(broken)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{broken}:line ")
+    line = int(re.match(rf"{re.escape(str(broken))}:line (\d+):", message).group(1))
+    assert at + 1 <= line <= at + 3, message
+
+
+def test_duplicate_key_names_its_line(tmp_path: Path) -> None:
+    broken = tmp_path / "dup.yaml"
+    broken.write_text("Resources:\n  A:\n    Type: AWS::S3::Bucket\n  A:\n    Type: AWS::S3::Bucket\n")
+    with pytest.raises(TemplateError, match=rf"^{re.escape(str(broken))}:line [24]: "):
+        cloudformation.load_template(broken)
+
+
+def test_yaml_without_resources_is_refused(tmp_path: Path) -> None:
+    other = tmp_path / "other.yaml"
+    other.write_text("just: a mapping\n")
+    with pytest.raises(TemplateError, match="no Resources"):
+        cloudformation.load_template(other)
+
+
+def test_missing_template_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="not found"):
+        cloudformation.load_template(tmp_path / "nope.yaml")
+
+
+# ---------------------------------------------------------------------------- against moto
+
+
+def test_stack_creates_with_tags_and_outputs(fresh: str) -> None:
+    started = time.monotonic()
+    stack_id = create(fresh)
+    seconds = time.monotonic() - started
+    cf = aws_clients.make_client("cloudformation", endpoint_url=fresh, region="us-east-1")
+    found = cloudformation.describe(cf, stack_id)
+    assert found is not None and found["StackStatus"] == "CREATE_COMPLETE"
+    assert "Parameters" not in found  # moto returns NoEcho values in clear: never handed out
+    assert {t["Key"]: t["Value"] for t in found["Tags"]} == {"EnvName": "ef-unit", "GitSha": SHA}
+    outputs = cloudformation.outputs(cf, stack_id)
+    assert EXPECTED_OUTPUTS <= set(outputs)
+    assert outputs["GitSha"] == SHA and outputs["EnvName"] == "ef-unit"
+    assert seconds < 30
+
+
+def test_refused_create_fails_fast_with_cause_and_no_secret(fresh: str) -> None:
+    """A certificate unknown to ACM: moto refuses the create inside the call; no waiting on the stuck stack."""
+    started = time.monotonic()
+    with pytest.raises(BuildError) as caught:
+        create(fresh, name="ef-bad", cert="arn:aws:acm:us-east-1:123456789012:certificate/nope")
+    assert time.monotonic() - started < 10
+    message = str(caught.value)
+    assert "ef-bad" in message and "refused" in message and "\n" not in message
+    assert PASSWORD not in message
+
+
+def test_bad_template_refused_by_the_service_fails_fast(fresh: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TEMPLATE.read_text().replace("Value: !GetAtt Vpc.CidrBlock", "Value: !GetAtt Vpc.NoSuchAttribute"))
+    started = time.monotonic()
+    with pytest.raises(BuildError, match="NoSuchAttribute|failed describing"):
+        create(fresh, name="ef-badtemplate", template=bad)
+    assert time.monotonic() - started < 10
+
+
+def test_moto_silently_accepts_an_unknown_resource_type(fresh: str, tmp_path: Path) -> None:
+    """A fidelity fact: moto creates nothing for an unknown type and calls it complete; cfn-lint catches it."""
+    bad = tmp_path / "unknown.yaml"
+    bad.write_text("Resources:\n  Thing:\n    Type: AWS::EC2::NoSuchThing\n")
+    cf = aws_clients.make_client("cloudformation", endpoint_url=fresh, region="us-east-1")
+    cloudformation.create_stack(cf, name="ef-unknown", template_path=bad, parameters={}, tags={}, timeout=5)
+    from cfnlint.api import lint_file
+
+    assert any(m.rule.id == "E3006" for m in lint_file(bad))
+
+
+def test_waiter_fails_fast_on_rollback_with_failing_events(fresh: str) -> None:
+    """moto never reaches a rollback state, so this one state is played by a stand-in client."""
+
+    class RollingBack:
+        def describe_stacks(self, StackName: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
+            return {
+                "Stacks": [
+                    {
+                        "StackName": "s",
+                        "StackId": "id",
+                        "StackStatus": "ROLLBACK_IN_PROGRESS",
+                        "StackStatusReason": "The following resource(s) failed to create: [Database]",
+                        "Parameters": [{"ParameterKey": "DbMasterPassword", "ParameterValue": PASSWORD}],
+                    }
+                ]
+            }
+
+        def describe_stack_events(self, StackName: str) -> dict[str, Any]:  # noqa: N803
+            return {
+                "StackEvents": [
+                    {
+                        "LogicalResourceId": "Database",
+                        "ResourceType": "AWS::RDS::DBInstance",
+                        "ResourceStatus": "CREATE_FAILED",
+                        "ResourceStatusReason": f"bad password {PASSWORD}",
+                    }
+                ]
+            }
+
+    started = time.monotonic()
+    with pytest.raises(FailedState) as caught:
+        cloudformation.wait_for_status(RollingBack(), "s", target="CREATE_COMPLETE", timeout=60, secrets=[PASSWORD])
+    assert time.monotonic() - started < 2
+    message = str(caught.value)
+    assert "ROLLBACK_IN_PROGRESS" in message and "Database (AWS::RDS::DBInstance) CREATE_FAILED" in message
+    assert PASSWORD not in message
+
+
+def test_waiter_ends_at_once_on_what_a_refused_create_leaves(fresh: str) -> None:
+    """After a refused create moto leaves a stack that stays CREATE_IN_PROGRESS (moto 5.2.5) or whose
+    describe answers an HTML 500 (moto 5.2.1): either way the wait ends within its bound, naming the stack."""
+    with pytest.raises(BuildError):
+        create(fresh, name="ef-stuck", cert="arn:aws:acm:us-east-1:123456789012:certificate/nope")
+    cf = aws_clients.make_client("cloudformation", endpoint_url=fresh, region="us-east-1")
+    started = time.monotonic()
+    with pytest.raises((WaitTimeout, FailedState), match="ef-stuck"):
+        cloudformation.wait_for_status(cf, "ef-stuck", target="CREATE_COMPLETE", timeout=1.0, max_delay=0.2)
+    assert time.monotonic() - started < 3
+
+
+def test_delete_verifies_the_stack_is_gone(fresh: str, tmp_path: Path) -> None:
+    """A stack moto can delete (no VPC): delete, wait, verify gone by name; a second delete is a no-op."""
+    small = tmp_path / "small.yaml"
+    small.write_text("Resources:\n  Bucket:\n    Type: AWS::S3::Bucket\n")
+    cf = aws_clients.make_client("cloudformation", endpoint_url=fresh, region="us-east-1")
+    stack_id = cloudformation.create_stack(
+        cf, name="ef-delete", template_path=small, parameters={}, tags={}, timeout=10
+    )
+    cloudformation.delete_stack(cf, stack_id, timeout=30)
+    assert cloudformation.describe(cf, "ef-delete") is None
+    s3 = aws_clients.make_client("s3", endpoint_url=fresh, region="us-east-1")
+    assert s3.list_buckets()["Buckets"] == []
+    cloudformation.delete_stack(cf, "ef-delete", timeout=5)  # deleting what is gone is a no-op
+
+
+def test_refused_delete_is_a_teardown_error(fresh: str) -> None:
+    """moto refuses to delete the VPC stack: the teardown says so instead of claiming success."""
+    stack_id = create(fresh, name="ef-novpcdelete")
+    cf = aws_clients.make_client("cloudformation", endpoint_url=fresh, region="us-east-1")
+    with pytest.raises(TeardownError, match="ef-novpcdelete.*DependencyViolation"):
+        cloudformation.delete_stack(cf, stack_id, timeout=10)
+
+
+def test_events_are_lines(fresh: str) -> None:
+    stack_id = create(fresh, name="ef-events")
+    cf = aws_clients.make_client("cloudformation", endpoint_url=fresh, region="us-east-1")
+    lines = cloudformation.events(cf, stack_id)
+    assert lines and all(isinstance(line, str) and "\n" not in line for line in lines)
+    assert any("CREATE_COMPLETE" in line for line in lines)
+
+
+# ---------------------------------------------------------------------------- the component, both backends
+
+
+def make_env(tmp_path: Path, backend: str, **settings: str) -> Environment:
+    return Environment(
+        name=f"ef-0123456-{backend[:3]}{os.getpid() % 1000}", sha=SHA, backend=backend, root=ROOT,
+        home=tmp_path / "home", settings={"quiet": "true", **settings}, components=["aws"],
+    )  # fmt: skip
+
+
+def test_local_aws_builds_its_own_moto_and_stops_it(tmp_path: Path) -> None:
+    env = make_env(tmp_path, "local")
+    env.check(["aws"])
+    started = time.monotonic()
+    facts = env.ensure("aws")
+    seconds = time.monotonic() - started
+    assert facts["backend"] == "local" and facts["region"] == "us-east-1"
+    assert facts["endpoint_url"].startswith("http://127.0.0.1:")
+    assert EXPECTED_OUTPUTS <= set(facts["outputs"])
+    password = facts["db_master_password"]
+    assert "db_master_password" in facts.secret_keys and len(password) >= 16
+    [(_, pid, _)] = env.journal.processes()
+    assert password not in " ".join(Path(f"/proc/{pid}/cmdline").read_text().split("\0"))
+    assert seconds < 60
+    env.teardown()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{facts['endpoint_url']}/moto-api/", timeout=1)
+    for log in (env.dir / "logs").iterdir():
+        assert password not in log.read_text(errors="replace"), log
+
+
+def test_local_aws_check_refuses_a_broken_template_before_building(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "templates" / "cloudformation").mkdir(parents=True)
+    (root / "templates" / "cloudformation" / "environment.yaml").write_text("Resources:\n  A: [\n")
+    env = Environment(
+        name="ef-0123456-chk1",
+        sha=SHA,
+        backend="local",
+        root=root,
+        home=tmp_path / "home",
+        settings={"quiet": "true"},
+        components=["aws"],
+    )
+    with pytest.raises(TemplateError, match=r"environment\.yaml:line \d+: "):
+        env.check(["aws"])
+    assert env.journal.processes() == []
+
+
+def test_real_aws_code_path_against_moto_standing_in(
+    fresh: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RealAws with the usual boto3 chain, pointed at moto by AWS_ENDPOINT_URL: create, outputs, teardown."""
+    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", fresh)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "standin")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "standin")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    env = make_env(tmp_path, "aws", aws_certificate_arn=certificate(fresh), aws_stack_timeout="30")
+    env.check(["aws"])
+    facts = env.ensure("aws")
+    assert facts["backend"] == "aws" and facts["endpoint_url"] is None
+    assert EXPECTED_OUTPUTS <= set(facts["outputs"])
+    s3 = aws_clients.make_client("s3", endpoint_url=None, region="us-east-1")
+    s3.put_object(Bucket=facts["outputs"]["ArtifactBucket"], Key="build/app.tar.gz", Body=b"artifact")
+    diagnosis = aws_component.RealAws().diagnose(env, facts)
+    assert "CREATE_COMPLETE" in diagnosis and facts["db_master_password"] not in diagnosis
+    problems = env.teardown()
+    # The artifact is gone (emptied first: on AWS a full bucket blocks the delete; see test_empty_bucket),
+    # then the delete was asked for: moto refuses a VPC stack, and the teardown says so rather
+    # than calling it gone (real AWS accepts the request; the waiter then verifies it is gone).
+    assert len(problems) == 1 and "DependencyViolation" in problems[0] and env.name in problems[0]
+    assert facts["db_master_password"] not in problems[0]
+    assert env.component_state("aws")["status"] == "torn_down"
+
+
+def test_empty_bucket_removes_every_object(fresh: str) -> None:
+    s3 = aws_clients.make_client("s3", endpoint_url=fresh, region="us-east-1")
+    s3.create_bucket(Bucket="ef-artifacts")
+    for i in range(3):
+        s3.put_object(Bucket="ef-artifacts", Key=f"build/{i}", Body=b"x")
+    aws_component.empty_bucket(s3, "ef-artifacts")
+    assert s3.list_objects_v2(Bucket="ef-artifacts")["KeyCount"] == 0
+    aws_component.empty_bucket(s3, "no-such-bucket")  # a bucket already gone is fine
+
+
+def test_real_aws_needs_a_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ENVFIXTURES_AWS_CERTIFICATE_ARN", raising=False)
+    env = make_env(tmp_path, "aws", aws_region="us-east-1")
+    with pytest.raises(ConfigError, match="aws_certificate_arn"):
+        env.check(["aws"])
+
+
+def test_real_aws_failed_create_is_recorded_not_retried(
+    fresh: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", fresh)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "standin")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "standin")
+    env = make_env(
+        tmp_path,
+        "aws",
+        aws_region="us-east-1",
+        aws_stack_timeout="5",
+        aws_certificate_arn="arn:aws:acm:us-east-1:123456789012:certificate/unknown",
+    )
+    started = time.monotonic()
+    with pytest.raises(ComponentFailed, match="refused"):
+        env.ensure("aws")
+    assert time.monotonic() - started < 10
+    with pytest.raises(ComponentFailed):
+        env.ensure("aws")
+    env.teardown()  # partial facts: deletes the stuck stack by name
+
+
+def test_moto_server_start_time_is_small(tmp_path: Path) -> None:
+    """A measurement as much as a check: a moto server answers within a few seconds on this machine."""
+    port = free_port()
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() - started < 30
+                time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    assert time.monotonic() - started < 15
