@@ -37,6 +37,7 @@ COMPONENTS: dict[str, dict[str, str]] = {
         "local": "envfixtures.components.scheduler:LocalScheduler",
         "aws": "envfixtures.components.scheduler:StackScheduler",
     },
+    "artifact": {ANY: "envfixtures.components.artifact:Artifact"},
     "apps": {ANY: "envfixtures.components.apps:Apps"},
     "api": {
         "local": "envfixtures.components.api:LocalApi",

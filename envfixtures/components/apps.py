@@ -46,7 +46,7 @@ class Apps(Component):
 
     name = "apps"
     #: Components whose facts the templates may use; add e.g. "broker", "database" here.
-    requires: tuple[str, ...] = ("scheduler",)
+    requires: tuple[str, ...] = ("scheduler", "artifact", "database", "topology")
 
     @classmethod
     def check(cls, env: "Environment") -> None:

@@ -86,7 +86,7 @@ def create_app(settings: config.Settings, *, db: store.Database, relay: OutboxRe
 
     @app.get("/version")
     def version() -> Response:
-        return _json({"sha": settings.git_sha})
+        return _json(config.version(settings))
 
     @app.get("/health")
     def health() -> Response:

@@ -77,6 +77,21 @@ def load(environ: Mapping[str, str] | None = None, *, default_port: int | None =
     )
 
 
+def version(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """What ``/version`` answers: the SHA baked into the artifact at build time (``_build.py``, written
+    by envfixtures from ``git archive``) — or ``GIT_SHA`` when running from a source tree — and the
+    image tag this task was started with (Marathon passes ``MARATHON_APP_DOCKER_IMAGE``)."""
+    env = os.environ if environ is None else environ
+    try:
+        from . import _build  # type: ignore[attr-defined]
+
+        sha = _build.SHA
+    except ImportError:
+        sha = settings.git_sha
+    image = env.get("MARATHON_APP_DOCKER_IMAGE")
+    return {"sha": sha, "image_tag": image.rpartition(":")[2] if image else None}
+
+
 def with_password(url: str, password: str) -> str:
     """``url`` with ``password`` set in its user info (URL-encoded)."""
     parts = urlsplit(url)

@@ -167,7 +167,11 @@ _DOCUMENT: dict[str, Any] = {
                     },
                 },
             },
-            "Version": {"type": "object", "required": ["sha"], "properties": {"sha": {"type": "string"}}},
+            "Version": {
+                "type": "object",
+                "required": ["sha", "image_tag"],
+                "properties": {"sha": {"type": "string"}, "image_tag": {"type": "string", "nullable": True}},
+            },
         }
     },
 }

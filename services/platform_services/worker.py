@@ -164,7 +164,7 @@ def serve_health(worker: Worker) -> ThreadingHTTPServer:
             if self.path == "/health":
                 status, body = worker.health()
             elif self.path == "/version":
-                status, body = 200, {"sha": worker.settings.git_sha}
+                status, body = 200, config.version(worker.settings)
             else:
                 status, body = 404, {"error": "not_found", "message": "no such path"}
             data = json.dumps(body).encode()

@@ -1,0 +1,173 @@
+"""The ``broker`` component: a RabbitMQ cluster and the administrator's credentials.
+
+``local`` (:class:`LocalBroker`): ``broker_nodes`` (default 3) real nodes started by
+:mod:`envfixtures.rabbitmq.cluster` in the component's work directory, loopback only, own epmd, random
+cookie, management plugin, an administrator with a generated password and no ``guest`` user.
+``aws`` (:class:`StackBroker`): the stack's ``BrokerAmqpEndpoint`` and ``BrokerManagementUrl`` outputs.
+The stack does not hand out broker credentials, so the administrator comes from the settings
+``broker_admin_user`` / ``broker_admin_password`` or the environment variables
+``ENVFIXTURES_BROKER_ADMIN_USER`` / ``ENVFIXTURES_BROKER_ADMIN_PASSWORD`` (prefer the variable for the
+password: it keeps it off command lines).
+
+Facts (both backends): ``nodes`` (node names), ``amqp`` (list of ``{"node", "host", "port"}``),
+``management_url``, ``admin_user``, ``admin_password`` (secret).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError
+from ..facts import Facts
+from ..processes import ProcessRecord
+from ..rabbitmq import cluster as rmq
+from .base import Component
+
+if TYPE_CHECKING:
+    from ..environment import Environment
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NODES = 3
+
+
+def broker_facts(
+    *,
+    nodes: list[str],
+    amqp: list[dict[str, object]],
+    management_url: str,
+    admin_user: str,
+    admin_password: str,
+    **extra: object,
+) -> Facts:
+    return Facts(
+        {
+            "nodes": nodes,
+            "amqp": amqp,
+            "management_url": management_url,
+            "admin_user": admin_user,
+            "admin_password": admin_password,
+            **extra,
+        },
+        secrets=["admin_password"],
+    )
+
+
+def node_count(env: "Environment") -> int:
+    raw = env.settings.get("broker_nodes", str(DEFAULT_NODES))
+    try:
+        count = int(raw)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ConfigError(f"setting broker_nodes={raw!r}: must be a whole number of nodes, at least 1")
+    return count
+
+
+class LocalBroker(Component):
+    """A real RabbitMQ cluster of ``broker_nodes`` nodes on loopback, formed at boot."""
+
+    name = "broker"
+    requires: tuple[str, ...] = ()
+
+    @classmethod
+    def check(cls, env: "Environment") -> None:
+        node_count(env)
+        server = rmq.RABBITMQ_BIN / "rabbitmq-server"
+        if not server.exists():
+            raise ConfigError(f"{server} not found: install RabbitMQ (apt-get install -y rabbitmq-server)")
+
+    def build(self, env: "Environment") -> Facts:
+        count = node_count(env)
+        spec = rmq.plan(env.workdir(self.name) / "cluster", count)
+
+        def spawn(name: str, argv: Sequence[str], environ: Mapping[str, str]):  # noqa: ANN202
+            return env.spawn(self.name, name, argv, env=environ)
+
+        env.progress(f"starting {count} RabbitMQ node(s)")
+        cluster = rmq.Cluster(spec, spawn)
+        cluster.start()
+        return broker_facts(
+            nodes=[n.name for n in spec.nodes],
+            amqp=[{"node": n.name, "host": rmq.LOOPBACK, "port": n.amqp_port} for n in spec.nodes],
+            management_url=spec.nodes[0].management_url,
+            management_urls=[n.management_url for n in spec.nodes],
+            admin_user=spec.admin_user,
+            admin_password=spec.admin_password,
+            cluster_dir=str(spec.dir),
+        )
+
+    def teardown(self, env: "Environment", facts: Facts) -> None:
+        """SIGKILL every node's group at once (the data is thrown away), then epmd; see cluster.stop."""
+        records = [
+            ProcessRecord(pid, st)
+            for key, pid, st in env.journal.processes()
+            if key.startswith(f"{self.name}/") and not key.endswith("/epmd")
+        ]
+        took = rmq.stop_records(records, grace=0.0)
+        log.info("stopped %d RabbitMQ node(s) in %.2fs", len(records), took)
+        env.stop_processes(self.name, timeout=5.0)
+
+    def diagnose(self, env: "Environment", facts: Facts) -> str:
+        if not facts.get("management_url"):
+            return "broker has no facts (its build did not finish)"
+        lines = []
+        mgmt = rmq.Management(facts["management_url"], facts["admin_user"], facts["admin_password"], timeout=5)
+        try:
+            problems = rmq.health_problems(mgmt.nodes(), facts["nodes"])
+            lines.append("cluster health: " + ("; ".join(problems) or "all nodes running, no partition, no alarm"))
+        except Exception as exc:  # noqa: BLE001 - diagnosis must not raise
+            lines.append(f"cluster health unavailable: {exc}")
+        finally:
+            mgmt.close()
+        cluster_dir = Path(facts.get("cluster_dir", ""))
+        for node in facts["nodes"]:
+            log_file = cluster_dir / f"node-{node.split('@')[0].rsplit('-', 1)[-1]}" / "log" / f"{node}.log"
+            if log_file.exists():
+                tail = log_file.read_text(errors="replace").splitlines()[-5:]
+                lines.append(f"{log_file} (last lines):\n  " + "\n  ".join(tail))
+        return "\n".join(lines)
+
+
+class StackBroker(Component):
+    """The stack's broker: endpoints from the ``aws`` component's outputs, credentials from settings."""
+
+    name = "broker"
+    requires: tuple[str, ...] = ("aws",)
+
+    def build(self, env: "Environment") -> Facts:
+        outputs = env.facts("aws").get("outputs") or {}
+        try:
+            amqp_endpoint = outputs["BrokerAmqpEndpoint"]
+            management_url = outputs["BrokerManagementUrl"]
+        except KeyError as exc:
+            raise ConfigError(f"the stack has no output {exc.args[0]}; see templates/cloudformation") from None
+        user = env.settings.get("broker_admin_user") or os.environ.get("ENVFIXTURES_BROKER_ADMIN_USER")
+        password = env.settings.get("broker_admin_password") or os.environ.get("ENVFIXTURES_BROKER_ADMIN_PASSWORD")
+        if not user or not password:
+            raise ConfigError(
+                "broker on aws: set ENVFIXTURES_BROKER_ADMIN_USER and ENVFIXTURES_BROKER_ADMIN_PASSWORD "
+                "(or the settings broker_admin_user / broker_admin_password)"
+            )
+        parts = urlsplit(amqp_endpoint)
+        mgmt = rmq.Management(management_url, user, password)
+        try:
+            nodes = [n["name"] for n in mgmt.nodes()]
+        finally:
+            mgmt.close()
+        return broker_facts(
+            nodes=nodes,
+            amqp=[{"node": None, "host": parts.hostname, "port": parts.port or 5672}],
+            management_url=management_url,
+            management_urls=[management_url],
+            admin_user=user,
+            admin_password=password,
+        )
+
+    def teardown(self, env: "Environment", facts: Facts) -> None:
+        """Nothing: the broker belongs to the stack, which the ``aws`` component deletes."""

@@ -1,0 +1,101 @@
+"""The ``topology`` component: the environment's vhost, its application user, and the queue definitions.
+
+The same on both backends (it talks to the broker's management API): a vhost named like the
+environment; an application user with a generated password and permissions on that vhost only;
+``templates/rabbitmq/definitions.json`` imported into the vhost. :meth:`Topology.check` validates the
+definitions before anything is built, so a binding to a missing exchange fails the run before any
+node starts.
+
+Facts: ``vhost``, ``app_user``, ``app_password`` (secret), ``amqp`` (host/port of each node, from the
+broker), ``amqp_url`` (without the password), ``definitions`` (path of the imported file).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from ..errors import TeardownError
+from ..facts import Facts
+from ..rabbitmq import definitions as defs
+from ..rabbitmq import topology
+from ..rabbitmq.management import Management, ManagementError
+from .base import Component
+
+if TYPE_CHECKING:
+    from ..environment import Environment
+
+log = logging.getLogger(__name__)
+
+DEFINITIONS = Path("templates") / "rabbitmq" / "definitions.json"
+
+
+def definitions_path(env: "Environment") -> Path:
+    return Path(env.root) / DEFINITIONS
+
+
+def admin_client(broker: Facts, timeout: float = 60.0) -> Management:
+    return Management(broker["management_url"], broker["admin_user"], broker["admin_password"], timeout=timeout)
+
+
+class Topology(Component):
+    """A vhost per environment with the platform's exchanges, queues, bindings and policies."""
+
+    name = "topology"
+    requires = ("broker",)
+
+    @classmethod
+    def check(cls, env: "Environment") -> None:
+        defs.load(definitions_path(env))
+
+    def build(self, env: "Environment") -> Facts:
+        desired = defs.load(definitions_path(env))
+        broker = env.facts("broker")
+        vhost = env.name
+        app_user = f"app-{env.name}"
+        app_password = secrets.token_urlsafe(24)
+        env.record(self.name, "rabbitmq_vhost", vhost=vhost, user=app_user)
+        mgmt = admin_client(broker)
+        try:
+            mgmt.put_vhost(vhost)
+            mgmt.put_user(app_user, app_password)
+            mgmt.put_permissions(vhost, app_user)
+            env.progress(f"importing {len(desired.queues)} queues into vhost {vhost}")
+            topology.import_definitions(mgmt, vhost, desired)
+        finally:
+            mgmt.close()
+        first = broker["amqp"][0]
+        return Facts(
+            {
+                "vhost": vhost,
+                "app_user": app_user,
+                "app_password": app_password,
+                "amqp": broker["amqp"],
+                "amqp_url": f"amqp://{quote(app_user, safe='')}@{first['host']}:{first['port']}/"
+                f"{quote(vhost, safe='')}",
+                "definitions": str(definitions_path(env)),
+            },
+            secrets=["app_password"],
+        )
+
+    def teardown(self, env: "Environment", facts: Facts) -> None:
+        """Delete the vhost and the user (on ``local`` the cluster goes away next anyway)."""
+        if not facts.get("vhost"):
+            return
+        try:
+            broker = env.facts("broker")
+        except Exception:  # noqa: BLE001 - no broker facts: nothing was created on it
+            return
+        mgmt = admin_client(broker, timeout=30)
+        try:
+            mgmt.delete_vhost(facts["vhost"])
+            mgmt.delete_user(facts["app_user"])
+        except ManagementError as exc:
+            if env.backend != "local":
+                raise TeardownError(f"vhost {facts['vhost']} or user {facts['app_user']} not deleted: {exc}") from None
+            log.warning("topology teardown skipped (%s)", exc)
+        finally:
+            mgmt.close()

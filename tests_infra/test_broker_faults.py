@@ -1,0 +1,118 @@
+"""Fault test: SIGKILL one node of a 3-node cluster; its quorum queue keeps working through the survivors.
+
+Runs on a cluster of its own (built with envfixtures.rabbitmq.cluster in a tmp dir), never on the
+session's broker, and stops it afterwards, checking that none of its processes or listeners survive.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pika
+import pytest
+
+from envfixtures import processes
+from envfixtures.rabbitmq import cluster as rmq
+from envfixtures.waiting import wait_for
+
+QUEUE = "faults.orders"
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[rmq.Cluster]:
+    marker = f"ef-faults-{uuid.uuid4().hex[:8]}"
+    spec = rmq.plan(tmp_path / "cluster", 3, prefix="faults")
+    cluster = rmq.Cluster(spec, rmq.standalone_spawner(tmp_path, marker))
+    try:
+        cluster.start(timeout=180)
+        yield cluster
+    finally:
+        cluster.stop()
+        assert processes.find_marked(marker) == [], "processes of the fault-test cluster survived its stop"
+        ports = [spec.epmd_port] + [p for n in spec.nodes for p in (n.amqp_port, n.management_port, n.dist_port)]
+        listening = [p for p in ports if _listening(p)]
+        assert not listening, f"ports still listening after stop: {listening}"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((rmq.LOOPBACK, port)) == 0
+
+
+def _channel(spec: rmq.ClusterSpec, node: rmq.NodeSpec):
+    params = pika.ConnectionParameters(
+        rmq.LOOPBACK,
+        node.amqp_port,
+        "/",
+        pika.PlainCredentials(spec.admin_user, spec.admin_password),
+        connection_attempts=3,
+        retry_delay=0.5,
+    )
+    conn = pika.BlockingConnection(params)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    return conn, ch
+
+
+def _publish(ch, body: bytes) -> bool:
+    """A confirmed publish; False when the broker nacked it (a quorum queue electing a new leader)."""
+    try:
+        ch.basic_publish("", QUEUE, body, pika.BasicProperties(delivery_mode=2), mandatory=True)
+        return True
+    except (pika.exceptions.NackError, pika.exceptions.UnroutableError):
+        return False
+
+
+def test_broker_quorum_queue_survives_sigkill_of_its_leader(own_cluster: rmq.Cluster) -> None:
+    spec = own_cluster.spec
+    conn, ch = _channel(spec, spec.nodes[0])
+    ch.queue_declare(QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
+    before = [f"before-{i}".encode() for i in range(20)]
+    for body in before:
+        assert _publish(ch, body)
+    conn.close()
+
+    mgmt = spec.management(0)
+    leader = wait_for(lambda: mgmt.queue("/", QUEUE).get("leader"), what="quorum queue leader", timeout=15)
+    members = mgmt.queue("/", QUEUE)["members"]
+    mgmt.close()
+    assert sorted(members) == sorted(n.name for n in spec.nodes)
+
+    own_cluster.kill_node(leader)  # SIGKILL to the node's whole process group
+
+    survivor = next(n for n in spec.nodes if n.name != leader)
+    after = [f"after-{i}".encode() for i in range(5)]
+
+    # Right after the kill a publish is nacked until the survivors elect a new leader (about 1 s), and
+    # the channel that saw the nack keeps nacking: retry, bounded, on a fresh connection each time.
+    def publish_first() -> tuple | None:
+        conn, ch = _channel(spec, survivor)
+        if _publish(ch, after[0]):
+            return conn, ch
+        conn.close()
+        return None
+
+    conn, ch = wait_for(publish_first, what="a confirmed publish through the survivors", timeout=30)
+    for body in after[1:]:
+        assert _publish(ch, body)
+
+    received = []
+
+    def drain() -> bool:
+        method, _, body = ch.basic_get(QUEUE, auto_ack=True)
+        if method is not None:
+            received.append(body)
+        return len(received) >= len(before) + len(after)
+
+    wait_for(drain, what="all messages back from the quorum queue", timeout=30, first_delay=0.01, max_delay=0.1)
+    conn.close()
+    assert received == before + after
+
+    health = spec.management(survivor.index - 1)
+    problems = rmq.health_problems(health.nodes(), [n.name for n in spec.nodes])
+    health.close()
+    assert problems == [f"node {leader} is not running"], problems

@@ -1,0 +1,78 @@
+"""The artifact is built from the SHA's tree: an uncommitted change never reaches it."""
+
+from __future__ import annotations
+
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from envfixtures import artifact
+from envfixtures.errors import BuildError
+
+PYPROJECT = """[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "platform-services"
+version = "0.1.0"
+
+[tool.setuptools]
+packages = ["platform_services"]
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", *args],
+        cwd=repo, check=True, capture_output=True, text=True,
+    ).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    pkg = root / "services" / "platform_services"
+    pkg.mkdir(parents=True)
+    (root / "services" / "pyproject.toml").write_text(PYPROJECT)
+    (pkg / "__init__.py").write_text('GREETING = "committed"\n')
+    git(root, "init", "-q")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "one")
+    return root
+
+
+def members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+def test_uncommitted_change_does_not_reach_the_artifact(repo: Path, tmp_path: Path) -> None:
+    sha = git(repo, "rev-parse", "HEAD")
+    (repo / "services" / "platform_services" / "__init__.py").write_text('GREETING = "uncommitted"\n')
+    (repo / "services" / "platform_services" / "extra.py").write_text("X = 1\n")  # untracked
+    built = artifact.build(repo, sha, tmp_path / "work")
+    files = members(built.path)
+    top = built.top_dir
+    assert files[f"{top}/platform_services/__init__.py"] == b'GREETING = "committed"\n'
+    assert f"{top}/platform_services/extra.py" not in files
+    assert f'SHA = "{sha}"'.encode() in files[f"{top}/platform_services/_build.py"]
+
+
+def test_digest_is_of_the_tarball_and_changes_with_the_commit(repo: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    first = artifact.build(repo, git(repo, "rev-parse", "HEAD"), tmp_path / "a")
+    assert first.sha256 == hashlib.sha256(first.path.read_bytes()).hexdigest()
+    (repo / "services" / "platform_services" / "__init__.py").write_text('GREETING = "two"\n')
+    git(repo, "commit", "-qam", "two")
+    second = artifact.build(repo, git(repo, "rev-parse", "HEAD"), tmp_path / "b")
+    assert second.sha256 != first.sha256
+    assert members(second.path)[f"{second.top_dir}/platform_services/__init__.py"] == b'GREETING = "two"\n'
+
+
+def test_unknown_sha_is_a_build_error(repo: Path, tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="git archive"):
+        artifact.build(repo, "f" * 40, tmp_path / "w")
