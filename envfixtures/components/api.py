@@ -1,0 +1,116 @@
+"""The ``api`` component: one base URL that spreads requests over the healthy tasks of the orders API.
+
+``local``: :mod:`envfixtures.proxy` started with ``env.spawn`` on a free loopback port, in the manner of a
+load balancer: round-robin over the healthy tasks of the orders API app, its task list refreshed from
+the scheduler every second. ``aws``: the stack's load balancer, ``https://<output LoadBalancerDns>``.
+Both builds end when ``<base_url>/health`` answers 200 through that URL (bounded: setting ``api_timeout``).
+
+Facts: ``base_url``, ``app_id`` (and locally ``marathon_url``, ``pid``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import requests
+
+from ..errors import BuildError
+from ..facts import Facts
+from ..ports import free_port
+from ..waiting import wait_for
+from .base import Component
+
+if TYPE_CHECKING:
+    from ..environment import Environment
+
+#: The app, among the ``apps`` component's ``app_ids``, whose tasks the base URL serves.
+API_APP_SUFFIX = "/orders-api"
+DEFAULT_TIMEOUT = 120.0
+
+
+def orders_api_target(env: "Environment") -> tuple[str, str]:
+    """(scheduler URL, orders API app id): the one place that knows where the ``apps`` facts keep them."""
+    apps = env.facts("apps")
+    app_ids = [str(a) for a in apps.get("app_ids") or []]
+    matching = [a for a in app_ids if a.endswith(API_APP_SUFFIX)]
+    if len(matching) != 1:
+        raise BuildError(
+            f"expected exactly one app ending in {API_APP_SUFFIX!r} among the deployed apps, "
+            f"found {matching or 'none'} (app ids: {', '.join(app_ids) or 'none'})"
+        )
+    url = apps.get("url") or env.facts("scheduler")["url"]
+    return str(url), matching[0]
+
+
+def wait_healthy(base_url: str, *, timeout: float, failed: Callable[[], str | None] | None = None) -> None:
+    """Until ``<base_url>/health`` answers 200 (the path from the client to a healthy task works)."""
+    wait_for(
+        lambda: requests.get(f"{base_url}/health", timeout=5).status_code == 200,
+        what=f"{base_url}/health answering 200",
+        timeout=timeout,
+        failed=failed,
+        first_delay=0.1,
+    )
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class LocalApi(Component):
+    """A loopback reverse proxy over the healthy orders API tasks (see :mod:`envfixtures.proxy`)."""
+
+    name = "api"
+    requires = ("apps",)
+
+    def build(self, env: "Environment") -> Facts:
+        marathon_url, app_id = orders_api_target(env)
+        port = free_port()
+        argv = [sys.executable, "-m", "envfixtures.proxy", "--port", str(port), "--marathon", marathon_url,
+                "--app-id", app_id, "--refresh", env.settings.get("api_refresh", "1.0")]  # fmt: skip
+        proc, _ = env.spawn(self.name, "proxy", argv, cwd=Path(env.root))
+        base_url = f"http://127.0.0.1:{port}"
+        log_path = env.log_path(self.name, "proxy")
+
+        def died() -> str | None:
+            code = proc.poll()
+            return (
+                None
+                if code is None
+                else f"the proxy exited with code {code}; last lines of {log_path}:\n{_tail(log_path)}"
+            )
+
+        wait_healthy(base_url, timeout=float(env.settings.get("api_timeout", DEFAULT_TIMEOUT)), failed=died)
+        env.progress(f"api: {base_url} -> healthy tasks of {app_id}")
+        return Facts({"base_url": base_url, "app_id": app_id, "marathon_url": marathon_url, "pid": proc.pid})
+
+    def diagnose(self, env: "Environment", facts: Facts) -> str:
+        path = env.log_path(self.name, "proxy")
+        return f"api proxy log ({path}):\n{_tail(path)}"
+
+
+class StackApi(Component):
+    """The stack's application load balancer in front of the orders API tasks."""
+
+    name = "api"
+    requires = ("aws", "apps")
+
+    def build(self, env: "Environment") -> Facts:
+        outputs = env.facts("aws").get("outputs") or {}
+        dns = outputs.get("LoadBalancerDns")
+        if not dns:
+            raise BuildError(f"the stack of {env.name} has no output LoadBalancerDns (outputs: {sorted(outputs)})")
+        _, app_id = orders_api_target(env)
+        base_url = f"https://{dns}"
+        wait_healthy(base_url, timeout=float(env.settings.get("api_timeout", "300")))
+        env.progress(f"api: {base_url} (load balancer) -> {app_id}")
+        return Facts({"base_url": base_url, "app_id": app_id})
+
+    def teardown(self, env: "Environment", facts: Facts) -> None:
+        """Nothing to stop: the load balancer belongs to the stack, which the ``aws`` component deletes."""

@@ -1,0 +1,44 @@
+"""Fixtures of the black-box API suite: the ``api`` component's base URL, a session, the passwords to look for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+from api_support import REQUEST_TIMEOUT, valid_order
+
+from envfixtures.facts import Facts
+
+
+@pytest.fixture(scope="session")
+def base_url(api: Facts) -> str:
+    """Every request of the suite goes here: the load balancer, or on ``local`` the proxy in its manner."""
+    return str(api["base_url"]).rstrip("/")
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def passwords(database: Facts, topology: Facts) -> list[str]:
+    """The database and broker passwords (secret facts), which no response may contain."""
+    values = [v for v in database.secret_values() + topology.secret_values() if v]
+    assert values, "the database and topology facts carry no secret value to look for"
+    return values
+
+
+@pytest.fixture
+def create(http: requests.Session, base_url: str) -> Callable[..., requests.Response]:
+    """``create(body=None, key=None)``: POST /orders (a fresh valid order by default)."""
+
+    def create(body: Any = None, *, key: str | None = None) -> requests.Response:
+        headers = {"Idempotency-Key": key} if key else {}
+        body = valid_order() if body is None else body
+        return http.post(f"{base_url}/orders", json=body, headers=headers, timeout=REQUEST_TIMEOUT)
+
+    return create
