@@ -25,7 +25,17 @@ class Sleeper(Component):
             raise BuildError(f"sleeper was told to fail (and its secret is {SECRET})")
         # A slow build, to interrupt mid-way: waits on an event nobody sets, bounded by the setting.
         threading.Event().wait(float(env.settings.get("sleeper_build_seconds", "0")))
-        return Facts({"pid": proc.pid, "token": SECRET}, secrets=["token"])
+        return Facts({"pid": proc.pid, "token": SECRET, "versions": {"sleep": "600"}}, secrets=["token"])
+
+    def diagnose(self, env, facts):  # type: ignore[no-untyped-def]
+        """The sleep's pid and state, and the tail of its log. It names the token on purpose: the caller must redact."""
+        from . import processes
+        from .evidence import tail
+
+        pid = facts["pid"]
+        alive = "alive" if processes.start_time(pid) is not None else "gone"
+        log = tail(env.log_path(self.name, "sleep"), 5) or ["(empty log)"]
+        return f"sleeper pid {pid} ({alive}), token {facts['token']}\nsleep log (last lines):\n  " + "\n  ".join(log)
 
 
 class Dependent(Component):
@@ -57,3 +67,40 @@ class Templated(Component):
     def build(self, env):  # type: ignore[no-untyped-def]
         proc, _ = env.spawn(self.name, "sleep", ["sleep", "600"])
         return Facts({"pid": proc.pid})
+
+
+class Listener(Component):
+    """A real process listening on TCP: on the address of setting ``listener_host`` (default 127.0.0.1),
+    on a recorded port, or also on an unrecorded one with ``listener_extra_port=true`` (for the host checks)."""
+
+    name = "listener"
+
+    def build(self, env):  # type: ignore[no-untyped-def]
+        import socket
+        import sys
+
+        from .ports import free_port
+        from .waiting import wait_for
+
+        host = env.settings.get("listener_host", "127.0.0.1")
+        port = free_port()
+        code = (
+            "import socket, sys, threading\n"
+            "socks = []\n"
+            "for port in map(int, sys.argv[2:]):\n"
+            "    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            "    s.bind((sys.argv[1], port)); s.listen(); socks.append(s)\n"
+            "threading.Event().wait()\n"
+        )
+        ports = [str(port)] + ([str(free_port())] if env.settings.get("listener_extra_port") == "true" else [])
+        proc, _ = env.spawn(self.name, "listen", [sys.executable, "-c", code, host, *ports])
+
+        def listening() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        def died() -> str | None:
+            return None if proc.poll() is None else f"listener exited with code {proc.returncode}"
+
+        wait_for(listening, what=f"listener on {host}:{port}", timeout=15, failed=died)
+        return Facts({"pid": proc.pid, "host": host, "port": port})

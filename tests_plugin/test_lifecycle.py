@@ -54,7 +54,7 @@ def test_junit_carries_sha_env_and_backend_under_xdist(project: Project) -> None
 
 def test_selection_without_components_builds_nothing(project: Project) -> None:
     project.pytester.makepyfile(test_x=USES_SLEEPER + "\ndef test_plain():\n    assert 1 + 1 == 2\n")
-    project.run("-n", "2", "-k", "plain").assert_outcomes(passed=1, deselected=4)
+    project.run("-n", "2", "-k", "plain").assert_outcomes(passed=1)  # xdist's controller does not count deselected
     assert project.envs() == [], "no state directory: nothing was built"
 
 

@@ -69,7 +69,10 @@ class Apps(Component):
                  failed=lambda: client.failure_since(app_ids, started), first_delay=0.1)
         env.progress(f"apps: {len(app_ids)} app(s) healthy in {time.time() - started:.1f}s")
         desired = {absolute_id(a["id"], group): _without_env_values(a) for a in body["apps"]}
+        live = {a.id: a.version for a in client.list_apps(app_id=group)}
+        versions = {app_id: f"{live.get(app_id)} (image tag {env.sha[:12]})" for app_id in app_ids}
         return Facts({
+            "versions": versions,
             "url": client.url,
             "group": group,
             "app_ids": app_ids,

@@ -35,7 +35,10 @@ class Artifact(Component):
             ExpiresIn=int(env.settings.get("artifact_url_seconds", "21600")),
         )
         env.progress(f"artifact: {built.path.name} sha256 {built.sha256[:12]} stored as s3://{bucket}/{key}")
-        return Facts({"bucket": bucket, "key": key, "sha256": built.sha256, "top_dir": built.top_dir, "url": url})
+        return Facts({
+            "bucket": bucket, "key": key, "sha256": built.sha256, "artifact_sha256": built.sha256,
+            "top_dir": built.top_dir, "url": url,
+        })
 
     def teardown(self, env: "Environment", facts: Facts) -> None:
         """The object goes with the bucket (local: with the moto server; aws: the stack empties it)."""

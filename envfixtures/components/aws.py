@@ -61,6 +61,7 @@ def build_stack(
     """Create the environment's stack (named like the environment) and return the component's facts."""
     cf = aws_clients.make_client("cloudformation", endpoint_url=endpoint_url, region=region)
     password = generate_password()
+    env.add_secret("database master password", password)
     env.record("aws", "stack", name=env.name, region=region, endpoint_url=endpoint_url)
     env.progress(f"aws: creating stack {env.name} in {region}{' at ' + endpoint_url if endpoint_url else ''}")
     stack_id = cloudformation.create_stack(

@@ -69,6 +69,16 @@ def node_count(env: "Environment") -> int:
     return count
 
 
+def versions(management_url: str, user: str, password: str) -> dict[str, str]:
+    """RabbitMQ's and Erlang's versions, as the broker reports them (for the promotion record)."""
+    mgmt = rmq.Management(management_url, user, password, timeout=10)
+    try:
+        overview = mgmt.overview()
+    finally:
+        mgmt.close()
+    return {"rabbitmq": str(overview.get("rabbitmq_version")), "erlang": str(overview.get("erlang_version"))}
+
+
 class LocalBroker(Component):
     """A real RabbitMQ cluster of ``broker_nodes`` nodes on loopback, formed at boot."""
 
@@ -85,6 +95,7 @@ class LocalBroker(Component):
     def build(self, env: "Environment") -> Facts:
         count = node_count(env)
         spec = rmq.plan(env.workdir(self.name) / "cluster", count)
+        env.add_secret("broker administrator password", spec.admin_password)
 
         def spawn(name: str, argv: Sequence[str], environ: Mapping[str, str]):  # noqa: ANN202
             return env.spawn(self.name, name, argv, env=environ)
@@ -93,6 +104,7 @@ class LocalBroker(Component):
         cluster = rmq.Cluster(spec, spawn)
         cluster.start()
         return broker_facts(
+            versions=versions(spec.nodes[0].management_url, spec.admin_user, spec.admin_password),
             nodes=[n.name for n in spec.nodes],
             amqp=[{"node": n.name, "host": rmq.LOOPBACK, "port": n.amqp_port} for n in spec.nodes],
             management_url=spec.nodes[0].management_url,
@@ -161,6 +173,7 @@ class StackBroker(Component):
         finally:
             mgmt.close()
         return broker_facts(
+            versions=versions(management_url, user, password),
             nodes=nodes,
             amqp=[{"node": None, "host": parts.hostname, "port": parts.port or 5672}],
             management_url=management_url,

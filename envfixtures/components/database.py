@@ -84,14 +84,15 @@ class LocalDatabase(Component):
         port = free_port()
         env.progress(f"database: initdb and start PostgreSQL on 127.0.0.1:{port}")
         server = postgres.start(workdir=workdir, port=port, spawn=spawn, may_change_under=env.dir)
-        password = postgres.generate_password()
+        env.add_secret("database superuser password", server.admin_password)
+        password = env.new_secret("database application password")
         postgres.create_app_database(
             port=port, admin_password=server.admin_password, role=APP_ROLE, password=password, dbname=APP_DB
         )
         facts = database_facts(
             host=postgres.HOST, port=port, dbname=APP_DB, user=APP_ROLE, password=password, migrations_applied=[],
             admin_password=server.admin_password, pid=server.pid, server_version=server.version,
-            timings=server.timings,
+            timings=server.timings, versions={"postgresql": server.version},
         )  # fmt: skip
         facts["migrations"] = migrations.apply(conninfo_of(facts), _migrations(env))
         env.progress(f"database: applied {len(facts['migrations'])} migration(s)")

@@ -53,7 +53,8 @@ class LocalScheduler(Component):
 
         wait_for(client.ping, what=f"local Marathon on {url}", timeout=PING_TIMEOUT, failed=died)
         env.progress(f"scheduler: local Marathon on {url}")
-        return Facts({"url": url, "pid": proc.pid, "workdir": str(workdir), "backend": "local"})
+        versions = {"marathon": f"{client.info().version} (envfixtures local scheduler)"}
+        return Facts({"url": url, "pid": proc.pid, "workdir": str(workdir), "backend": "local", "versions": versions})
 
     def diagnose(self, env: "Environment", facts: Facts) -> str:
         return f"local Marathon log ({env.log_path(self.name, 'marathon')}):\n{_tail(env.log_path(self.name, 'marathon'))}"
@@ -73,7 +74,7 @@ class StackScheduler(Component):
         client = MarathonClient(url, timeout=5.0)
         wait_for(client.ping, what=f"Marathon at {url}", timeout=float(env.settings.get("marathon_timeout", "300")))
         env.progress(f"scheduler: Marathon at {url} (leader {client.leader()})")
-        return Facts({"url": url, "backend": "aws"})
+        return Facts({"url": url, "backend": "aws", "versions": {"marathon": client.info().version}})
 
     def teardown(self, env: "Environment", facts: Facts) -> None:
         """Nothing to stop: Marathon belongs to the stack, which the ``aws`` component deletes."""

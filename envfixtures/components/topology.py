@@ -13,7 +13,6 @@ broker), ``amqp_url`` (without the password), ``definitions`` (path of the impor
 from __future__ import annotations
 
 import logging
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -56,7 +55,7 @@ class Topology(Component):
         broker = env.facts("broker")
         vhost = env.name
         app_user = f"app-{env.name}"
-        app_password = secrets.token_urlsafe(24)
+        app_password = env.new_secret("broker application password")
         env.record(self.name, "rabbitmq_vhost", vhost=vhost, user=app_user)
         mgmt = admin_client(broker)
         try:
