@@ -1,0 +1,565 @@
+"""Rules on the CloudFormation template, as rendered, plus cfn-lint run as a library.
+
+The template is parsed with cfn-lint's decoder (via :func:`envfixtures.cloudformation.load_template`),
+whose nodes carry their line, then *rendered*: ``Ref`` and ``Fn::Sub`` of parameters and pseudo
+parameters are replaced by example values (parameter defaults, an example environment name and SHA),
+so that a rule sees ``FromPort: 8000`` where the file says ``!Ref AppPort``. Rules that look for
+secrets read the template as written (a rendered ``!Ref`` is an example value, not a literal).
+
+Which security group is which is read from the template's structure, not from logical ids:
+the load balancer's groups are those of ``AWS::ElasticLoadBalancingV2::LoadBalancer``; the database's
+those of ``AWS::RDS::DBInstance`` / ``DBCluster``; a host role's groups are those of the launch
+templates whose instances carry that ``Role`` tag. The apps' group is a group of the app hosts that no
+other role's hosts carry (the Mesos cluster group sits on masters too, so it does not count).
+A group may always reach itself (cluster members talking to each other).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import cloudformation as cfn
+from .. import naming
+from ..errors import TemplateError
+from . import Finding, from_error, secret_like
+
+#: Role tags of the hosts that run the platform's apps, and of the broker's hosts.
+APP_ROLES = frozenset({"mesos-agent"})
+BROKER_ROLES = frozenset({"rabbitmq"})
+
+SOURCE_KEYS = ("CidrIp", "CidrIpv6", "SourcePrefixListId", "SourceSecurityGroupId")
+WORLD = frozenset({"0.0.0.0/0", "::/0"})
+EXAMPLE_SHA = "0123456789abcdef0123456789abcdef01234567"
+EXAMPLE_ENV = naming.env_name(EXAMPLE_SHA, "abcd")
+PSEUDO = {
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::Partition": "aws",
+    "AWS::URLSuffix": "amazonaws.com",
+    "AWS::StackName": EXAMPLE_ENV,
+    "AWS::StackId": f"arn:aws:cloudformation:us-east-1:123456789012:stack/{EXAMPLE_ENV}/example",
+}
+EXAMPLES = {
+    "EnvName": EXAMPLE_ENV,
+    "GitSha": EXAMPLE_SHA,
+    "CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000",
+}
+_NO_VALUE = object()
+_SUB_VAR = re.compile(r"\$\{([^}!][^}]*)\}")
+#: Secret-like keys whose value is a reference to a secret, not a secret (``MasterUserSecret.SecretArn``).
+_NOT_SECRET_SUFFIXES = ("arn", "id", "name", "length", "policy", "type", "enabled", "version", "kmskeyid")
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed template: as written (``raw``) and as rendered with example parameter values."""
+
+    path: Path
+    raw: dict[str, Any]
+    rendered: dict[str, Any]
+    values: dict[str, Any]
+
+    def resources(self, *types: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """(logical id, rendered resource) of the given types (all when none given)."""
+        for rid, res in (self.rendered.get("Resources") or {}).items():
+            if isinstance(res, Mapping) and (not types or res.get("Type") in types):
+                yield rid, res
+
+    def finding(self, rule: str, node: Any, message: str, resource: Any = None) -> Finding:
+        """A finding at ``node``'s line, else at the ``Properties`` key of ``resource``."""
+        fallback = key_of(resource, "Properties") if isinstance(resource, Mapping) else resource
+        return Finding(str(self.path), f"line {line_of(node, fallback)}", rule, message)
+
+
+# ---------------------------------------------------------------------------- loading and rendering
+
+
+def load(path: Path | str, values: Mapping[str, Any] | None = None) -> Document:
+    """Parse and render ``path``; :class:`TemplateError` (file, line) when it does not parse."""
+    path = Path(path)
+    raw = cfn.load_template(path)
+    vals = example_values(raw, values)
+    return Document(path, raw, render(raw, vals), vals)
+
+
+def example_values(template: Mapping[str, Any], given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A value for every parameter: ``given``, else an example, else the default, else a marker."""
+    out: dict[str, Any] = {}
+    for name, spec in (template.get("Parameters") or {}).items():
+        spec = spec if isinstance(spec, Mapping) else {}
+        if given and name in given:
+            value: Any = given[name]
+        elif name in EXAMPLES:
+            value = EXAMPLES[name]
+        elif "Default" in spec:
+            value = spec["Default"]
+        elif spec.get("Type") == "Number":
+            value = spec.get("MinValue", 1)
+        else:
+            value = f"<{name}>"
+        if spec.get("Type") == "Number":
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                pass
+        out[name] = value
+    return out
+
+
+def render(template: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``template`` with Refs and Subs of parameters replaced by ``values`` (nodes keep their lines)."""
+    known = {**PSEUDO, **values}
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if len(node) == 1:
+                (key, arg), = node.items()
+                if key == "Ref" and isinstance(arg, str):
+                    if arg == "AWS::NoValue":
+                        return _NO_VALUE
+                    if arg in known:
+                        return _like(node, known[arg])
+                if key == "Fn::Sub":
+                    text = _sub(arg, known, walk)
+                    if text is not None:
+                        return _like(node, text)
+            out = copy.copy(node)
+            out.clear()
+            for k, v in node.items():
+                new = walk(v)
+                if new is not _NO_VALUE:
+                    out[k] = new
+            return out
+        if isinstance(node, list):
+            out_list = copy.copy(node)
+            out_list.clear()
+            out_list.extend(v for v in (walk(x) for x in node) if v is not _NO_VALUE)
+            return out_list
+        return node
+
+    rendered = walk(template)
+    rendered["Parameters"] = template.get("Parameters") or {}  # kept as written
+    return rendered
+
+
+def _sub(arg: Any, known: Mapping[str, Any], walk: Callable[[Any], Any]) -> Any:
+    """The string of an ``Fn::Sub`` when every variable is known; ``None`` otherwise."""
+    if isinstance(arg, str):
+        text, extra = arg, {}
+    elif isinstance(arg, list) and len(arg) == 2 and isinstance(arg[0], str) and isinstance(arg[1], Mapping):
+        text, extra = arg
+    else:
+        return None
+    scope = {**known, **{k: walk(v) for k, v in (extra or {}).items()}}
+    names = _SUB_VAR.findall(text)
+    if not all(n in scope and isinstance(scope[n], (str, int)) for n in names):
+        return None
+    return _SUB_VAR.sub(lambda m: str(scope[m.group(1)]), text)
+
+
+def _like(node: Any, value: Any) -> Any:
+    """``value`` carrying the line of ``node`` when it is a string."""
+    if isinstance(value, str) and hasattr(node, "start_mark"):
+        from cfnlint.decode.node import str_node
+
+        return str_node(value, node.start_mark, node.end_mark)
+    return value
+
+
+def line_of(node: Any, fallback: Any = None) -> int:
+    """1-based line of a parsed node (a mapping key is a node too); 1 when nothing carries a mark."""
+    for candidate in (node, fallback):
+        mark = getattr(candidate, "start_mark", None)
+        if mark is not None:
+            return int(mark.line) + 1
+    return 1
+
+
+def key_of(mapping: Any, key: str) -> Any:
+    """The key object of ``mapping`` (it carries the key's line), or ``None`` when absent."""
+    for k in mapping if isinstance(mapping, Mapping) else ():
+        if k == key:
+            return k
+    return None
+
+
+# ---------------------------------------------------------------------------- structure helpers
+
+
+def sg_ref(node: Any) -> str | None:
+    """The logical id (or literal id) a security group reference points to."""
+    if isinstance(node, str):
+        return node
+    if isinstance(node, Mapping) and len(node) == 1:
+        (key, arg), = node.items()
+        if key == "Ref" and isinstance(arg, str):
+            return arg
+        if key == "Fn::GetAtt":
+            parts = arg.split(".") if isinstance(arg, str) else list(arg)
+            if parts and parts[-1] == "GroupId":
+                return str(parts[0])
+    return None
+
+
+def _refs(nodes: Any) -> set[str]:
+    return {r for r in (sg_ref(n) for n in (nodes if isinstance(nodes, list) else [])) if r}
+
+
+def _tags(tags: Any) -> dict[str, Any]:
+    return {t.get("Key"): t.get("Value") for t in (tags or []) if isinstance(t, Mapping)}
+
+
+def host_groups(doc: Document) -> dict[str, set[str]]:
+    """Role tag -> security groups of the launch templates whose instances carry it."""
+    lt_roles: dict[str, set[str]] = {}
+    lt_groups: dict[str, set[str]] = {}
+    for rid, res in doc.resources("AWS::EC2::LaunchTemplate"):
+        data = (res.get("Properties") or {}).get("LaunchTemplateData") or {}
+        groups = _refs(data.get("SecurityGroupIds")) | _refs(data.get("SecurityGroups"))
+        for nic in data.get("NetworkInterfaces") or []:
+            groups |= _refs(nic.get("Groups")) if isinstance(nic, Mapping) else set()
+        lt_groups[rid] = groups
+        for spec in data.get("TagSpecifications") or []:
+            if isinstance(spec, Mapping) and spec.get("ResourceType") == "instance":
+                role = _tags(spec.get("Tags")).get("Role")
+                if isinstance(role, str):
+                    lt_roles.setdefault(rid, set()).add(role)
+    for _, res in doc.resources("AWS::AutoScaling::AutoScalingGroup"):
+        props = res.get("Properties") or {}
+        lt = sg_ref((props.get("LaunchTemplate") or {}).get("LaunchTemplateId"))
+        role = _tags(props.get("Tags")).get("Role")
+        if lt and isinstance(role, str):
+            lt_roles.setdefault(lt, set()).add(role)
+    out: dict[str, set[str]] = {}
+    for lt, roles in lt_roles.items():
+        for role in roles:
+            out.setdefault(role, set()).update(lt_groups.get(lt, set()))
+    return out
+
+
+def load_balancer_groups(doc: Document) -> set[str]:
+    out: set[str] = set()
+    for _, res in doc.resources("AWS::ElasticLoadBalancingV2::LoadBalancer", "AWS::ElasticLoadBalancing::LoadBalancer"):
+        out |= _refs((res.get("Properties") or {}).get("SecurityGroups"))
+    return out
+
+
+def database_groups(doc: Document) -> set[str]:
+    out: set[str] = set()
+    for _, res in doc.resources("AWS::RDS::DBInstance", "AWS::RDS::DBCluster"):
+        out |= _refs((res.get("Properties") or {}).get("VPCSecurityGroups"))
+    return out
+
+
+def broker_groups(doc: Document) -> set[str]:
+    roles = host_groups(doc)
+    out = set().union(*(roles.get(r, set()) for r in BROKER_ROLES))
+    for _, res in doc.resources("AWS::AmazonMQ::Broker"):
+        out |= _refs((res.get("Properties") or {}).get("SecurityGroups"))
+    return out
+
+
+def app_groups(doc: Document) -> set[str]:
+    """Groups carried by app hosts and by no other role's hosts."""
+    roles = host_groups(doc)
+    apps = set().union(*(roles.get(r, set()) for r in APP_ROLES))
+    others = set().union(*(g for r, g in roles.items() if r not in APP_ROLES))
+    return apps - others
+
+
+@dataclass(frozen=True)
+class Ingress:
+    group: str | None
+    rule: Mapping[str, Any]
+    where: Any  # a node carrying the line
+
+
+def ingress_rules(doc: Document) -> Iterator[Ingress]:
+    """Every ingress rule: inline in a security group, or a standalone SecurityGroupIngress."""
+    for rid, res in doc.resources("AWS::EC2::SecurityGroup"):
+        for rule in (res.get("Properties") or {}).get("SecurityGroupIngress") or []:
+            if isinstance(rule, Mapping):
+                yield Ingress(rid, rule, rule)
+    for _, res in doc.resources("AWS::EC2::SecurityGroupIngress"):
+        props = res.get("Properties") or {}
+        yield Ingress(sg_ref(props.get("GroupId")), props, props)
+
+
+def _ports(rule: Mapping[str, Any]) -> str:
+    if str(rule.get("IpProtocol")) == "-1":
+        return "all ports"
+    lo, hi = rule.get("FromPort"), rule.get("ToPort")
+    return f"port {lo}" if lo == hi else f"ports {lo}-{hi}"
+
+
+def _source(rule: Mapping[str, Any]) -> str:
+    for key in ("CidrIp", "CidrIpv6", "SourcePrefixListId"):
+        if rule.get(key) is not None:
+            return str(rule[key])
+    ref = sg_ref(rule.get("SourceSecurityGroupId"))
+    return f"group {ref}" if ref else "an unknown source"
+
+
+# ---------------------------------------------------------------------------- rules
+
+
+def world_open(doc: Document) -> list[Finding]:
+    """Nothing but the load balancer's security group is reachable from 0.0.0.0/0 or ::/0."""
+    lb = load_balancer_groups(doc)
+    out = []
+    for ing in ingress_rules(doc):
+        key = "CidrIp" if ing.rule.get("CidrIp") is not None else "CidrIpv6"
+        cidr = ing.rule.get(key)
+        if str(cidr) in WORLD and ing.group not in lb:
+            out.append(doc.finding(
+                "cfn-world-open", key_of(ing.rule, key),
+                f"security group {ing.group} is open to {cidr} on {_ports(ing.rule)}; only the load balancer's "
+                f"group ({', '.join(sorted(lb)) or 'none'}) may be reachable from the internet",
+            ))
+    return out
+
+
+def private_sources(doc: Document) -> list[Finding]:
+    """The database's and the broker's groups are reached only from the apps' group (or from themselves)."""
+    apps = app_groups(doc)
+    guarded = {g: "database" for g in database_groups(doc)} | {g: "broker" for g in broker_groups(doc)}
+    out = []
+    for ing in ingress_rules(doc):
+        if ing.group not in guarded:
+            continue
+        source = sg_ref(ing.rule.get("SourceSecurityGroupId"))
+        if source is not None and (source in apps or source == ing.group):
+            continue
+        source_key = next((k for k in SOURCE_KEYS if ing.rule.get(k) is not None), "SourceSecurityGroupId")
+        out.append(doc.finding(
+            "cfn-private-sources", key_of(ing.rule, source_key),
+            f"{guarded[ing.group]} security group {ing.group} admits {_source(ing.rule)} on {_ports(ing.rule)}; "
+            f"it may be reached only from the apps' group ({', '.join(sorted(apps)) or 'none found'})",
+        ))
+    return out
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).lower() == "true"
+
+
+def _databases(doc: Document) -> Iterator[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
+    for rid, res in doc.resources("AWS::RDS::DBInstance"):
+        yield rid, res, res.get("Properties") or {}
+
+
+def database_encrypted(doc: Document) -> list[Finding]:
+    """Every DB instance has StorageEncrypted: true (a DB in a cluster inherits the cluster's)."""
+    out = []
+    for rid, res, props in _databases(doc):
+        if props.get("DBClusterIdentifier") is not None:
+            continue
+        if not _truthy(props.get("StorageEncrypted")):
+            out.append(doc.finding("cfn-db-encrypted", key_of(props, "StorageEncrypted"),
+                                   f"database {rid} must set StorageEncrypted: true", res))
+    for rid, res in doc.resources("AWS::RDS::DBCluster"):
+        props = res.get("Properties") or {}
+        if not _truthy(props.get("StorageEncrypted")):
+            out.append(doc.finding("cfn-db-encrypted", key_of(props, "StorageEncrypted"),
+                                   f"database cluster {rid} must set StorageEncrypted: true", res))
+    return out
+
+
+def database_private(doc: Document) -> list[Finding]:
+    """Every DB instance says PubliclyAccessible: false."""
+    out = []
+    for rid, res, props in _databases(doc):
+        value = props.get("PubliclyAccessible")
+        if value is None or _truthy(value):
+            out.append(doc.finding(
+                "cfn-db-public", key_of(props, "PubliclyAccessible"),
+                f"database {rid} must set PubliclyAccessible: false (is {value!r})", res))
+    return out
+
+
+def database_backups(doc: Document) -> list[Finding]:
+    """Every DB instance keeps backups: BackupRetentionPeriod set and at least 1."""
+    out = []
+    for rid, res, props in _databases(doc):
+        if props.get("DBClusterIdentifier") is not None:
+            continue
+        value = props.get("BackupRetentionPeriod")
+        try:
+            ok = value is not None and int(value) >= 1
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            out.append(doc.finding(
+                "cfn-db-backups", key_of(props, "BackupRetentionPeriod"),
+                f"database {rid} must set BackupRetentionPeriod >= 1 (is {value!r})", res))
+    return out
+
+
+PUBLIC_ACCESS_BLOCK = ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")
+
+
+def bucket_encrypted(doc: Document) -> list[Finding]:
+    """Every bucket has a default server-side encryption."""
+    out = []
+    for rid, res in doc.resources("AWS::S3::Bucket"):
+        props = res.get("Properties") or {}
+        rules = ((props.get("BucketEncryption") or {}).get("ServerSideEncryptionConfiguration")) or []
+        algos = [((r.get("ServerSideEncryptionByDefault") or {}).get("SSEAlgorithm")) for r in rules
+                 if isinstance(r, Mapping)]
+        if not any(algos):
+            out.append(doc.finding("cfn-bucket-encrypted", key_of(props, "BucketEncryption"),
+                                   f"bucket {rid} has no BucketEncryption with an SSEAlgorithm", res))
+    return out
+
+
+def bucket_closed(doc: Document) -> list[Finding]:
+    """Every bucket has a PublicAccessBlockConfiguration with its four settings true."""
+    out = []
+    for rid, res in doc.resources("AWS::S3::Bucket"):
+        props = res.get("Properties") or {}
+        block = props.get("PublicAccessBlockConfiguration")
+        if not isinstance(block, Mapping):
+            out.append(doc.finding("cfn-bucket-public", key_of(props, "PublicAccessBlockConfiguration"),
+                                   f"bucket {rid} has no PublicAccessBlockConfiguration", res))
+            continue
+        open_ = [k for k in PUBLIC_ACCESS_BLOCK if not _truthy(block.get(k))]
+        if open_:
+            where = key_of(block, open_[0]) if open_[0] in block else block
+            out.append(doc.finding("cfn-bucket-public", where,
+                                   f"bucket {rid}: PublicAccessBlockConfiguration must set {', '.join(open_)} true",
+                                   res))
+    return out
+
+
+def imdsv2(doc: Document) -> list[Finding]:
+    """Every launch template (and launch configuration) requires IMDSv2: MetadataOptions.HttpTokens required."""
+    out = []
+    for rid, res in doc.resources("AWS::EC2::LaunchTemplate", "AWS::AutoScaling::LaunchConfiguration"):
+        props = res.get("Properties") or {}
+        data = props.get("LaunchTemplateData") if res.get("Type") == "AWS::EC2::LaunchTemplate" else props
+        data = data if isinstance(data, Mapping) else {}
+        options = data.get("MetadataOptions") if isinstance(data.get("MetadataOptions"), Mapping) else {}
+        if options.get("HttpTokens") != "required" and options.get("HttpEndpoint") != "disabled":
+            where = key_of(options, "HttpTokens") if "HttpTokens" in options else key_of(data, "MetadataOptions")
+            out.append(doc.finding(
+                "cfn-imdsv2", where,
+                f"{rid} allows IMDSv1 (MetadataOptions.HttpTokens is {options.get('HttpTokens')!r}); "
+                "set HttpTokens: required", res))
+    return out
+
+
+def secret_defaults(doc: Document) -> list[Finding]:
+    """No NoEcho or password-like parameter has a Default; password-like parameters are NoEcho."""
+    out = []
+    for name, spec in (doc.raw.get("Parameters") or {}).items():
+        if not isinstance(spec, Mapping):
+            continue
+        no_echo = _truthy(spec.get("NoEcho"))
+        if (no_echo or secret_like(name)) and spec.get("Default") not in (None, ""):
+            out.append(doc.finding("cfn-secret-default", key_of(spec, "Default"),
+                                   f"parameter {name} is a secret and must have no Default (it would be in the "
+                                   "template, in git, for every environment)", spec))
+        elif secret_like(name) and not no_echo:
+            out.append(doc.finding("cfn-secret-default", key_of(spec, "NoEcho") if "NoEcho" in spec else name,
+                                   f"parameter {name} looks like a secret and must be NoEcho: true", spec))
+    return out
+
+
+def secret_literals(doc: Document) -> list[Finding]:
+    """No password-like property of a resource holds a literal string (use a Ref or a dynamic reference)."""
+    out: list[Finding] = []
+
+    def walk(node: Any, rid: str, trail: str) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                here = f"{trail}.{key}"
+                lowered = str(key).lower()
+                if (isinstance(value, str) and value and secret_like(key)
+                        and not lowered.endswith(_NOT_SECRET_SUFFIXES) and not value.startswith("{{resolve:")):
+                    out.append(doc.finding("cfn-secret-literal", key, f"{rid}{here} is a literal secret; pass it as "
+                                           "a NoEcho parameter or a {{resolve:secretsmanager:...}} reference", node))
+                else:
+                    walk(value, rid, here)
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, rid, f"{trail}[{i}]")
+
+    for rid, res in (doc.raw.get("Resources") or {}).items():
+        if isinstance(res, Mapping):
+            walk(res.get("Properties") or {}, rid, ".Properties")
+    return out
+
+
+RULES: dict[str, Callable[[Document], list[Finding]]] = {
+    "cfn-world-open": world_open,
+    "cfn-private-sources": private_sources,
+    "cfn-db-encrypted": database_encrypted,
+    "cfn-db-public": database_private,
+    "cfn-db-backups": database_backups,
+    "cfn-bucket-encrypted": bucket_encrypted,
+    "cfn-bucket-public": bucket_closed,
+    "cfn-imdsv2": imdsv2,
+    "cfn-secret-default": secret_defaults,
+    "cfn-secret-literal": secret_literals,
+}
+
+
+# ---------------------------------------------------------------------------- parameters
+
+
+def parameter_problems(template: Mapping[str, Any], values: Mapping[str, Any]) -> list[str]:
+    """What CloudFormation would refuse in ``values`` for the template's parameters (constraints, missing)."""
+    problems = []
+    for name, spec in (template.get("Parameters") or {}).items():
+        spec = spec if isinstance(spec, Mapping) else {}
+        if name not in values:
+            if "Default" not in spec:
+                problems.append(f"{name}: no value and no Default")
+            continue
+        text = str(values[name])
+        pattern = spec.get("AllowedPattern")
+        if pattern and not re.fullmatch(str(pattern), text):
+            problems.append(f"{name}: {text!r} does not match AllowedPattern {pattern}")
+        if "MinLength" in spec and len(text) < int(spec["MinLength"]):
+            problems.append(f"{name}: shorter than MinLength {spec['MinLength']}")
+        if "MaxLength" in spec and len(text) > int(spec["MaxLength"]):
+            problems.append(f"{name}: longer than MaxLength {spec['MaxLength']}")
+        if spec.get("AllowedValues") and text not in [str(v) for v in spec["AllowedValues"]]:
+            problems.append(f"{name}: {text!r} is not one of AllowedValues")
+    return problems
+
+
+# ---------------------------------------------------------------------------- entry points
+
+
+def check(doc: Document) -> list[Finding]:
+    """Every rule of :data:`RULES` on a loaded document."""
+    return [f for rule in RULES.values() for f in rule(doc)]
+
+
+def run_cfn_lint(path: Path | str, regions: list[str] | None = None) -> list[Finding]:
+    """cfn-lint (as a library) on ``path``; each match as a finding (rule ``cfn-lint``, ``line N``)."""
+    from cfnlint.api import ManualArgs, lint_file
+
+    config = ManualArgs(regions=regions) if regions else None
+    return [
+        Finding(str(path), f"line {m.linenumber}", "cfn-lint", f"{m.rule.id} {m.message}")
+        for m in lint_file(Path(path), config=config)
+    ]
+
+
+def check_file(path: Path | str, *, lint: bool = False, values: Mapping[str, Any] | None = None) -> list[Finding]:
+    """Parse, render and check ``path``; a parse error is the one finding (rule ``cfn-parse``)."""
+    try:
+        doc = load(path, values)
+    except TemplateError as exc:
+        return [from_error(exc, "cfn-parse")]
+    findings = check(doc)
+    if lint:
+        findings += run_cfn_lint(path)
+    return findings

@@ -1,0 +1,127 @@
+"""build-and-verify stops in its static stage when a template has one mistake: a one-line reason naming the
+file and the place, and no process started (no environment state at all).
+
+A pytester project gets a copy of the real templates (with a case of the broken corpus applied), a copy of
+the static tests, and a stage-2 test that would build a component. The gate's commands are read from
+tox.ini's [testenv:build-and-verify] and run in order, stopping at the first failure, as tox does.
+"""
+
+from __future__ import annotations
+
+import configparser
+import importlib.util
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from envfixtures import processes
+
+ROOT = Path(__file__).resolve().parent.parent
+SHA = "0123456789abcdef0123456789abcdef01234567"
+BRANCH = "static-gate-proof"
+
+_spec = importlib.util.spec_from_file_location("broken_corpus", ROOT / "tests_unit" / "broken" / "corpus.py")
+corpus = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+sys.modules["broken_corpus"] = corpus
+_spec.loader.exec_module(corpus)  # type: ignore[union-attr]
+
+CONFTEST = """
+from envfixtures import registry
+registry.register("sleeper", "envfixtures.testing:Sleeper")
+"""
+INI = "[pytest]\naddopts = -ra\nenv_components = aws sleeper\n"
+STAGE2 = "def test_needs_a_process(sleeper):\n    assert sleeper['pid'] > 0\n"
+
+
+def gate_commands() -> list[list[str]]:
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(ROOT / "tox.ini")
+    lines = [ln.strip() for ln in ini["testenv:build-and-verify"]["commands"].splitlines() if ln.strip()]
+    return [shlex.split(ln.replace("{posargs}", "")) for ln in lines]
+
+
+def make_project(path: Path, case_file: str | None) -> None:
+    shutil.copytree(ROOT / "templates", path / "templates")
+    if case_file:
+        case = next(c for c in corpus.cases() if c.file == case_file)
+        broken = corpus.materialize(case, path / "_case")
+        shutil.copy(broken, corpus.source(case.template, path))
+    (path / "tests_unit").mkdir()
+    shutil.copy(ROOT / "tests_unit" / "test_static_cloudformation.py", path / "tests_unit")
+    for name in ("tests_infra", "tests_api"):
+        (path / name).mkdir()
+    (path / "tests_infra" / "test_stage2.py").write_text(STAGE2)
+    (path / "tests_api" / "test_api.py").write_text("def test_nothing():\n    pass\n")
+    (path / "conftest.py").write_text(CONFTEST)
+    (path / "pytest.ini").write_text(INI)
+
+
+def run_gate(path: Path) -> list[subprocess.CompletedProcess[str]]:
+    # CI=true as on Jenkins: pytest then shows each failure's message in full on its summary line.
+    env = {**os.environ, "CI": "true", "ENVFIXTURES_SHA": SHA, "ENVFIXTURES_BRANCH": BRANCH,
+           "ENVFIXTURES_HOME": str(path / "state")}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    done = []
+    for argv in gate_commands():
+        argv = [sys.executable, "-m", *argv] if argv[0] == "pytest" else argv
+        done.append(subprocess.run(argv, cwd=path, env=env, capture_output=True, text=True, timeout=300))
+        if done[-1].returncode != 0:
+            break
+    return done
+
+
+def marked_leftovers() -> list[int]:
+    """Processes of any environment of this test (their names carry the branch)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if f"{processes.MARKER}=ef-{BRANCH}".encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_the_gate_runs_the_static_stage_first() -> None:
+    commands = gate_commands()
+    assert commands[0][:2] == ["pytest", "tests_unit"], commands
+    assert len(commands) >= 2
+
+
+@pytest.mark.parametrize(
+    ("case_file", "reason"),
+    [
+        ("db-open-to-world.yaml", r"FAILED .*test_static_cloudformation.py::.* - .*environment\.yaml:line {line}: "),
+        ("yaml-indentation.yaml", r"ERROR: .*environment\.yaml:line {line}: does not parse"),
+    ],
+    ids=["rule-violation", "parse-error"],
+)
+def test_a_broken_template_stops_the_gate_in_the_static_stage(tmp_path: Path, case_file: str, reason: str) -> None:
+    make_project(tmp_path, case_file)
+    case = next(c for c in corpus.cases() if c.file == case_file)
+    line = corpus.expected_line(case, tmp_path / "templates" / "cloudformation" / "environment.yaml")
+    done = run_gate(tmp_path)
+    assert len(done) == 1, "the gate went past its static stage"
+    out = done[0].stdout + done[0].stderr
+    assert done[0].returncode != 0, out
+    matching = [ln for ln in out.splitlines() if re.search(reason.format(line=line), ln)]
+    assert matching, f"no one-line reason naming the file and line {line}:\n{out[-3000:]}"
+    assert not (tmp_path / "state").exists(), "an environment was materialized: something was built"
+    assert marked_leftovers() == []
+
+
+def test_with_good_templates_the_gate_goes_on_and_builds(tmp_path: Path) -> None:
+    """The control: the same project with the real templates passes stage 1 and builds in stage 2."""
+    make_project(tmp_path, None)
+    done = run_gate(tmp_path)
+    assert [d.returncode for d in done] == [0, 0], (done[-1].stdout + done[-1].stderr)[-3000:]
+    journals = list((tmp_path / "state" / "envs").glob("*/resources.jsonl"))
+    assert len(journals) == 1 and '"state": "started"' in journals[0].read_text()
+    assert marked_leftovers() == []
