@@ -8,9 +8,9 @@ bootstrap:
 verify: bootstrap
 	python3 -m tox -e build-and-verify -- $(ARGS)
 
-## The project's own tests: lint, unit and static checks, the plugin's tests, and the gate itself.
+## The project's own tests: lint, unit and static checks, integration, the plugin's tests, and the gate itself.
 test: bootstrap
-	python3 -m tox -e lint,unit,plugin,build-and-verify
+	python3 -m tox -e lint,unit,integration,plugin,build-and-verify
 
 bench: bootstrap
 	python3 -m tox -e bench

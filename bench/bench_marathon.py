@@ -35,40 +35,82 @@ SHA = "0" * 40
 
 
 def many_apps(n: int) -> dict:
-    check = {"protocol": "COMMAND", "command": {"value": "true"}, "gracePeriodSeconds": 30, "intervalSeconds": 10,
-             "timeoutSeconds": 5, "maxConsecutiveFailures": 3, "delaySeconds": 0}
-    return {"id": "/bench200", "apps": [{"id": f"app-{i:03d}", "cmd": "exec sleep 600", "cpus": 0.01, "mem": 8,
-                                         "labels": {"GIT_SHA": SHA}, "healthChecks": [check]} for i in range(n)]}
+    check = {
+        "protocol": "COMMAND",
+        "command": {"value": "true"},
+        "gracePeriodSeconds": 30,
+        "intervalSeconds": 10,
+        "timeoutSeconds": 5,
+        "maxConsecutiveFailures": 3,
+        "delaySeconds": 0,
+    }
+    return {
+        "id": "/bench200",
+        "apps": [
+            {
+                "id": f"app-{i:03d}",
+                "cmd": "exec sleep 600",
+                "cpus": 0.01,
+                "mem": 8,
+                "labels": {"GIT_SHA": SHA},
+                "healthChecks": [check],
+            }
+            for i in range(n)
+        ],
+    }
 
 
 def verify(client: MarathonClient, group: str) -> tuple[float, int]:
     """One listing call and the health verdict of every app in it; returns (seconds, healthy apps)."""
     start = time.perf_counter()
     apps = client.list_apps(embed=("apps.tasks",), app_id=group + "/")
-    healthy = sum(1 for a in apps if not a.deployments and a.tasks_healthy == a.instances
-                  and sum(1 for t in a.tasks or [] if t.healthy) == a.instances)
+    healthy = sum(
+        1
+        for a in apps
+        if not a.deployments
+        and a.tasks_healthy == a.instances
+        and sum(1 for t in a.tasks or [] if t.healthy) == a.instances
+    )
     return time.perf_counter() - start, healthy
 
 
 def wait_healthy(client: MarathonClient, group: str, count: int, timeout: float) -> None:
-    wait_for(lambda: verify(client, group)[1] == count, what=f"{count} healthy apps in {group}", timeout=timeout,
-             first_delay=0.2)
+    wait_for(
+        lambda: verify(client, group)[1] == count,
+        what=f"{count} healthy apps in {group}",
+        timeout=timeout,
+        first_delay=0.2,
+    )
 
 
 def one_run(workdir: Path) -> dict[str, float]:
     port = free_port()
     log = open(workdir / "marathon.log", "ab")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "envfixtures.marathon.server", "--port", str(port),
-                             "--workdir", str(workdir / "w"), "--log-level", "WARNING"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "envfixtures.marathon.server",
+            "--port",
+            str(port),
+            "--workdir",
+            str(workdir / "w"),
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         client = MarathonClient(f"http://127.0.0.1:{port}", timeout=30)
         wait_for(client.ping, what="scheduler", timeout=30)
         out = {"start": time.perf_counter() - t0}
 
-        ctx = render.build_context({"sha": SHA, "short_sha": SHA[:12], "env_name": "ef-bench", "group": "/ef-bench",
-                                    "root": str(ROOT)}, {})
+        ctx = render.build_context(
+            {"sha": SHA, "short_sha": SHA[:12], "env_name": "ef-bench", "group": "/ef-bench", "root": str(ROOT)}, {}
+        )
         apps = [a for _, a in render.render_dir(ROOT / "templates" / "marathon", ctx)]
         t = time.perf_counter()
         result = client.put_group("/ef-bench", render.group_body("/ef-bench", apps), force=True)
@@ -111,9 +153,19 @@ def main() -> int:
     print(f"\nverify-200 goal <= {GOAL_VERIFY_200}s: {'met' if ok else 'MISSED'}")
     out = ROOT / "bench" / "results" / "marathon.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"runs": runs, "medians": medians, "goal_verify_200_s": GOAL_VERIFY_200,
-                               "goal_met": ok, "cpus": os.cpu_count(), "when": time.strftime("%Y-%m-%dT%H:%M:%S")},
-                              indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "runs": runs,
+                "medians": medians,
+                "goal_verify_200_s": GOAL_VERIFY_200,
+                "goal_met": ok,
+                "cpus": os.cpu_count(),
+                "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            },
+            indent=2,
+        )
+    )
     print(f"written {out}")
     return 0 if ok else 1
 

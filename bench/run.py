@@ -28,8 +28,20 @@ def one_gate_run(index: int, pytest_args: list[str]) -> dict:
     junit = RESULTS / f"gate-run-{index}.xml"
     t0 = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests_infra", "tests_api", "-n", "2", "-q", "-p", "no:cacheprovider",
-         f"--junitxml={junit}", *pytest_args],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests_infra",
+            "tests_api",
+            "-n",
+            "2",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}",
+            *pytest_args,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -92,8 +104,12 @@ def main() -> int:
     (RESULTS / "gate.json").write_text(json.dumps(summary, indent=2))
     print(f"gate, medians of {args.runs} cold runs (exit codes {summary['exit_codes']})")
     print(f"  {'phase':<28}{'seconds':>9}")
-    for label, key in (("whole run (wall)", "wall"), ("building (first start..last end)", "build_span"),
-                       ("verification", "verification"), ("teardown", "teardown")):
+    for label, key in (
+        ("whole run (wall)", "wall"),
+        ("building (first start..last end)", "build_span"),
+        ("verification", "verification"),
+        ("teardown", "teardown"),
+    ):
         print(f"  {label:<28}{summary[key]:>9.2f}")
     for n in names:
         c = summary["components"][n]

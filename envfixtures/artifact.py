@@ -40,7 +40,9 @@ def build(root: Path, sha: str, workdir: Path) -> Artifact:
             ["git", "archive", "--format=tar", sha, f"{SOURCE_DIR}/"], cwd=root, capture_output=True, check=True
         ).stdout
     except subprocess.CalledProcessError as exc:
-        raise BuildError(f"git archive {sha} {SOURCE_DIR}/ failed: {exc.stderr.decode(errors='replace').strip()}") from None
+        raise BuildError(
+            f"git archive {sha} {SOURCE_DIR}/ failed: {exc.stderr.decode(errors='replace').strip()}"
+        ) from None
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(tree, filter="data")
     source = tree / SOURCE_DIR

@@ -1,9 +1,9 @@
 """The ``envfixtures`` command: manage environments outside pytest.
 
-    envfixtures up [COMPONENT ...]   build and keep an environment; print its name and facts (secrets masked)
-    envfixtures ls                   environments with state, owner, age, kept or not
-    envfixtures down NAME            tear an environment down
-    envfixtures reap                 tear down every environment whose run is gone and that was not kept
+envfixtures up [COMPONENT ...]   build and keep an environment; print its name and facts (secrets masked)
+envfixtures ls                   environments with state, owner, age, kept or not
+envfixtures down NAME            tear an environment down
+envfixtures reap                 tear down every environment whose run is gone and that was not kept
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         )
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     return 0
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -20,18 +21,42 @@ from .errors import ConfigError
 
 #: (option dest, command-line flag, environment variable, ini key, help)
 OPTIONS: list[tuple[str, str, str, str, str]] = [
-    ("env_backend", "--env-backend", "ENVFIXTURES_BACKEND", "env_backend",
-     "where the environment is built: local (processes on this machine, the default) or aws"),
-    ("env_sha", "--env-sha", "ENVFIXTURES_SHA", "env_sha",
-     "the git SHA to build (default: git rev-parse HEAD)"),
-    ("env_keep", "--env-keep", "ENVFIXTURES_KEEP", "env_keep",
-     "keep the environment after the run and print how to reuse and destroy it"),
-    ("env_reuse", "--env-reuse", "ENVFIXTURES_REUSE", "env_reuse",
-     "run against the kept environment NAME instead of building one"),
-    ("env_home", "--env-home", "ENVFIXTURES_HOME", "env_home",
-     "directory of environment state (default: <rootdir>/.envfixtures)"),
-    ("env_branch", "--env-branch", "ENVFIXTURES_BRANCH", "env_branch",
-     "branch name to put in the environment name (default: $BRANCH_NAME as Jenkins sets it, else none)"),
+    (
+        "env_backend",
+        "--env-backend",
+        "ENVFIXTURES_BACKEND",
+        "env_backend",
+        "where the environment is built: local (processes on this machine, the default) or aws",
+    ),
+    ("env_sha", "--env-sha", "ENVFIXTURES_SHA", "env_sha", "the git SHA to build (default: git rev-parse HEAD)"),
+    (
+        "env_keep",
+        "--env-keep",
+        "ENVFIXTURES_KEEP",
+        "env_keep",
+        "keep the environment after the run and print how to reuse and destroy it",
+    ),
+    (
+        "env_reuse",
+        "--env-reuse",
+        "ENVFIXTURES_REUSE",
+        "env_reuse",
+        "run against the kept environment NAME instead of building one",
+    ),
+    (
+        "env_home",
+        "--env-home",
+        "ENVFIXTURES_HOME",
+        "env_home",
+        "directory of environment state (default: <rootdir>/.envfixtures)",
+    ),
+    (
+        "env_branch",
+        "--env-branch",
+        "ENVFIXTURES_BRANCH",
+        "env_branch",
+        "branch name to put in the environment name (default: $BRANCH_NAME as Jenkins sets it, else none)",
+    ),
 ]
 
 TRUE = {"1", "true", "yes", "on"}
@@ -64,13 +89,19 @@ def add_options(parser: pytest.Parser) -> None:
         group.addoption(flag, **kwargs)
         parser.addini(ini, help_text, default=None)
     group.addoption(
-        "--env-set", dest="env_set", action="append", default=None, metavar="KEY=VALUE",
+        "--env-set",
+        dest="env_set",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
         help="a component setting (e.g. broker_nodes=3); overrides ini env_settings",
     )
     parser.addini("env_settings", "component settings, one KEY=VALUE a line", type="linelist", default=[])
     parser.addini(
-        "env_components", "the components this suite's environment is made of (default: all registered)",
-        type="args", default=[],
+        "env_components",
+        "the components this suite's environment is made of (default: all registered)",
+        type="args",
+        default=[],
     )
 
 
@@ -137,7 +168,11 @@ def git_head(root: Path) -> tuple[str, bool]:
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         raise ConfigError(f"--env-sha: {root} is not a git checkout with a commit; pass --env-sha") from None

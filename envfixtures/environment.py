@@ -23,9 +23,10 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from filelock import FileLock
 
@@ -367,7 +368,11 @@ class Environment:
     def _build(self, component: str, cls: type[Component]) -> Facts:
         started = time.time()
         self._set_state(
-            component, status=BUILDING, started=started, builder=os.getpid(), impl=f"{cls.__module__}:{cls.__qualname__}"
+            component,
+            status=BUILDING,
+            started=started,
+            builder=os.getpid(),
+            impl=f"{cls.__module__}:{cls.__qualname__}",
         )
         self.progress(f"building {component} ...")
         try:

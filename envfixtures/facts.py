@@ -6,7 +6,8 @@ log line, report and exception message that envfixtures writes (see :mod:`envfix
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 MASK = "********"
 

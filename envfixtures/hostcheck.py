@@ -94,8 +94,9 @@ def _proc_table() -> dict[int, int]:
 def live_journaled(journal_processes: Iterable[tuple[str, int, int]], component: str) -> list[tuple[str, int]]:
     """(key, pid) of the component's journaled processes that still run (same PID and start time)."""
     prefix = f"{component}/"
-    return [(key, pid) for key, pid, st in journal_processes
-            if key.startswith(prefix) and processes.start_time(pid) == st]
+    return [
+        (key, pid) for key, pid, st in journal_processes if key.startswith(prefix) and processes.start_time(pid) == st
+    ]
 
 
 def component_pids(journal_processes: Iterable[tuple[str, int, int]], component: str) -> set[int]:
@@ -174,8 +175,9 @@ def check_running(journal_processes: Iterable[tuple[str, int, int]], component: 
     return [f"{component}: process {key} (pid {pid}) is not running" for key, pid, _ in journaled if key not in live]
 
 
-def component_listeners(host: Any, journal_processes: Iterable[tuple[str, int, int]],
-                        component: str) -> list[tuple[Listener, list[int]]]:
+def component_listeners(
+    host: Any, journal_processes: Iterable[tuple[str, int, int]], component: str
+) -> list[tuple[Listener, list[int]]]:
     """The listening sockets held by the component's processes, with those processes' PIDs."""
     pids = component_pids(list(journal_processes), component)
     out = []
@@ -186,8 +188,9 @@ def component_listeners(host: Any, journal_processes: Iterable[tuple[str, int, i
     return out
 
 
-def check_listening(host: Any, journal_processes: Iterable[tuple[str, int, int]], component: str,
-                    facts: Mapping[str, Any]) -> list[str]:
+def check_listening(
+    host: Any, journal_processes: Iterable[tuple[str, int, int]], component: str, facts: Mapping[str, Any]
+) -> list[str]:
     """The component's processes listen only on loopback, and only on recorded ports."""
     recorded = ports_in_facts(facts)
     problems = []

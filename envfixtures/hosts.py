@@ -74,41 +74,55 @@ def role_of(instance: Mapping[str, Any]) -> str:
     return next((t["Value"] for t in instance.get("Tags", []) if t.get("Key") == "Role"), "")
 
 
-def ssh_config_text(bastion: str, addresses: Iterable[str], *, user: str, identity_file: str | None,
-                    known_hosts: Path) -> str:
+def ssh_config_text(
+    bastion: str, addresses: Iterable[str], *, user: str, identity_file: str | None, known_hosts: Path
+) -> str:
     """An ssh_config: the bastion, and every private address reached through it with ProxyJump."""
     key = f"  IdentityFile {identity_file}\n  IdentitiesOnly yes\n" if identity_file else ""
-    common = f"  User {user}\n{key}  UserKnownHostsFile {known_hosts}\n  StrictHostKeyChecking accept-new\n" \
-             "  ConnectTimeout 15\n  ServerAliveInterval 15\n"
+    common = (
+        f"  User {user}\n{key}  UserKnownHostsFile {known_hosts}\n  StrictHostKeyChecking accept-new\n"
+        "  ConnectTimeout 15\n  ServerAliveInterval 15\n"
+    )
     text = f"# written by envfixtures.hosts\nHost envfixtures-bastion\n  HostName {bastion}\n{common}"
     for address in addresses:
         text += f"\nHost {address}\n  HostName {address}\n  ProxyJump envfixtures-bastion\n{common}"
     return text
 
 
-def aws_hosts(ec2: Any, *, env_name: str, component: str, env_dir: Path, settings: Mapping[str, str],
-              outputs: Mapping[str, str]) -> list[Host]:
+def aws_hosts(
+    ec2: Any, *, env_name: str, component: str, env_dir: Path, settings: Mapping[str, str], outputs: Mapping[str, str]
+) -> list[Host]:
     """The component's instances as SSH hosts through the bastion; writes ``env_dir/ssh_config``."""
     roles = ROLES.get(component)
     if not roles:
         return []
     bastion = settings.get("ssh_bastion") or outputs.get("BastionHost")
     if not bastion:
-        raise ConfigError("no bastion to reach the stack's hosts: set --env-set ssh_bastion=HOST "
-                          "(or give the stack a BastionHost output)")
+        raise ConfigError(
+            "no bastion to reach the stack's hosts: set --env-set ssh_bastion=HOST "
+            "(or give the stack a BastionHost output)"
+        )
     found = instances(ec2, env_name, roles)
     addresses = [i["PrivateIpAddress"] for i in found if i.get("PrivateIpAddress")]
     user = settings.get("ssh_user", DEFAULT_USER)
     config = Path(env_dir) / "ssh_config"
     config.parent.mkdir(parents=True, exist_ok=True)
-    text = ssh_config_text(bastion, addresses, user=user, identity_file=settings.get("ssh_identity_file"),
-                           known_hosts=Path(env_dir) / "known_hosts")
+    text = ssh_config_text(
+        bastion,
+        addresses,
+        user=user,
+        identity_file=settings.get("ssh_identity_file"),
+        known_hosts=Path(env_dir) / "known_hosts",
+    )
     fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     log.info("%s: %d host(s) with role %s, ssh_config %s", component, len(addresses), "/".join(roles), config)
-    return [Host(f"ssh://{user}@{i['PrivateIpAddress']}", role_of(i), i.get("InstanceId"), str(config))
-            for i in found if i.get("PrivateIpAddress")]
+    return [
+        Host(f"ssh://{user}@{i['PrivateIpAddress']}", role_of(i), i.get("InstanceId"), str(config))
+        for i in found
+        if i.get("PrivateIpAddress")
+    ]
 
 
 def inventory(env: Any, component: str, *, ec2: Any = None) -> list[Host]:
@@ -123,5 +137,11 @@ def inventory(env: Any, component: str, *, ec2: Any = None) -> list[Host]:
         from . import aws_clients
 
         ec2 = aws_clients.client(aws, "ec2")
-    return aws_hosts(ec2, env_name=env.name, component=component, env_dir=env.dir, settings=env.settings,
-                     outputs=aws.get("outputs") or {})
+    return aws_hosts(
+        ec2,
+        env_name=env.name,
+        component=component,
+        env_dir=env.dir,
+        settings=env.settings,
+        outputs=aws.get("outputs") or {},
+    )

@@ -12,9 +12,9 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from .journal import Journal
 
@@ -69,7 +69,9 @@ def spawn(
             extra_groups=[] if user else None,
         )
     record = ProcessRecord(proc.pid, start_time(proc.pid) or 0)
-    journal.append({"kind": "process", "key": key, "state": "started", "pid": record.pid, "start_time": record.start_time})
+    journal.append(
+        {"kind": "process", "key": key, "state": "started", "pid": record.pid, "start_time": record.start_time}
+    )
     log.debug("started %s as pid %d", key, proc.pid)
     return proc, record
 

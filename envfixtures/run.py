@@ -124,5 +124,3 @@ def _ignored(signum: int, frame: FrameType | None) -> None:
 
 def is_worker(config: Any) -> bool:
     return hasattr(config, "workerinput")
-
-

@@ -101,7 +101,7 @@ def html_page(view: dict[str, Any]) -> str:
         f'<h1>envfixtures: <span class="{e(word.split()[0])}">{e(word)}</span></h1>',
         f'<p class="meta">SHA <code id="sha">{e(view["sha"])}</code>{" (dirty tree)" if view["dirty"] else ""} · '
         f'environment <code id="environment">{e(view["environment"])}</code> · '
-        f'backend <code>{e(view["backend"])}</code>'
+        f"backend <code>{e(view['backend'])}</code>"
         f" · {e(view['started'])} → {e(view['ended'])} ({view['seconds']:.1f}s)</p>",
         '<h2>Counts</h2><table id="counts"><tr>'
         + "".join(f"<th>{e(k)}</th>" for k in view["counts"])

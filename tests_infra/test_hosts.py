@@ -50,4 +50,3 @@ def test_aws_host(envfixtures_env: Environment, aws: Facts) -> None:
 
 def test_api_host(envfixtures_env: Environment, api: Facts) -> None:
     _check(envfixtures_env, "api", api)
-

@@ -32,8 +32,9 @@ def _client(apps: Any) -> MarathonClient:
 
 
 def _group_apps(apps: Any) -> dict[str, App]:
-    listed = _client(apps).list_apps(embed=("apps.tasks", "apps.deployments", "apps.lastTaskFailure"),
-                                     app_id=apps["group"] + "/")
+    listed = _client(apps).list_apps(
+        embed=("apps.tasks", "apps.deployments", "apps.lastTaskFailure"), app_id=apps["group"] + "/"
+    )
     return {a.id: a for a in listed if a.id.startswith(apps["group"] + "/")}
 
 
@@ -63,7 +64,9 @@ def test_marathon_no_deployment_pending(apps: Any) -> None:
         return [f"deployments pending: {app.deployments}"] if app.deployments else []
 
     assert _eventually(lambda: _each_app(apps, check)) == []
-    pending = [d.id for d in _client(apps).deployments() if any(a.startswith(apps["group"] + "/") for a in d.affected_apps)]
+    pending = [
+        d.id for d in _client(apps).deployments() if any(a.startswith(apps["group"] + "/") for a in d.affected_apps)
+    ]
     assert pending == []
 
 
@@ -78,8 +81,10 @@ def test_marathon_running_and_healthy_equal_instances(apps: Any) -> None:
             healthy = [t for t in running if t.healthy]
             if len(healthy) != app.instances or app.tasks_healthy != app.instances:
                 failure = app.last_task_failure
-                out.append(f"{len(healthy)} healthy tasks (tasksHealthy={app.tasks_healthy}), {app.instances} asked for"
-                           + (f"; lastTaskFailure: {failure.message}" if failure else ""))
+                out.append(
+                    f"{len(healthy)} healthy tasks (tasksHealthy={app.tasks_healthy}), {app.instances} asked for"
+                    + (f"; lastTaskFailure: {failure.message}" if failure else "")
+                )
         return out
 
     assert _eventually(lambda: _each_app(apps, check)) == []
@@ -144,8 +149,9 @@ def definition_diff(desired: Any, live: Any, path: str = "") -> list[str]:
         return [d for i, item in enumerate(desired) for d in definition_diff(item, live[i], f"{path}({i})")]
     if path.endswith("/port") and desired == 0:
         return []
-    if desired != live and not (isinstance(desired, (int, float)) and isinstance(live, (int, float))
-                                and float(desired) == float(live)):
+    if desired != live and not (
+        isinstance(desired, (int, float)) and isinstance(live, (int, float)) and float(desired) == float(live)
+    ):
         return [f"{path}: desired {desired!r}, live {live!r}"]
     return []
 
@@ -159,12 +165,27 @@ def test_marathon_live_definition_equals_desired(apps: Any) -> None:
 
 def test_marathon_definition_diff_reports_paths() -> None:
     """The diff itself (no environment): it names the path of each difference."""
-    desired = {"id": "a", "cmd": "x", "instances": 2, "portDefinitions": [{"port": 0}], "env": {"P": "<set>"},
-               "healthChecks": [{"path": "/health"}]}
-    live = {"id": "/g/a", "cmd": "y", "instances": 2, "portDefinitions": [{"port": 10003, "protocol": "tcp"}],
-            "env": {}, "healthChecks": [{"path": "/other", "intervalSeconds": 60}]}
-    assert definition_diff(desired, live) == ["/cmd: desired 'x', live 'y'", "/env/P: missing",
-                                              "/healthChecks(0)/path: desired '/health', live '/other'"]
+    desired = {
+        "id": "a",
+        "cmd": "x",
+        "instances": 2,
+        "portDefinitions": [{"port": 0}],
+        "env": {"P": "<set>"},
+        "healthChecks": [{"path": "/health"}],
+    }
+    live = {
+        "id": "/g/a",
+        "cmd": "y",
+        "instances": 2,
+        "portDefinitions": [{"port": 10003, "protocol": "tcp"}],
+        "env": {},
+        "healthChecks": [{"path": "/other", "intervalSeconds": 60}],
+    }
+    assert definition_diff(desired, live) == [
+        "/cmd: desired 'x', live 'y'",
+        "/env/P: missing",
+        "/healthChecks(0)/path: desired '/health', live '/other'",
+    ]
 
 
 def _task_pid(task_id: str) -> int | None:
@@ -183,8 +204,10 @@ def _task_pid(task_id: str) -> int | None:
 def _health_window(app: App) -> float:
     """Time a relaunched task has to become healthy: launch backoff, grace period, then the failures allowed."""
     backoff = float(app.raw.get("backoffSeconds", 1))
-    windows = [c.get("gracePeriodSeconds", 300) + c.get("intervalSeconds", 60) * max(c.get("maxConsecutiveFailures", 3), 1)
-               for c in app.health_checks]
+    windows = [
+        c.get("gracePeriodSeconds", 300) + c.get("intervalSeconds", 60) * max(c.get("maxConsecutiveFailures", 3), 1)
+        for c in app.health_checks
+    ]
     return backoff + (max(windows) if windows else 30.0)
 
 
@@ -217,4 +240,6 @@ def test_marathon_self_healing_after_a_task_is_killed(apps: Any, scheduler: Any)
     elapsed = time.monotonic() - started
     failure = _client(apps).get_app(app.id).last_task_failure
     assert failure is not None and failure.task_id == victim.id
-    print(f"self-healing: {app.id} healthy again {elapsed:.1f}s after task {victim.id} was killed (window {window:.0f}s)")
+    print(
+        f"self-healing: {app.id} healthy again {elapsed:.1f}s after task {victim.id} was killed (window {window:.0f}s)"
+    )

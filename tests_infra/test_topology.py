@@ -14,11 +14,11 @@ from pathlib import Path
 import pika
 import pytest
 
+from envfixtures.errors import WaitTimeout
 from envfixtures.rabbitmq import cluster as rmq
 from envfixtures.rabbitmq import definitions as defs
 from envfixtures.rabbitmq import topology as topo
 from envfixtures.rabbitmq.management import Management
-from envfixtures.errors import WaitTimeout
 from envfixtures.waiting import wait_for
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "rabbitmq" / "definitions.json"

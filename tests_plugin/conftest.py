@@ -89,20 +89,21 @@ class Project:
         journaled = [
             r["pid"]
             for r in self.journal(env)
-            if r.get("state") == "started" and processes.start_time(r["pid"]) == r["start_time"]
+            if r.get("state") == "started"
+            and processes.start_time(r["pid"]) == r["start_time"]
             and processes.group_members(r["pid"])
         ]
         return sorted(set(journaled) | set(processes.find_marked(env.name)))
 
-    def wait_for_progress(self, text: str, timeout: float = 60) -> Path:
+    def wait_for_started(self, key: str, timeout: float = 60) -> Path:
+        """Wait until the journal of the (only) environment says process ``key`` was started."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for env in self.envs():
-                log = env / "logs" / "progress.log"
-                if log.exists() and text in log.read_text():
+                if any(r.get("key") == key and r["state"] == "started" for r in self.journal(env)):
                     return env
             time.sleep(0.1)
-        raise AssertionError(f"progress line {text!r} did not appear within {timeout}s")
+        raise AssertionError(f"process {key!r} was not journaled as started within {timeout}s")
 
 
 @pytest.fixture

@@ -95,9 +95,7 @@ def test_failed_build_is_recorded_not_retried_and_redacted(project: Project, wor
 def test_interrupted_mid_build_leaves_nothing(project: Project, sig: int, group: bool, workers: list[str]) -> None:
     project.pytester.makepyfile(test_x=USES_SLEEPER)
     proc = project.popen(*workers, "--env-set", "sleeper_build_seconds=60")
-    env = project.wait_for_progress("building sleeper")
-    # The sleeper process exists (journaled) before we interrupt.
-    project.pytester  # noqa: B018 - keep the fixture alive
+    env = project.wait_for_started("sleeper/sleep")  # mid-build: its process exists, the build goes on
     out = interrupt(proc, sig, group=group)
     assert proc.returncode != 0, out
     assert project.started_pids(env), out
@@ -131,7 +129,7 @@ def test_keep_then_reuse_builds_nothing_then_down(project: Project) -> None:
 def test_sigkill_mid_build_then_reap(project: Project) -> None:
     project.pytester.makepyfile(test_x=USES_SLEEPER)
     proc = project.popen("--env-set", "sleeper_build_seconds=60")
-    env = project.wait_for_progress("building sleeper")
+    env = project.wait_for_started("sleeper/sleep")
     proc.kill()
     proc.wait(timeout=10)
     assert project.alive(env), "SIGKILL leaves the build's processes behind"
@@ -147,7 +145,9 @@ def test_reap_leaves_kept_environments(project: Project) -> None:
     project.pytester.makepyfile(test_x=USES_SLEEPER)
     project.run("--env-keep").assert_outcomes(passed=4)
     env = project.env()
-    reap = subprocess.run([sys.executable, "-m", "envfixtures.cli", "reap"], cwd=project.path, capture_output=True, text=True)
+    reap = subprocess.run(
+        [sys.executable, "-m", "envfixtures.cli", "reap"], cwd=project.path, capture_output=True, text=True
+    )
     assert "reaped 0 environment(s)" in reap.stdout
     assert project.alive(env)
     subprocess.run([sys.executable, "-m", "envfixtures.cli", "down", env.name], cwd=project.path, check=True)
@@ -160,7 +160,8 @@ def test_bad_template_fails_in_one_line_before_anything_starts(project: Project)
     result = project.run("-n", "2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.stderr.lines if "templated.json" in line]
-    assert errors == [f"ERROR: {project.path / 'templates' / 'templated.json'}:line 3: Expecting property name enclosed in double quotes"]
+    template = project.path / "templates" / "templated.json"
+    assert errors == [f"ERROR: {template}:line 3: Expecting property name enclosed in double quotes"]
     assert project.envs() == []
 
 

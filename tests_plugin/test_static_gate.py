@@ -64,8 +64,13 @@ def make_project(path: Path, case_file: str | None) -> None:
 
 def run_gate(path: Path) -> list[subprocess.CompletedProcess[str]]:
     # CI=true as on Jenkins: pytest then shows each failure's message in full on its summary line.
-    env = {**os.environ, "CI": "true", "ENVFIXTURES_SHA": SHA, "ENVFIXTURES_BRANCH": BRANCH,
-           "ENVFIXTURES_HOME": str(path / "state")}
+    env = {
+        **os.environ,
+        "CI": "true",
+        "ENVFIXTURES_SHA": SHA,
+        "ENVFIXTURES_BRANCH": BRANCH,
+        "ENVFIXTURES_HOME": str(path / "state"),
+    }
     env.pop("PYTEST_XDIST_WORKER", None)
     done = []
     for argv in gate_commands():

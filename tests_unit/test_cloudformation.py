@@ -180,6 +180,7 @@ def test_missing_template_is_refused(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- against moto
 
 
+@pytest.mark.integration
 def test_stack_creates_with_tags_and_outputs(fresh: str) -> None:
     started = time.monotonic()
     stack_id = create(fresh)
@@ -195,6 +196,7 @@ def test_stack_creates_with_tags_and_outputs(fresh: str) -> None:
     assert seconds < 30
 
 
+@pytest.mark.integration
 def test_refused_create_fails_fast_with_cause_and_no_secret(fresh: str) -> None:
     """A certificate unknown to ACM: moto refuses the create inside the call; no waiting on the stuck stack."""
     started = time.monotonic()
@@ -206,6 +208,7 @@ def test_refused_create_fails_fast_with_cause_and_no_secret(fresh: str) -> None:
     assert PASSWORD not in message
 
 
+@pytest.mark.integration
 def test_bad_template_refused_by_the_service_fails_fast(fresh: str, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(TEMPLATE.read_text().replace("Value: !GetAtt Vpc.CidrBlock", "Value: !GetAtt Vpc.NoSuchAttribute"))
@@ -215,6 +218,7 @@ def test_bad_template_refused_by_the_service_fails_fast(fresh: str, tmp_path: Pa
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.integration
 def test_moto_silently_accepts_an_unknown_resource_type(fresh: str, tmp_path: Path) -> None:
     """A fidelity fact: moto creates nothing for an unknown type and calls it complete; cfn-lint catches it."""
     bad = tmp_path / "unknown.yaml"
@@ -226,6 +230,7 @@ def test_moto_silently_accepts_an_unknown_resource_type(fresh: str, tmp_path: Pa
     assert any(m.rule.id == "E3006" for m in lint_file(bad))
 
 
+@pytest.mark.integration
 def test_waiter_fails_fast_on_rollback_with_failing_events(fresh: str) -> None:
     """moto never reaches a rollback state, so this one state is played by a stand-in client."""
 
@@ -264,6 +269,7 @@ def test_waiter_fails_fast_on_rollback_with_failing_events(fresh: str) -> None:
     assert PASSWORD not in message
 
 
+@pytest.mark.integration
 def test_waiter_ends_at_once_on_what_a_refused_create_leaves(fresh: str) -> None:
     """After a refused create moto leaves a stack that stays CREATE_IN_PROGRESS (moto 5.2.5) or whose
     describe answers an HTML 500 (moto 5.2.1): either way the wait ends within its bound, naming the stack."""
@@ -276,6 +282,7 @@ def test_waiter_ends_at_once_on_what_a_refused_create_leaves(fresh: str) -> None
     assert time.monotonic() - started < 3
 
 
+@pytest.mark.integration
 def test_delete_verifies_the_stack_is_gone(fresh: str, tmp_path: Path) -> None:
     """A stack moto can delete (no VPC): delete, wait, verify gone by name; a second delete is a no-op."""
     small = tmp_path / "small.yaml"
@@ -291,6 +298,7 @@ def test_delete_verifies_the_stack_is_gone(fresh: str, tmp_path: Path) -> None:
     cloudformation.delete_stack(cf, "ef-delete", timeout=5)  # deleting what is gone is a no-op
 
 
+@pytest.mark.integration
 def test_refused_delete_is_a_teardown_error(fresh: str) -> None:
     """moto refuses to delete the VPC stack: the teardown says so instead of claiming success."""
     stack_id = create(fresh, name="ef-novpcdelete")
@@ -299,6 +307,7 @@ def test_refused_delete_is_a_teardown_error(fresh: str) -> None:
         cloudformation.delete_stack(cf, stack_id, timeout=10)
 
 
+@pytest.mark.integration
 def test_events_are_lines(fresh: str) -> None:
     stack_id = create(fresh, name="ef-events")
     cf = aws_clients.make_client("cloudformation", endpoint_url=fresh, region="us-east-1")
@@ -317,6 +326,7 @@ def make_env(tmp_path: Path, backend: str, **settings: str) -> Environment:
     )  # fmt: skip
 
 
+@pytest.mark.integration
 def test_local_aws_builds_its_own_moto_and_stops_it(tmp_path: Path) -> None:
     env = make_env(tmp_path, "local")
     env.check(["aws"])
@@ -356,6 +366,7 @@ def test_local_aws_check_refuses_a_broken_template_before_building(tmp_path: Pat
     assert env.journal.processes() == []
 
 
+@pytest.mark.integration
 def test_real_aws_code_path_against_moto_standing_in(
     fresh: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -384,6 +395,7 @@ def test_real_aws_code_path_against_moto_standing_in(
     assert env.component_state("aws")["status"] == "torn_down"
 
 
+@pytest.mark.integration
 def test_empty_bucket_removes_every_object(fresh: str) -> None:
     s3 = aws_clients.make_client("s3", endpoint_url=fresh, region="us-east-1")
     s3.create_bucket(Bucket="ef-artifacts")
@@ -401,6 +413,7 @@ def test_real_aws_needs_a_certificate(tmp_path: Path, monkeypatch: pytest.Monkey
         env.check(["aws"])
 
 
+@pytest.mark.integration
 def test_real_aws_failed_create_is_recorded_not_retried(
     fresh: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -423,6 +436,7 @@ def test_real_aws_failed_create_is_recorded_not_retried(
     env.teardown()  # partial facts: deletes the stuck stack by name
 
 
+@pytest.mark.integration
 def test_moto_server_start_time_is_small(tmp_path: Path) -> None:
     """A measurement as much as a check: a moto server answers within a few seconds on this machine."""
     port = free_port()

@@ -32,9 +32,17 @@ def test_parse_ss_reads_address_port_and_pids() -> None:
 
 
 def test_ports_in_facts_from_port_keys_and_urls_not_from_other_numbers() -> None:
-    facts = {"port": 5432, "pid": 4242, "url": "http://127.0.0.1:8080", "dsn": "postgresql://u:p@127.0.0.1:6543/db",
-             "amqp": [{"host": "127.0.0.1", "port": 5672}], "management_urls": ["http://127.0.0.1:15672/"],
-             "endpoint": "127.0.0.1:7000", "timeout": 30, "enabled": True}
+    facts = {
+        "port": 5432,
+        "pid": 4242,
+        "url": "http://127.0.0.1:8080",
+        "dsn": "postgresql://u:p@127.0.0.1:6543/db",
+        "amqp": [{"host": "127.0.0.1", "port": 5672}],
+        "management_urls": ["http://127.0.0.1:15672/"],
+        "endpoint": "127.0.0.1:7000",
+        "timeout": 30,
+        "enabled": True,
+    }
     assert hostcheck.ports_in_facts(facts) == {5432, 8080, 6543, 5672, 15672, 7000}
 
 
@@ -65,6 +73,9 @@ def test_secret_in_a_world_readable_file_is_named_without_the_value(tmp_path: Pa
 
 
 def test_running_check_names_a_dead_journaled_process() -> None:
-    journal = [("broker/node-0", os.getpid(), hostcheck.processes.start_time(os.getpid())),
-               ("broker/epmd", 999_999_999, 1), ("database/pg", 999_999_998, 1)]
+    journal = [
+        ("broker/node-0", os.getpid(), hostcheck.processes.start_time(os.getpid())),
+        ("broker/epmd", 999_999_999, 1),
+        ("database/pg", 999_999_998, 1),
+    ]
     assert hostcheck.check_running(journal, "broker") == ["broker: process broker/epmd (pid 999999999) is not running"]

@@ -37,7 +37,7 @@ class FakeEc2:
 
         matching = [i for i in self.instances if keep(i)]
         start = int(NextToken or 0)
-        page = matching[start:start + 2]
+        page = matching[start : start + 2]
         answer: dict[str, Any] = {"Reservations": [{"Instances": page}]}
         if start + 2 < len(matching):
             answer["NextToken"] = str(start + 2)
@@ -45,8 +45,12 @@ class FakeEc2:
 
 
 def instance(iid: str, ip: str, role: str, env: str = "ef-0123456-abcd", state: str = "running") -> dict[str, Any]:
-    return {"InstanceId": iid, "PrivateIpAddress": ip, "State": {"Name": state},
-            "Tags": [{"Key": "Role", "Value": role}, {"Key": "EnvName", "Value": env}]}
+    return {
+        "InstanceId": iid,
+        "PrivateIpAddress": ip,
+        "State": {"Name": state},
+        "Tags": [{"Key": "Role", "Value": role}, {"Key": "EnvName", "Value": env}],
+    }
 
 
 FLEET = [
@@ -62,8 +66,9 @@ FLEET = [
 
 def aws_env(tmp_path: Path, **settings: str) -> SimpleNamespace:
     facts = Facts({"outputs": {"VpcId": "vpc-1"}, "region": "eu-west-1"})
-    return SimpleNamespace(backend="aws", name="ef-0123456-abcd", dir=tmp_path, settings=settings,
-                           facts=lambda component: facts)
+    return SimpleNamespace(
+        backend="aws", name="ef-0123456-abcd", dir=tmp_path, settings=settings, facts=lambda component: facts
+    )
 
 
 def test_local_is_this_machine() -> None:
@@ -94,8 +99,9 @@ def test_aws_hosts_are_the_role_instances_of_this_env_through_the_bastion(tmp_pa
 def test_ssh_resolves_the_generated_config_to_a_proxy_jump(tmp_path: Path) -> None:
     env = aws_env(tmp_path, ssh_bastion="bastion.example.net", ssh_user="admin")
     [agent] = hosts.inventory(env, "apps", ec2=FakeEc2(FLEET))
-    out = subprocess.run(["ssh", "-G", "-F", agent.ssh_config, "10.40.10.21"], capture_output=True, text=True,
-                         check=True, timeout=10).stdout
+    out = subprocess.run(
+        ["ssh", "-G", "-F", agent.ssh_config, "10.40.10.21"], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
     effective = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
     assert effective["proxyjump"] == "envfixtures-bastion"
     assert effective["user"] == "admin"

@@ -83,8 +83,9 @@ def scratch() -> Iterator[Path]:
 
 @settings(max_examples=200, deadline=None)
 @given(sha=SHAS, branch=BRANCHES, run_id=RUN_IDS)
-def test_env_name_is_a_stack_name_and_a_directory_name(scratch: Path, sha: str, branch: str | None,
-                                                        run_id: str) -> None:
+def test_env_name_is_a_stack_name_and_a_directory_name(
+    scratch: Path, sha: str, branch: str | None, run_id: str
+) -> None:
     name = naming.env_name(sha, run_id, branch)
     assert re.fullmatch(STACK_NAME, name)
     assert name not in (".", "..") and "/" not in name and "\0" not in name and len(name.encode()) <= 255
@@ -100,8 +101,12 @@ def test_stack_parameters_are_accepted_and_the_rendered_template_passes(
     """The parameters the aws component passes satisfy the template's constraints, and the rules' verdict on
     the template rendered with them is the verdict on the example rendering (checked once, above)."""
     name = naming.env_name(sha, run_id, branch)
-    params = {"EnvName": name, "GitSha": sha, "CertificateArn": cfn_rules.EXAMPLES["CertificateArn"],
-              "DbMasterPassword": generate_password()}
+    params = {
+        "EnvName": name,
+        "GitSha": sha,
+        "CertificateArn": cfn_rules.EXAMPLES["CertificateArn"],
+        "DbMasterPassword": generate_password(),
+    }
     assert cfn_rules.parameter_problems(doc.raw, params) == []
     values = cfn_rules.example_values(doc.raw, params)
     rendered = cfn_rules.Document(doc.path, doc.raw, cfn_rules.render(doc.raw, values), values)
@@ -110,8 +115,10 @@ def test_stack_parameters_are_accepted_and_the_rendered_template_passes(
 
 
 def test_parameter_problems_names_what_cloudformation_would_refuse(doc: cfn_rules.Document) -> None:
-    problems = cfn_rules.parameter_problems(doc.raw, {"EnvName": "1-starts-with-a-digit", "GitSha": "abc",
-                                                      "CertificateArn": "x", "DbMasterPassword": "short"})
+    problems = cfn_rules.parameter_problems(
+        doc.raw,
+        {"EnvName": "1-starts-with-a-digit", "GitSha": "abc", "CertificateArn": "x", "DbMasterPassword": "short"},
+    )
     assert any(p.startswith("EnvName:") for p in problems)
     assert any(p.startswith("GitSha:") for p in problems)
     assert any("MinLength" in p for p in problems)

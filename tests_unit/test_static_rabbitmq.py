@@ -33,8 +33,9 @@ def test_a_broken_definitions_file_is_one_finding_with_file_and_json_path(tmp_pa
 
 
 @settings(max_examples=200, deadline=None)
-@given(sha=st.text(alphabet="0123456789abcdef", min_size=40, max_size=40), branch=st.none() | st.text(),
-       run_id=st.text())
+@given(
+    sha=st.text(alphabet="0123456789abcdef", min_size=40, max_size=40), branch=st.none() | st.text(), run_id=st.text()
+)
 def test_env_name_is_a_vhost(sha: str, branch: str | None, run_id: str) -> None:
     """Non-empty, at most 255 bytes, printable ASCII, and the same after the management API's URL quoting."""
     name = naming.env_name(sha, run_id, branch)

@@ -65,21 +65,28 @@ class Apps(Component):
         result = client.put_group(group, body, force=True)
         env.progress(f"apps: deploying {len(app_ids)} app(s) as {group} (deployment {result.deployment_id})")
         client.wait_for_deployment(result.deployment_id, timeout=timeout, app_ids=app_ids, since=started)
-        wait_for(lambda: _all_healthy(client, app_ids), what=f"every app of {group} healthy", timeout=timeout,
-                 failed=lambda: client.failure_since(app_ids, started), first_delay=0.1)
+        wait_for(
+            lambda: _all_healthy(client, app_ids),
+            what=f"every app of {group} healthy",
+            timeout=timeout,
+            failed=lambda: client.failure_since(app_ids, started),
+            first_delay=0.1,
+        )
         env.progress(f"apps: {len(app_ids)} app(s) healthy in {time.time() - started:.1f}s")
         desired = {absolute_id(a["id"], group): _without_env_values(a) for a in body["apps"]}
         live = {a.id: a.version for a in client.list_apps(app_id=group)}
         versions = {app_id: f"{live.get(app_id)} (image tag {env.sha[:12]})" for app_id in app_ids}
-        return Facts({
-            "versions": versions,
-            "url": client.url,
-            "group": group,
-            "app_ids": app_ids,
-            "deployment_id": result.deployment_id,
-            "desired": desired,
-            "templates": {absolute_id(str(app["id"]).strip("/"), group): str(path) for path, app in rendered},
-        })
+        return Facts(
+            {
+                "versions": versions,
+                "url": client.url,
+                "group": group,
+                "app_ids": app_ids,
+                "deployment_id": result.deployment_id,
+                "desired": desired,
+                "templates": {absolute_id(str(app["id"]).strip("/"), group): str(path) for path, app in rendered},
+            }
+        )
 
     def teardown(self, env: "Environment", facts: Facts) -> None:
         """Delete the group (its tasks stop) and wait for that deployment; tolerate a scheduler already gone."""

@@ -28,17 +28,25 @@ class Artifact(Component):
         key = f"{env.name}/{built.path.name}"
         env.record(self.name, "s3-object", bucket=bucket, key=key)
         s3 = aws_clients.client(aws, "s3")
-        s3.upload_file(str(built.path), bucket, key, ExtraArgs={"Metadata": {"sha256": built.sha256, "git-sha": env.sha}})
+        s3.upload_file(
+            str(built.path), bucket, key, ExtraArgs={"Metadata": {"sha256": built.sha256, "git-sha": env.sha}}
+        )
         url = s3.generate_presigned_url(
             "get_object",
             Params={"Bucket": bucket, "Key": key},
             ExpiresIn=int(env.settings.get("artifact_url_seconds", "21600")),
         )
         env.progress(f"artifact: {built.path.name} sha256 {built.sha256[:12]} stored as s3://{bucket}/{key}")
-        return Facts({
-            "bucket": bucket, "key": key, "sha256": built.sha256, "artifact_sha256": built.sha256,
-            "top_dir": built.top_dir, "url": url,
-        })
+        return Facts(
+            {
+                "bucket": bucket,
+                "key": key,
+                "sha256": built.sha256,
+                "artifact_sha256": built.sha256,
+                "top_dir": built.top_dir,
+                "url": url,
+            }
+        )
 
     def teardown(self, env: "Environment", facts: Facts) -> None:
         """The object goes with the bucket (local: with the moto server; aws: the stack empties it)."""

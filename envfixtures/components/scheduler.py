@@ -57,7 +57,9 @@ class LocalScheduler(Component):
         return Facts({"url": url, "pid": proc.pid, "workdir": str(workdir), "backend": "local", "versions": versions})
 
     def diagnose(self, env: "Environment", facts: Facts) -> str:
-        return f"local Marathon log ({env.log_path(self.name, 'marathon')}):\n{_tail(env.log_path(self.name, 'marathon'))}"
+        return (
+            f"local Marathon log ({env.log_path(self.name, 'marathon')}):\n{_tail(env.log_path(self.name, 'marathon'))}"
+        )
 
 
 class StackScheduler(Component):

@@ -281,8 +281,14 @@ class MarathonClient:
         def failed() -> str | None:
             return self.failure_since(watched, since)
 
-        wait_for(gone, what=f"Marathon deployment {deployment_id}", timeout=timeout, failed=failed if watched else None,
-                 first_delay=0.1, max_delay=1.0)
+        wait_for(
+            gone,
+            what=f"Marathon deployment {deployment_id}",
+            timeout=timeout,
+            failed=failed if watched else None,
+            first_delay=0.1,
+            max_delay=1.0,
+        )
 
     def failure_since(self, app_ids: Iterable[str], since: float) -> str | None:
         """The first ``lastTaskFailure`` message of the apps' current versions newer than ``since``, or None."""
@@ -319,6 +325,16 @@ def format_time(epoch: float) -> str:
 
 
 __all__ = [
-    "BadRequest", "Conflict", "FailedState", "Locked", "MarathonClient", "MarathonError", "NotFound",
-    "Unavailable", "Unprocessable", "error_for", "format_time", "parse_time",
+    "BadRequest",
+    "Conflict",
+    "FailedState",
+    "Locked",
+    "MarathonClient",
+    "MarathonError",
+    "NotFound",
+    "Unavailable",
+    "Unprocessable",
+    "error_for",
+    "format_time",
+    "parse_time",
 ]

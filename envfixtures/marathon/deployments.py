@@ -98,8 +98,13 @@ class RestartApplication(Action):
         # Old tasks occupy capacity until they are gone, killing ones included (Marathon waits for TASK_KILLED).
         killing = sum(1 for t in app.alive_tasks() if t.kill_reason is not None)
         room = max(0, self.max_capacity - len(old) - killing)
-        if (old_target > 0 and old_target == len(old) and not killing and min(n, room) <= len(new) < n
-                and new_healthy == len(new)):
+        if (
+            old_target > 0
+            and old_target == len(old)
+            and not killing
+            and min(n, room) <= len(new) < n
+            and new_healthy == len(new)
+        ):
             # No capacity for one more new task (e.g. minimumHealthCapacity=1, maximumOverCapacity=0):
             # Marathon then kills one old task to make room.
             old_target -= 1

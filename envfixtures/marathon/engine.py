@@ -33,10 +33,24 @@ TICK = 0.1
 KEEP_FAILED_SANDBOXES = 5
 
 APP_DEFAULTS: dict[str, Any] = {
-    "instances": 1, "cpus": 1.0, "mem": 128.0, "disk": 0.0, "gpus": 0, "executor": "",
-    "constraints": [], "env": {}, "labels": {}, "fetch": [], "healthChecks": [], "readinessChecks": [],
-    "dependencies": [], "backoffSeconds": 1, "backoffFactor": 1.15, "maxLaunchDelaySeconds": 300,
-    "requirePorts": False, "killSelection": "YOUNGEST_FIRST",
+    "instances": 1,
+    "cpus": 1.0,
+    "mem": 128.0,
+    "disk": 0.0,
+    "gpus": 0,
+    "executor": "",
+    "constraints": [],
+    "env": {},
+    "labels": {},
+    "fetch": [],
+    "healthChecks": [],
+    "readinessChecks": [],
+    "dependencies": [],
+    "backoffSeconds": 1,
+    "backoffFactor": 1.15,
+    "maxLaunchDelaySeconds": 300,
+    "requirePorts": False,
+    "killSelection": "YOUNGEST_FIRST",
     "upgradeStrategy": {"minimumHealthCapacity": 1.0, "maximumOverCapacity": 1.0},
     "unreachableStrategy": {"inactiveAfterSeconds": 0, "expungeAfterSeconds": 0},
     "secrets": {},
@@ -110,12 +124,18 @@ class AppState:
         return [t for t in self.tasks.values() if t.alive]
 
     def current_tasks(self) -> list[tk.TaskRun]:
-        return [t for t in self.tasks.values() if t.alive and t.kill_reason is None
-                and t.config_version == self.config_version]
+        return [
+            t
+            for t in self.tasks.values()
+            if t.alive and t.kill_reason is None and t.config_version == self.config_version
+        ]
 
     def old_tasks(self) -> list[tk.TaskRun]:
-        return [t for t in self.tasks.values() if t.alive and t.kill_reason is None
-                and t.config_version != self.config_version]
+        return [
+            t
+            for t in self.tasks.values()
+            if t.alive and t.kill_reason is None and t.config_version != self.config_version
+        ]
 
     def is_healthy(self, task: tk.TaskRun) -> bool:
         """Running and, when the app has health checks, alive in every one of them."""
@@ -130,8 +150,9 @@ class AppState:
     def bump_backoff(self, now: float) -> None:
         """A task failed: hold launches for the current delay, then grow it by backoffFactor."""
         self.launch_not_before = now + self.backoff_delay
-        self.backoff_delay = min(self.backoff_delay * float(self.spec["backoffFactor"]),
-                                 float(self.spec["maxLaunchDelaySeconds"]))
+        self.backoff_delay = min(
+            self.backoff_delay * float(self.spec["backoffFactor"]), float(self.spec["maxLaunchDelaySeconds"])
+        )
 
 
 class Engine:
@@ -214,8 +235,13 @@ class Engine:
             if task.kill_reason is not None:
                 self._finish(app, task, "TASK_KILLED", "killed before launch")
             elif task.fetch_error:
-                self._finish(app, task, "TASK_FAILED", f"Failed to launch container: Failed to fetch all URIs for "
-                                                       f"container '{task.id}': {task.fetch_error}")
+                self._finish(
+                    app,
+                    task,
+                    "TASK_FAILED",
+                    f"Failed to launch container: Failed to fetch all URIs for "
+                    f"container '{task.id}': {task.fetch_error}",
+                )
             else:
                 self._launch(app, task, now)
             return
@@ -277,8 +303,14 @@ class Engine:
             app.bump_backoff(time.monotonic())
         if state == "TASK_FAILED":
             app.last_failure = {
-                "appId": app.id, "host": tk.HOST, "message": message, "state": state, "taskId": task.id,
-                "timestamp": format_time(time.time()), "version": task.version, "slaveId": "local-agent",
+                "appId": app.id,
+                "host": tk.HOST,
+                "message": message,
+                "state": state,
+                "taskId": task.id,
+                "timestamp": format_time(time.time()),
+                "version": task.version,
+                "slaveId": "local-agent",
             }
             tail = tk.stderr_tail(task)
             if tail:
@@ -331,8 +363,14 @@ class Engine:
         sandbox = self.sandboxes / task_id
         sandbox.mkdir(parents=True)
         task = tk.TaskRun(
-            id=task_id, instance_id=instance_id, app_id=app.id, version=app.version,
-            config_version=app.config_version, ports=ports, sandbox=sandbox, staged_at=time.time(),
+            id=task_id,
+            instance_id=instance_id,
+            app_id=app.id,
+            version=app.version,
+            config_version=app.config_version,
+            ports=ports,
+            sandbox=sandbox,
+            staged_at=time.time(),
         )
         task.env = tk.task_env(app.spec, task)
         app.tasks[task_id] = task
@@ -383,10 +421,18 @@ class Engine:
 
     def task_json(self, app: AppState, task: tk.TaskRun) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "id": task.id, "appId": app.id, "host": tk.HOST, "state": task.state,
+            "id": task.id,
+            "appId": app.id,
+            "host": tk.HOST,
+            "state": task.state,
             "ipAddresses": [{"ipAddress": tk.HOST, "protocol": "IPv4"}],
-            "ports": list(task.ports), "servicePorts": list(app.service_ports), "slaveId": "local-agent",
-            "stagedAt": format_time(task.staged_at), "version": task.version, "localVolumes": [], "role": "*",
+            "ports": list(task.ports),
+            "servicePorts": list(app.service_ports),
+            "slaveId": "local-agent",
+            "stagedAt": format_time(task.staged_at),
+            "version": task.version,
+            "localVolumes": [],
+            "role": "*",
         }
         if task.started_at:
             body["startedAt"] = format_time(task.started_at)
@@ -422,8 +468,13 @@ class Engine:
 
     def group_json(self, group_id: str, embed: Iterable[str] = ()) -> dict[str, Any]:
         app_embed = [e.replace("group.apps.", "app.") for e in embed if e.startswith("group.apps.")]
-        children = sorted(g for g in self.groups if g != group_id and g.rsplit("/", 1)[0] in (group_id.rstrip("/"),)
-                          and g.startswith(group_id.rstrip("/") + "/"))
+        children = sorted(
+            g
+            for g in self.groups
+            if g != group_id
+            and g.rsplit("/", 1)[0] in (group_id.rstrip("/"),)
+            and g.startswith(group_id.rstrip("/") + "/")
+        )
         apps = sorted(a for a in self.apps if a.rsplit("/", 1)[0] == group_id.rstrip("/"))
         return {
             "id": group_id,
@@ -437,8 +488,14 @@ class Engine:
 
     # -- the REST operations ---------------------------------------------------------------------------------
 
-    def list_apps(self, *, embed: Iterable[str] = (), id_filter: str | None = None,
-                  cmd_filter: str | None = None, label: str | None = None) -> dict[str, Any]:
+    def list_apps(
+        self,
+        *,
+        embed: Iterable[str] = (),
+        id_filter: str | None = None,
+        cmd_filter: str | None = None,
+        label: str | None = None,
+    ) -> dict[str, Any]:
         with self.lock:
             out = []
             for app_id in sorted(self.apps):
@@ -494,7 +551,9 @@ class Engine:
         """PUT /v2/apps/{id} -> (created, DeploymentResult)."""
         app_id = absolute_id(app_id)
         if not isinstance(definition, Mapping):
-            raise ApiError(400, {"message": "Invalid JSON", "details": [{"path": "/", "errors": ["error.expected.jsobject"]}]})
+            raise ApiError(
+                400, {"message": "Invalid JSON", "details": [{"path": "/", "errors": ["error.expected.jsobject"]}]}
+            )
         with self.lock:
             existing = self.apps.get(app_id)
             merged = dict(definition)
@@ -530,8 +589,18 @@ class Engine:
         """PUT /v2/groups/{id}: replace the group's apps (and child groups where given)."""
         gid = absolute_id(group_id)
         if isinstance(body, Mapping) and ("scaleBy" in body or set(body) == {"version"}):
-            raise ApiError(422, {"message": "Object is not valid", "details": [
-                {"path": "/", "errors": ["scaleBy and version rollback are not supported by the local scheduler"]}]})
+            raise ApiError(
+                422,
+                {
+                    "message": "Object is not valid",
+                    "details": [
+                        {
+                            "path": "/",
+                            "errors": ["scaleBy and version rollback are not supported by the local scheduler"],
+                        }
+                    ],
+                },
+            )
         details = validate_group(body, group_id=gid)
         if details:
             raise ApiError(422, {"message": "Object is not valid", "details": details})
@@ -545,8 +614,14 @@ class Engine:
                 self.groups.pop(g, None)
             return result
 
-    def _desired_from_group(self, body: Mapping[str, Any], gid: str, desired: dict[str, dict[str, Any]],
-                            removed: list[str], dropped: list[str]) -> None:
+    def _desired_from_group(
+        self,
+        body: Mapping[str, Any],
+        gid: str,
+        desired: dict[str, dict[str, Any]],
+        removed: list[str],
+        dropped: list[str],
+    ) -> None:
         self.groups.setdefault(gid, self._new_version())
         if "apps" in body:
             listed = set()
@@ -602,19 +677,33 @@ class Engine:
                 if missing <= 0:
                     continue
                 left = max(0.0, app.launch_not_before - now)
-                out.append({
-                    "app": self.app_json(app), "count": missing, "role": "*",
-                    "delay": {"timeLeftSeconds": round(left, 3), "overdue": left == 0},
-                    "since": format_time(app.queued_since or time.time()),
-                })
+                out.append(
+                    {
+                        "app": self.app_json(app),
+                        "count": missing,
+                        "role": "*",
+                        "delay": {"timeLeftSeconds": round(left, 3), "overdue": left == 0},
+                        "since": format_time(app.queued_since or time.time()),
+                    }
+                )
             return {"queue": out}
 
     def info(self) -> dict[str, Any]:
         return {
-            "name": "marathon", "version": "1.11.0-envfixtures-local", "buildref": "envfixtures",
-            "elected": True, "leader": self.address, "frameworkId": "envfixtures-local-0000",
-            "marathon_config": {"hostname": "127.0.0.1", "executor": "//cmd", "local_port_min": 10000,
-                                "local_port_max": 20000, "mesos_role": None, "mesos_user": None},
+            "name": "marathon",
+            "version": "1.11.0-envfixtures-local",
+            "buildref": "envfixtures",
+            "elected": True,
+            "leader": self.address,
+            "frameworkId": "envfixtures-local-0000",
+            "marathon_config": {
+                "hostname": "127.0.0.1",
+                "executor": "//cmd",
+                "local_port_min": 10000,
+                "local_port_max": 20000,
+                "mesos_role": None,
+                "mesos_user": None,
+            },
             "http_config": {"http_port": int(self.address.rsplit(":", 1)[-1])},
         }
 
@@ -632,19 +721,31 @@ class Engine:
         if details:
             raise ApiError(422, {"message": "Object is not valid", "details": details})
 
-    def _change(self, desired: Mapping[str, dict[str, Any]], *, removed: Iterable[str], force: bool,
-                restart: set[str] = frozenset(), groups: Iterable[str] = ()) -> dict[str, Any]:
+    def _change(
+        self,
+        desired: Mapping[str, dict[str, Any]],
+        *,
+        removed: Iterable[str],
+        force: bool,
+        restart: set[str] = frozenset(),
+        groups: Iterable[str] = (),
+    ) -> dict[str, Any]:
         """Apply new specs and removals at once (as Marathon's group tree does) and start their deployment."""
         removed = [a for a in removed if a in self.apps and a not in desired]
-        affected = sorted(set(removed) | {a for a, spec in desired.items()
-                                          if a not in self.apps or a in restart or self.apps[a].spec != spec})
+        affected = sorted(
+            set(removed)
+            | {a for a, spec in desired.items() if a not in self.apps or a in restart or self.apps[a].spec != spec}
+        )
         locking = {d.id for a in affected for d in self._deployments_of(a)}
         if locking and not force:
-            raise ApiError(409, {
-                "message": "App is locked by one or more deployments. Override with the option '?force=true'. "
-                           "View details at '/v2/deployments/<DEPLOYMENT_ID>'.",
-                "deployments": [{"id": d} for d in sorted(locking)],
-            })
+            raise ApiError(
+                409,
+                {
+                    "message": "App is locked by one or more deployments. Override with the option '?force=true'. "
+                    "View details at '/v2/deployments/<DEPLOYMENT_ID>'.",
+                    "deployments": [{"id": d} for d in sorted(locking)],
+                },
+            )
         for dep_id in locking:
             self.deployments.pop(dep_id, None)  # force: the old deployments are cancelled, no rollback
         version = self._new_version()
@@ -685,8 +786,7 @@ class Engine:
                 app.spec = spec
                 self._assign_service_ports(app, previous)
             after[app_id] = app
-        dep = Deployment(version=version, steps=plan_steps(before, after, changed), affected=affected,
-                         before=snapshot)
+        dep = Deployment(version=version, steps=plan_steps(before, after, changed), affected=affected, before=snapshot)
         if dep.steps:
             self.deployments[dep.id] = dep
             dep.tick()

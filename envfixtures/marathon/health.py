@@ -117,16 +117,23 @@ def check_port(check: Mapping[str, Any], ports: list[int]) -> int | None:
     return ports[index] if index < len(ports) else None
 
 
-def run_check(check: Mapping[str, Any], host: str, ports: list[int], env: Mapping[str, str], cwd: str
-              ) -> tuple[bool | None, str | None]:
+def run_check(
+    check: Mapping[str, Any], host: str, ports: list[int], env: Mapping[str, str], cwd: str
+) -> tuple[bool | None, str | None]:
     """Run one health check; return (passed, cause). ``passed`` is None for an ignored 1xx answer."""
     protocol = check["protocol"]
     timeout = max(float(check.get("timeoutSeconds", 20)), 0.1)
     if protocol == "COMMAND":
         try:
             result = subprocess.run(  # noqa: S603
-                ["/bin/sh", "-c", check["command"]["value"]], cwd=cwd, env=dict(env), timeout=timeout,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                ["/bin/sh", "-c", check["command"]["value"]],
+                cwd=cwd,
+                env=dict(env),
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
             )
         except subprocess.TimeoutExpired:
             return False, f"command timed out after {timeout:g}s"

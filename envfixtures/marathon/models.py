@@ -214,7 +214,6 @@ class Deployment:
             raw=dict(data),
         )
 
-
     @staticmethod
     def parse_steps(data: Any, where: str = "") -> list[list[DeploymentAction]]:
         """``steps`` of a deployment, or the whole body of PUT /v2/groups?dryRun=true (RAML DeploymentSteps)."""

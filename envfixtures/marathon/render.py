@@ -75,11 +75,16 @@ def render_value(value: Any, ctx: Context, path: Path, parts: list[Any]) -> Any:
         where = marathon_path(parts)
         if found is None:
             known = sorted(ctx.values) + [f"facts.{c}.<key>" for c in ctx.facts]
-            raise TemplateError(path, where, f"unknown placeholder {{{{ {match.group(1)} }}}}; known: {', '.join(known)}")
+            raise TemplateError(
+                path, where, f"unknown placeholder {{{{ {match.group(1)} }}}}; known: {', '.join(known)}"
+            )
         text, secret = found
         if secret and not (len(parts) == 2 and parts[0] == "env"):
-            raise TemplateError(path, where, f"secret {match.group(1)} may only be used in /env/<NAME>, never in "
-                                             "labels, ids or commands")
+            raise TemplateError(
+                path,
+                where,
+                f"secret {match.group(1)} may only be used in /env/<NAME>, never in labels, ids or commands",
+            )
         return text
 
     return PLACEHOLDER.sub(substitute, value)

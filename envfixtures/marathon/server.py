@@ -41,8 +41,13 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
-    def _send(self, status: int, body: Any = None, headers: dict[str, str] | None = None,
-              content_type: str = "application/json; charset=utf-8") -> None:
+    def _send(
+        self,
+        status: int,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json; charset=utf-8",
+    ) -> None:
         if body is None:
             data = b""
         elif isinstance(body, str) and not content_type.startswith("application/json"):
@@ -65,8 +70,9 @@ class Handler(BaseHTTPRequestHandler):
         try:
             return json.loads(raw or b"null")
         except ValueError:
-            raise ApiError(400, {"message": "Invalid JSON", "details": [
-                {"path": "/", "errors": ["error.expected.jsobject"]}]}) from None
+            raise ApiError(
+                400, {"message": "Invalid JSON", "details": [{"path": "/", "errors": ["error.expected.jsobject"]}]}
+            ) from None
 
     def _deployed(self, result: dict[str, Any], status: int = 200, location: str | None = None) -> None:
         headers = {"Marathon-Deployment-Id": result["deploymentId"]}
@@ -102,22 +108,30 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, {"leader": engine.address})
         if path == "/v2/apps":
             if method == "GET":
-                return self._send(200, engine.list_apps(
-                    embed=embed, id_filter=(query.get("id") or [None])[-1],
-                    cmd_filter=(query.get("cmd") or [None])[-1], label=(query.get("label") or [None])[-1]))
+                return self._send(
+                    200,
+                    engine.list_apps(
+                        embed=embed,
+                        id_filter=(query.get("id") or [None])[-1],
+                        cmd_filter=(query.get("cmd") or [None])[-1],
+                        label=(query.get("label") or [None])[-1],
+                    ),
+                )
             if method == "POST":
                 body = self._body()
                 if not isinstance(body, dict):
-                    raise ApiError(400, {"message": "Invalid JSON", "details": [
-                        {"path": "/", "errors": ["error.expected.jsobject"]}]})
+                    raise ApiError(
+                        400,
+                        {"message": "Invalid JSON", "details": [{"path": "/", "errors": ["error.expected.jsobject"]}]},
+                    )
                 app, dep_id = engine.create_app(body)
                 return self._send(201, app, {"Location": f"/v2/apps{app['id']}", "Marathon-Deployment-Id": dep_id})
         if path.startswith("/v2/apps/"):
-            return self._route_app(method, path[len("/v2/apps"):], query, force, embed)
+            return self._route_app(method, path[len("/v2/apps") :], query, force, embed)
         if path == "/v2/tasks" and method == "GET":
             return self._send(200, engine.all_tasks())
         if path == "/v2/groups" or path.startswith("/v2/groups/"):
-            group_id = path[len("/v2/groups"):] or "/"
+            group_id = path[len("/v2/groups") :] or "/"
             if method == "GET":
                 return self._send(200, engine.get_group(group_id, embed))
             if method == "PUT":
@@ -135,7 +149,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/v2/deployments" and method == "GET":
             return self._send(200, engine.list_deployments())
         if path.startswith("/v2/deployments/") and method == "DELETE":
-            result = engine.cancel_deployment(path[len("/v2/deployments/"):], force=force)
+            result = engine.cancel_deployment(path[len("/v2/deployments/") :], force=force)
             if result is None:
                 return self._send(202)
             return self._deployed(result)
@@ -157,8 +171,9 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET":
             return self._send(200, engine.get_app(rest, embed))
         if method in ("PUT", "PATCH"):
-            created, result = engine.put_app(rest, self._body(), force=force,
-                                             partial=method == "PATCH" or _flag(query, "partialUpdate", True))
+            created, result = engine.put_app(
+                rest, self._body(), force=force, partial=method == "PATCH" or _flag(query, "partialUpdate", True)
+            )
             if created:
                 return self._deployed(result, 201, "/v2/apps/" + rest.strip("/"))
             return self._deployed(result)
@@ -200,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, required=True, help="directory for task sandboxes")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     args.workdir.mkdir(parents=True, exist_ok=True)
     server = Server(args.workdir, args.port)
     stop = threading.Event()

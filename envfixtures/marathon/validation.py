@@ -24,16 +24,31 @@ SCHEMA_DIR = Path(__file__).with_name("schema")
 MESSAGE = "Object is not valid"
 
 #: Fields of the current RAML ``App`` type that the 1.7 JSON schema does not know; value = accepted JSON types.
-NEWER_FIELDS: dict[str, tuple[type, ...]] = {"tty": (bool,), "role": (str,), "resourceLimits": (dict,), "check": (dict,)}
+NEWER_FIELDS: dict[str, tuple[type, ...]] = {
+    "tty": (bool,),
+    "role": (str,),
+    "resourceLimits": (dict,),
+    "check": (dict,),
+}
 
 #: Status fields of ``AppInfo`` that a GET returns; they are ignored when a definition is sent back.
 STATUS_FIELDS = frozenset(
-    {"tasksStaged", "tasksRunning", "tasksHealthy", "tasksUnhealthy", "deployments", "tasks", "lastTaskFailure",
-     "readinessCheckResults", "taskStats", "tasksStats"}
+    {
+        "tasksStaged",
+        "tasksRunning",
+        "tasksHealthy",
+        "tasksUnhealthy",
+        "deployments",
+        "tasks",
+        "lastTaskFailure",
+        "readinessCheckResults",
+        "taskStats",
+        "tasksStats",
+    }
 )
 
 _ID_SEGMENT = re.compile(r"^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$")
-ID_RULE = "must fully match regular expression '^(([a-z0-9]|[a-z0-9][a-z0-9\\-]*[a-z0-9])\\.)*([a-z0-9]|[a-z0-9][a-z0-9\\-]*[a-z0-9])|(\\.|\\.\\.)$'"
+ID_RULE = "must fully match regular expression '^(([a-z0-9]|[a-z0-9][a-z0-9\\-]*[a-z0-9])\\.)*([a-z0-9]|[a-z0-9][a-z0-9\\-]*[a-z0-9])|(\\.|\\.\\.)$'"  # noqa: E501 - Marathon's message, verbatim
 COMMAND_RULE = "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'."
 
 
@@ -121,7 +136,10 @@ def validate_app(app: Any, *, prefix: str = "", base: str = "/") -> list[dict[st
         elif resolved == "/" or any(not _ID_SEGMENT.match(s) for s in resolved.strip("/").split("/")):
             add(marathon_path(["id"], prefix), ID_RULE)
         elif base != "/" and app_id.startswith("/") and not resolved.startswith(base.rstrip("/") + "/"):
-            add(marathon_path(["id"], prefix), f"identifier {resolved} is not child of {base}. Hint: use relative paths.")
+            add(
+                marathon_path(["id"], prefix),
+                f"identifier {resolved} is not child of {base}. Hint: use relative paths.",
+            )
     has_cmd = bool(app.get("cmd"))
     has_args = bool(app.get("args"))
     if (has_cmd and has_args) or not (has_cmd or has_args or app.get("container")):
@@ -146,8 +164,10 @@ def validate_app(app: Any, *, prefix: str = "", base: str = "/") -> list[dict[st
         elif check.get("port") is None:
             index = check.get("portIndex", 0)
             if isinstance(index, int) and index >= n_ports:
-                add(where, "Health check port indices must address an element of the ports array or container "
-                           "port mappings.")
+                add(
+                    where,
+                    "Health check port indices must address an element of the ports array or container port mappings.",
+                )
         if protocol != "COMMAND" and check.get("command"):
             add(where, f"command is only allowed when protocol is COMMAND (protocol is {protocol})")
     names = [p.get("name") for p in (app.get("portDefinitions") or []) if isinstance(p, Mapping) and p.get("name")]
@@ -191,8 +211,14 @@ def validate_group(group: Any, *, group_id: str = "/", prefix: str = "") -> list
     return details
 
 
-_JSON_TYPES = {"string": "jsstring", "integer": "jsnumber", "number": "jsnumber", "boolean": "jsboolean",
-               "object": "jsobject", "array": "jsarray"}
+_JSON_TYPES = {
+    "string": "jsstring",
+    "integer": "jsnumber",
+    "number": "jsnumber",
+    "boolean": "jsboolean",
+    "object": "jsobject",
+    "array": "jsarray",
+}
 
 
 def _marathon_wording(err: jsonschema.ValidationError) -> str:

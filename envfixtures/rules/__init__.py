@@ -17,8 +17,19 @@ from pathlib import Path
 from ..errors import TemplateError
 
 #: Keys whose value is a secret when literal (matched case-insensitively, anywhere in the key).
-SECRET_KEY_WORDS = ("password", "passwd", "secret", "token", "apikey", "api_key", "api-key", "credential",
-                    "passphrase", "privatekey", "private_key")
+SECRET_KEY_WORDS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "api-key",
+    "credential",
+    "passphrase",
+    "privatekey",
+    "private_key",
+)
 #: Keys that contain such a word and are not secrets.
 NOT_SECRET_KEYS = frozenset({"httptokens", "secret_ref", "secretsmanagersecretid"})
 

@@ -118,7 +118,7 @@ def render(template: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, 
     def walk(node: Any) -> Any:
         if isinstance(node, dict):
             if len(node) == 1:
-                (key, arg), = node.items()
+                ((key, arg),) = node.items()
                 if key == "Ref" and isinstance(arg, str):
                     if arg == "AWS::NoValue":
                         return _NO_VALUE
@@ -196,7 +196,7 @@ def sg_ref(node: Any) -> str | None:
     if isinstance(node, str):
         return node
     if isinstance(node, Mapping) and len(node) == 1:
-        (key, arg), = node.items()
+        ((key, arg),) = node.items()
         if key == "Ref" and isinstance(arg, str):
             return arg
         if key == "Fn::GetAtt":
@@ -316,11 +316,14 @@ def world_open(doc: Document) -> list[Finding]:
         key = "CidrIp" if ing.rule.get("CidrIp") is not None else "CidrIpv6"
         cidr = ing.rule.get(key)
         if str(cidr) in WORLD and ing.group not in lb:
-            out.append(doc.finding(
-                "cfn-world-open", key_of(ing.rule, key),
-                f"security group {ing.group} is open to {cidr} on {_ports(ing.rule)}; only the load balancer's "
-                f"group ({', '.join(sorted(lb)) or 'none'}) may be reachable from the internet",
-            ))
+            out.append(
+                doc.finding(
+                    "cfn-world-open",
+                    key_of(ing.rule, key),
+                    f"security group {ing.group} is open to {cidr} on {_ports(ing.rule)}; only the load balancer's "
+                    f"group ({', '.join(sorted(lb)) or 'none'}) may be reachable from the internet",
+                )
+            )
     return out
 
 
@@ -336,11 +339,14 @@ def private_sources(doc: Document) -> list[Finding]:
         if source is not None and (source in apps or source == ing.group):
             continue
         source_key = next((k for k in SOURCE_KEYS if ing.rule.get(k) is not None), "SourceSecurityGroupId")
-        out.append(doc.finding(
-            "cfn-private-sources", key_of(ing.rule, source_key),
-            f"{guarded[ing.group]} security group {ing.group} admits {_source(ing.rule)} on {_ports(ing.rule)}; "
-            f"it may be reached only from the apps' group ({', '.join(sorted(apps)) or 'none found'})",
-        ))
+        out.append(
+            doc.finding(
+                "cfn-private-sources",
+                key_of(ing.rule, source_key),
+                f"{guarded[ing.group]} security group {ing.group} admits {_source(ing.rule)} on {_ports(ing.rule)}; "
+                f"it may be reached only from the apps' group ({', '.join(sorted(apps)) or 'none found'})",
+            )
+        )
     return out
 
 
@@ -360,13 +366,25 @@ def database_encrypted(doc: Document) -> list[Finding]:
         if props.get("DBClusterIdentifier") is not None:
             continue
         if not _truthy(props.get("StorageEncrypted")):
-            out.append(doc.finding("cfn-db-encrypted", key_of(props, "StorageEncrypted"),
-                                   f"database {rid} must set StorageEncrypted: true", res))
+            out.append(
+                doc.finding(
+                    "cfn-db-encrypted",
+                    key_of(props, "StorageEncrypted"),
+                    f"database {rid} must set StorageEncrypted: true",
+                    res,
+                )
+            )
     for rid, res in doc.resources("AWS::RDS::DBCluster"):
         props = res.get("Properties") or {}
         if not _truthy(props.get("StorageEncrypted")):
-            out.append(doc.finding("cfn-db-encrypted", key_of(props, "StorageEncrypted"),
-                                   f"database cluster {rid} must set StorageEncrypted: true", res))
+            out.append(
+                doc.finding(
+                    "cfn-db-encrypted",
+                    key_of(props, "StorageEncrypted"),
+                    f"database cluster {rid} must set StorageEncrypted: true",
+                    res,
+                )
+            )
     return out
 
 
@@ -376,9 +394,14 @@ def database_private(doc: Document) -> list[Finding]:
     for rid, res, props in _databases(doc):
         value = props.get("PubliclyAccessible")
         if value is None or _truthy(value):
-            out.append(doc.finding(
-                "cfn-db-public", key_of(props, "PubliclyAccessible"),
-                f"database {rid} must set PubliclyAccessible: false (is {value!r})", res))
+            out.append(
+                doc.finding(
+                    "cfn-db-public",
+                    key_of(props, "PubliclyAccessible"),
+                    f"database {rid} must set PubliclyAccessible: false (is {value!r})",
+                    res,
+                )
+            )
     return out
 
 
@@ -394,9 +417,14 @@ def database_backups(doc: Document) -> list[Finding]:
         except (TypeError, ValueError):
             ok = False
         if not ok:
-            out.append(doc.finding(
-                "cfn-db-backups", key_of(props, "BackupRetentionPeriod"),
-                f"database {rid} must set BackupRetentionPeriod >= 1 (is {value!r})", res))
+            out.append(
+                doc.finding(
+                    "cfn-db-backups",
+                    key_of(props, "BackupRetentionPeriod"),
+                    f"database {rid} must set BackupRetentionPeriod >= 1 (is {value!r})",
+                    res,
+                )
+            )
     return out
 
 
@@ -409,11 +437,20 @@ def bucket_encrypted(doc: Document) -> list[Finding]:
     for rid, res in doc.resources("AWS::S3::Bucket"):
         props = res.get("Properties") or {}
         rules = ((props.get("BucketEncryption") or {}).get("ServerSideEncryptionConfiguration")) or []
-        algos = [((r.get("ServerSideEncryptionByDefault") or {}).get("SSEAlgorithm")) for r in rules
-                 if isinstance(r, Mapping)]
+        algos = [
+            ((r.get("ServerSideEncryptionByDefault") or {}).get("SSEAlgorithm"))
+            for r in rules
+            if isinstance(r, Mapping)
+        ]
         if not any(algos):
-            out.append(doc.finding("cfn-bucket-encrypted", key_of(props, "BucketEncryption"),
-                                   f"bucket {rid} has no BucketEncryption with an SSEAlgorithm", res))
+            out.append(
+                doc.finding(
+                    "cfn-bucket-encrypted",
+                    key_of(props, "BucketEncryption"),
+                    f"bucket {rid} has no BucketEncryption with an SSEAlgorithm",
+                    res,
+                )
+            )
     return out
 
 
@@ -424,15 +461,26 @@ def bucket_closed(doc: Document) -> list[Finding]:
         props = res.get("Properties") or {}
         block = props.get("PublicAccessBlockConfiguration")
         if not isinstance(block, Mapping):
-            out.append(doc.finding("cfn-bucket-public", key_of(props, "PublicAccessBlockConfiguration"),
-                                   f"bucket {rid} has no PublicAccessBlockConfiguration", res))
+            out.append(
+                doc.finding(
+                    "cfn-bucket-public",
+                    key_of(props, "PublicAccessBlockConfiguration"),
+                    f"bucket {rid} has no PublicAccessBlockConfiguration",
+                    res,
+                )
+            )
             continue
         open_ = [k for k in PUBLIC_ACCESS_BLOCK if not _truthy(block.get(k))]
         if open_:
             where = key_of(block, open_[0]) if open_[0] in block else block
-            out.append(doc.finding("cfn-bucket-public", where,
-                                   f"bucket {rid}: PublicAccessBlockConfiguration must set {', '.join(open_)} true",
-                                   res))
+            out.append(
+                doc.finding(
+                    "cfn-bucket-public",
+                    where,
+                    f"bucket {rid}: PublicAccessBlockConfiguration must set {', '.join(open_)} true",
+                    res,
+                )
+            )
     return out
 
 
@@ -446,10 +494,15 @@ def imdsv2(doc: Document) -> list[Finding]:
         options = data.get("MetadataOptions") if isinstance(data.get("MetadataOptions"), Mapping) else {}
         if options.get("HttpTokens") != "required" and options.get("HttpEndpoint") != "disabled":
             where = key_of(options, "HttpTokens") if "HttpTokens" in options else key_of(data, "MetadataOptions")
-            out.append(doc.finding(
-                "cfn-imdsv2", where,
-                f"{rid} allows IMDSv1 (MetadataOptions.HttpTokens is {options.get('HttpTokens')!r}); "
-                "set HttpTokens: required", res))
+            out.append(
+                doc.finding(
+                    "cfn-imdsv2",
+                    where,
+                    f"{rid} allows IMDSv1 (MetadataOptions.HttpTokens is {options.get('HttpTokens')!r}); "
+                    "set HttpTokens: required",
+                    res,
+                )
+            )
     return out
 
 
@@ -461,12 +514,24 @@ def secret_defaults(doc: Document) -> list[Finding]:
             continue
         no_echo = _truthy(spec.get("NoEcho"))
         if (no_echo or secret_like(name)) and spec.get("Default") not in (None, ""):
-            out.append(doc.finding("cfn-secret-default", key_of(spec, "Default"),
-                                   f"parameter {name} is a secret and must have no Default (it would be in the "
-                                   "template, in git, for every environment)", spec))
+            out.append(
+                doc.finding(
+                    "cfn-secret-default",
+                    key_of(spec, "Default"),
+                    f"parameter {name} is a secret and must have no Default (it would be in the "
+                    "template, in git, for every environment)",
+                    spec,
+                )
+            )
         elif secret_like(name) and not no_echo:
-            out.append(doc.finding("cfn-secret-default", key_of(spec, "NoEcho") if "NoEcho" in spec else name,
-                                   f"parameter {name} looks like a secret and must be NoEcho: true", spec))
+            out.append(
+                doc.finding(
+                    "cfn-secret-default",
+                    key_of(spec, "NoEcho") if "NoEcho" in spec else name,
+                    f"parameter {name} looks like a secret and must be NoEcho: true",
+                    spec,
+                )
+            )
     return out
 
 
@@ -479,10 +544,22 @@ def secret_literals(doc: Document) -> list[Finding]:
             for key, value in node.items():
                 here = f"{trail}.{key}"
                 lowered = str(key).lower()
-                if (isinstance(value, str) and value and secret_like(key)
-                        and not lowered.endswith(_NOT_SECRET_SUFFIXES) and not value.startswith("{{resolve:")):
-                    out.append(doc.finding("cfn-secret-literal", key, f"{rid}{here} is a literal secret; pass it as "
-                                           "a NoEcho parameter or a {{resolve:secretsmanager:...}} reference", node))
+                if (
+                    isinstance(value, str)
+                    and value
+                    and secret_like(key)
+                    and not lowered.endswith(_NOT_SECRET_SUFFIXES)
+                    and not value.startswith("{{resolve:")
+                ):
+                    out.append(
+                        doc.finding(
+                            "cfn-secret-literal",
+                            key,
+                            f"{rid}{here} is a literal secret; pass it as "
+                            "a NoEcho parameter or a {{resolve:secretsmanager:...}} reference",
+                            node,
+                        )
+                    )
                 else:
                     walk(value, rid, here)
         elif isinstance(node, list):

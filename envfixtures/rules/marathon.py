@@ -71,8 +71,9 @@ def load(path: Path | str, ctx: render.Context | None = None, sha: str = EXAMPLE
 
 def schema(app: App) -> list[Finding]:
     """Valid against Marathon's schema and Marathon's own rules (every error, not only the first)."""
-    return [Finding(str(app.path), d["path"], "marathon-schema", "; ".join(d["errors"]))
-            for d in validate_app(app.rendered)]
+    return [
+        Finding(str(app.path), d["path"], "marathon-schema", "; ".join(d["errors"])) for d in validate_app(app.rendered)
+    ]
 
 
 def image_is_sha(app: App) -> list[Finding]:
@@ -81,12 +82,22 @@ def image_is_sha(app: App) -> list[Finding]:
     docker = container.get("docker") if isinstance(container.get("docker"), Mapping) else {}
     image = docker.get("image")
     if not isinstance(image, str) or not image:
-        return [app.finding("marathon-image-sha", ["container", "docker", "image"],
-                            "no container image: the app must run the image built from the SHA")]
+        return [
+            app.finding(
+                "marathon-image-sha",
+                ["container", "docker", "image"],
+                "no container image: the app must run the image built from the SHA",
+            )
+        ]
     if not image.endswith(":" + app.sha):
         tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else "(none, i.e. latest)"
-        return [app.finding("marathon-image-sha", ["container", "docker", "image"],
-                            f"image tag {tag!r} is not the SHA; tag it {{{{ sha }}}}")]
+        return [
+            app.finding(
+                "marathon-image-sha",
+                ["container", "docker", "image"],
+                f"image tag {tag!r} is not the SHA; tag it {{{{ sha }}}}",
+            )
+        ]
     return []
 
 
@@ -94,8 +105,13 @@ def health_checks(app: App) -> list[Finding]:
     """At least one health check; each with 1 <= intervalSeconds <= 60, timeout < interval, a grace period."""
     checks = app.rendered.get("healthChecks")
     if not isinstance(checks, list) or not checks:
-        return [app.finding("marathon-health", ["healthChecks"],
-                            "no health checks: Marathon would call a crashed-but-running app healthy")]
+        return [
+            app.finding(
+                "marathon-health",
+                ["healthChecks"],
+                "no health checks: Marathon would call a crashed-but-running app healthy",
+            )
+        ]
     out = []
     for i, check in enumerate(checks):
         if not isinstance(check, Mapping):
@@ -103,14 +119,29 @@ def health_checks(app: App) -> list[Finding]:
         interval = check.get("intervalSeconds", DEFAULT_INTERVAL)
         timeout = check.get("timeoutSeconds", DEFAULT_TIMEOUT)
         if not isinstance(interval, int) or not 1 <= interval <= MAX_INTERVAL:
-            out.append(app.finding("marathon-health", ["healthChecks", i, "intervalSeconds"],
-                                   f"intervalSeconds must be 1..{MAX_INTERVAL}, is {interval!r}"))
+            out.append(
+                app.finding(
+                    "marathon-health",
+                    ["healthChecks", i, "intervalSeconds"],
+                    f"intervalSeconds must be 1..{MAX_INTERVAL}, is {interval!r}",
+                )
+            )
         elif not isinstance(timeout, int) or not 0 < timeout < interval:
-            out.append(app.finding("marathon-health", ["healthChecks", i, "timeoutSeconds"],
-                                   f"timeoutSeconds ({timeout!r}) must be less than intervalSeconds ({interval})"))
+            out.append(
+                app.finding(
+                    "marathon-health",
+                    ["healthChecks", i, "timeoutSeconds"],
+                    f"timeoutSeconds ({timeout!r}) must be less than intervalSeconds ({interval})",
+                )
+            )
         if check.get("gracePeriodSeconds") is None:
-            out.append(app.finding("marathon-health", ["healthChecks", i, "gracePeriodSeconds"],
-                                   "gracePeriodSeconds must be set (how long the app may take to start)"))
+            out.append(
+                app.finding(
+                    "marathon-health",
+                    ["healthChecks", i, "gracePeriodSeconds"],
+                    "gracePeriodSeconds must be set (how long the app may take to start)",
+                )
+            )
     return out
 
 
@@ -120,8 +151,9 @@ def resources(app: App) -> list[Finding]:
     for key in ("cpus", "mem"):
         value = app.rendered.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            out.append(app.finding("marathon-resources", [key],
-                                   f"{key} must be set to a positive number, is {value!r}"))
+            out.append(
+                app.finding("marathon-resources", [key], f"{key} must be set to a positive number, is {value!r}")
+            )
     return out
 
 
@@ -134,9 +166,14 @@ def secret_literals(app: App) -> list[Finding]:
             continue
         for key, value in values.items():
             if secret_like(key) and isinstance(value, str) and value and not render.PLACEHOLDER.search(value):
-                out.append(app.finding("marathon-secret-literal", [section, key],
-                                       f"{section}.{key} is a literal secret; use a placeholder of a secret fact "
-                                       "({{ facts.<component>.<key> }}) in env"))
+                out.append(
+                    app.finding(
+                        "marathon-secret-literal",
+                        [section, key],
+                        f"{section}.{key} is a literal secret; use a placeholder of a secret fact "
+                        "({{ facts.<component>.<key> }}) in env",
+                    )
+                )
     return out
 
 
@@ -181,7 +218,8 @@ def check_dir(directory: Path | str, sha: str = EXAMPLE_SHA) -> list[Finding]:
         except (ValueError, AttributeError):
             continue
         if app_id and app_id in seen:
-            findings.append(Finding(str(path), "/id", "marathon-schema", f"app id {app_id!r} is also used by "
-                                                                         f"{seen[app_id].name}"))
+            findings.append(
+                Finding(str(path), "/id", "marathon-schema", f"app id {app_id!r} is also used by {seen[app_id].name}")
+            )
         seen.setdefault(app_id, path)
     return findings

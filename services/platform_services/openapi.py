@@ -101,8 +101,12 @@ _DOCUMENT: dict[str, Any] = {
                 "operationId": "listOrders",
                 "summary": "Orders in creation order, a page at a time",
                 "parameters": [
-                    {"name": "limit", "in": "query", "required": False,
-                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 20}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 20},
+                    },
                     {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
                 ],  # fmt: skip
                 "responses": {

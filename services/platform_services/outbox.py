@@ -129,8 +129,9 @@ class OutboxRelay(threading.Thread):
                         self._publish(row)
                     except (UnroutableError, NackError) as exc:
                         # Not routed (no queue bound yet) or refused: keep it in the outbox, retry later.
-                        log.warning("outbox relay: event %s not accepted (%s); will retry",
-                                    row["id"], type(exc).__name__)
+                        log.warning(
+                            "outbox relay: event %s not accepted (%s); will retry", row["id"], type(exc).__name__
+                        )
                         store.mark_attempted(conn, row["id"])
                         refused = True
                         break

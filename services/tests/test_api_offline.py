@@ -28,7 +28,7 @@ def client():
 
 def assert_no_leak(response):
     text = response.get_data(as_text=True)
-    for needle in (PASSWORD, "postgresql://", "Traceback", "File \"", "psycopg", "127.0.0.1"):
+    for needle in (PASSWORD, "postgresql://", "Traceback", 'File "', "psycopg", "127.0.0.1"):
         assert needle not in text, (needle, text)
     assert response.mimetype == "application/json"
 

@@ -55,19 +55,41 @@ def definitions() -> dict:
             {"name": "platform.dlx", "type": "direct", "durable": True, "auto_delete": False, "arguments": {}},
         ],
         "queues": [
-            {"name": QUEUE, "durable": True, "auto_delete": False,
-             "arguments": {"x-queue-type": "quorum", "x-dead-letter-exchange": "platform.dlx",
-                           "x-dead-letter-routing-key": QUEUE}},
+            {
+                "name": QUEUE,
+                "durable": True,
+                "auto_delete": False,
+                "arguments": {
+                    "x-queue-type": "quorum",
+                    "x-dead-letter-exchange": "platform.dlx",
+                    "x-dead-letter-routing-key": QUEUE,
+                },
+            },
             {"name": DEAD_QUEUE, "durable": True, "auto_delete": False, "arguments": {}},
             {"name": OBSERVE_QUEUE, "durable": True, "auto_delete": False, "arguments": {}},
         ],  # fmt: skip
         "bindings": [
-            {"source": "platform.events", "destination": QUEUE, "destination_type": "queue",
-             "routing_key": "order.created", "arguments": {}},
-            {"source": "platform.dlx", "destination": DEAD_QUEUE, "destination_type": "queue",
-             "routing_key": QUEUE, "arguments": {}},
-            {"source": "platform.events", "destination": OBSERVE_QUEUE, "destination_type": "queue",
-             "routing_key": "order.fulfilled", "arguments": {}},
+            {
+                "source": "platform.events",
+                "destination": QUEUE,
+                "destination_type": "queue",
+                "routing_key": "order.created",
+                "arguments": {},
+            },
+            {
+                "source": "platform.dlx",
+                "destination": DEAD_QUEUE,
+                "destination_type": "queue",
+                "routing_key": QUEUE,
+                "arguments": {},
+            },
+            {
+                "source": "platform.events",
+                "destination": OBSERVE_QUEUE,
+                "destination_type": "queue",
+                "routing_key": "order.fulfilled",
+                "arguments": {},
+            },
         ],  # fmt: skip
     }
 
@@ -280,8 +302,11 @@ def test_the_relay_survives_its_connection_being_closed(platform, broker):
 
     def relay_connections() -> list[str]:
         # The management API lists connections from its statistics, which lag behind by about a second.
-        names = [c["name"] for c in mgmt.get("/connections")
-                 if c.get("client_properties", {}).get("connection_name") == "orders-api outbox"]
+        names = [
+            c["name"]
+            for c in mgmt.get("/connections")
+            if c.get("client_properties", {}).get("connection_name") == "orders-api outbox"
+        ]
         return names if len(names) == 2 else []
 
     for name in wait_for(relay_connections, what="the two relays' connections", timeout=20):

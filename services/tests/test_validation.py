@@ -95,8 +95,12 @@ def test_any_cursor_text_is_a_cursor_or_a_named_error(text):
         assert err.field == "cursor"
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=10), c, max_size=4)))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=10), c, max_size=4),
+    )
+)
 def test_any_json_value_is_valid_or_refused_with_a_field(body):
     try:
         validation.new_order(body)

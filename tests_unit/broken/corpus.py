@@ -90,8 +90,9 @@ def _replace(case: Case, text: str, step: dict[str, Any]) -> str:
     old, new, count = step["replace"], step["with"], step.get("count")
     found = text.count(old)
     if count is None and found != 1:
-        raise AssertionError(f"{case.file}: patch anchor found {found} times (want once) in the real template; "
-                             f"update the case: {old!r}")
+        raise AssertionError(
+            f"{case.file}: patch anchor found {found} times (want once) in the real template; update the case: {old!r}"
+        )
     if found == 0:
         raise AssertionError(f"{case.file}: patch anchor not found in the real template; update the case: {old!r}")
     if count == -1:  # the last occurrence

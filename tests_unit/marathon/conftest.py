@@ -30,13 +30,27 @@ class LocalMarathon:
         env = dict(os.environ, **{MARKER: self.marker})
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "envfixtures.marathon.server", "--port", str(self.port),
-                 "--workdir", str(workdir / "w")],
-                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "envfixtures.marathon.server",
+                    "--port",
+                    str(self.port),
+                    "--workdir",
+                    str(workdir / "w"),
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.client = MarathonClient(self.url, timeout=5)
-        wait_for(self.client.ping, what="local marathon", timeout=20,
-                 failed=lambda: None if self.proc.poll() is None else f"exited: {self.log.read_text()[-2000:]}")
+        wait_for(
+            self.client.ping,
+            what="local marathon",
+            timeout=20,
+            failed=lambda: None if self.proc.poll() is None else f"exited: {self.log.read_text()[-2000:]}",
+        )
 
     def marked(self) -> list[int]:
         """Live processes of this scheduler (itself and its tasks)."""

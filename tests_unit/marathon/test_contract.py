@@ -51,6 +51,7 @@ def error_body(status: int) -> Callable[[Any], Any]:
         err = error_for("PUT", "/v2/x", status, body)
         assert err.message == body["message"]
         return err
+
     return parse
 
 
@@ -122,13 +123,25 @@ def test_every_reference_file_is_covered() -> None:
     for folder in ("raml/v2/examples", "examples/legacy-docs", "examples/real-responses"):
         for path in sorted((REF / folder).iterdir()):
             rel = f"{folder}/{path.name}"
-            assert rel in covered or path.name in NOT_APPLICABLE, f"{rel} is neither parsed nor listed as not applicable"
+            assert rel in covered or path.name in NOT_APPLICABLE, (
+                f"{rel} is neither parsed nor listed as not applicable"
+            )
 
 
 def test_captured_health_results_are_read_both_ways() -> None:
     """1.5 names instances (instanceId), 0.x names tasks (taskId): both reach HealthResult.instance_id."""
-    new = apps_list(json.loads((REF / "examples/real-responses/marathon-lb_zdd_app_blue_marathon1.5.GET_v2_apps_embed_tasks.json").read_text()))
-    old = apps_list(json.loads((REF / "examples/real-responses/marathon-lb_zdd_apps.GET_v2_apps_embed_tasks.marathon0.x.json").read_text()))
+    new = apps_list(
+        json.loads(
+            (
+                REF / "examples/real-responses/marathon-lb_zdd_app_blue_marathon1.5.GET_v2_apps_embed_tasks.json"
+            ).read_text()
+        )
+    )
+    old = apps_list(
+        json.loads(
+            (REF / "examples/real-responses/marathon-lb_zdd_apps.GET_v2_apps_embed_tasks.marathon0.x.json").read_text()
+        )
+    )
     new_results = [h for a in new for t in a.tasks or [] for h in t.health]
     old_results = [h for a in old for t in a.tasks or [] for h in t.health]
     assert new_results and all(h.instance_id and ".marathon-" in h.instance_id for h in new_results)
@@ -139,12 +152,24 @@ def test_captured_health_results_are_read_both_ways() -> None:
 
 
 def test_captured_no_healthcheck_apps_have_zero_healthy() -> None:
-    apps = apps_list(json.loads((REF / "examples/real-responses/marathon-lb_marathon15_apps.GET_v2_apps_embed_tasks.no-healthchecks.json").read_text()))
+    apps = apps_list(
+        json.loads(
+            (
+                REF / "examples/real-responses/marathon-lb_marathon15_apps.GET_v2_apps_embed_tasks.no-healthchecks.json"
+            ).read_text()
+        )
+    )
     assert apps and all(not a.health_checks and a.tasks_healthy == 0 for a in apps)
 
 
 def test_last_task_failure_of_the_legacy_example() -> None:
-    app = app_or_wrapped(json.loads((REF / "examples/legacy-docs/GET_v2_apps_id.200.with-tasks-healthCheckResults-lastTaskFailure.json").read_text()))
+    app = app_or_wrapped(
+        json.loads(
+            (
+                REF / "examples/legacy-docs/GET_v2_apps_id.200.with-tasks-healthCheckResults-lastTaskFailure.json"
+            ).read_text()
+        )
+    )
     assert app.last_task_failure is not None
     assert app.last_task_failure.message == "Abnormal executor termination"
     assert app.deployments == ["44c4ed48-ee53-4e0f-82dc-4df8b2a69057"]
@@ -155,14 +180,21 @@ def test_locked_409_keeps_deployment_ids() -> None:
     err = error_for("PUT", "/v2/apps/x", 409, body)
     assert isinstance(err, Locked)
     assert err.deployment_ids == ["5cd987cd-85ae-4e70-8df7-f1438367d9cb"]
-    exists = error_for("POST", "/v2/apps", 409, json.loads((REF / "examples/legacy-docs/POST_v2_apps.409.already-exists.json").read_text()))
+    exists = error_for(
+        "POST",
+        "/v2/apps",
+        409,
+        json.loads((REF / "examples/legacy-docs/POST_v2_apps.409.already-exists.json").read_text()),
+    )
     assert isinstance(exists, Conflict) and not isinstance(exists, Locked)
 
 
 def test_raml_422_example_paths() -> None:
     """The 422 body of traits.raml keeps its details path in the exception."""
-    body = {"message": "Object is not valid",
-            "details": [{"path": "/upgradeStrategy/minimumHealthCapacity", "errors": ["is greater than 1"]}]}
+    body = {
+        "message": "Object is not valid",
+        "details": [{"path": "/upgradeStrategy/minimumHealthCapacity", "errors": ["is greater than 1"]}],
+    }
     err = error_for("POST", "/v2/apps", 422, body)
     assert err.paths == ["/upgradeStrategy/minimumHealthCapacity"]
     assert "is greater than 1" in str(err)
@@ -175,6 +207,7 @@ def test_captured_app_definition_is_valid_for_our_validation() -> None:
 
 
 # -- go-marathon's canned responses -------------------------------------------------------------------------
+
 
 def _go_parser(method: str, uri: str) -> Callable[[Any], Any] | None:
     path = uri.split("?")[0].removeprefix("/marathon")
@@ -221,8 +254,10 @@ def _go_entries() -> list[dict[str, Any]]:
 #: go-marathon's fake server trims some bodies to the one field its test reads (an app without "id", tasks
 #: without "host", which every real Marathon sends): our parser must refuse them rather than invent data.
 GO_TRIMMED = {
-    ("GET", "/v2/apps?embed=apps.taskStats"), ("GET", "/v2/apps?cmd=nginx"),
-    ("GET", "/v2/apps/fake-app/tasks"), ("DELETE", "/v2/apps/fake-app/tasks/fake-app.fake-task"),
+    ("GET", "/v2/apps?embed=apps.taskStats"),
+    ("GET", "/v2/apps?cmd=nginx"),
+    ("GET", "/v2/apps/fake-app/tasks"),
+    ("DELETE", "/v2/apps/fake-app/tasks/fake-app.fake-task"),
     ("DELETE", "/v2/apps/fake-group/fake-app/tasks/fake-group_fake-app.fake-task"),
     ("GET", "/v2/apps/no-health-check-results-app"),
 }

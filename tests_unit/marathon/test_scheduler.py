@@ -23,9 +23,20 @@ from .conftest import LocalMarathon, pid_of_task
 HTTP_APP = "echo ok > ok.txt && exec python3 -m http.server $PORT0 --bind 127.0.0.1"
 
 
+# Real scheduler processes and real tasks: the integration stage, not the fast static one.
+pytestmark = pytest.mark.integration
+
+
 def http_check(**over: Any) -> dict[str, Any]:
-    check = {"protocol": "HTTP", "path": "/ok.txt", "portIndex": 0, "gracePeriodSeconds": 10,
-             "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 2}
+    check = {
+        "protocol": "HTTP",
+        "path": "/ok.txt",
+        "portIndex": 0,
+        "gracePeriodSeconds": 10,
+        "intervalSeconds": 1,
+        "timeoutSeconds": 1,
+        "maxConsecutiveFailures": 2,
+    }
     check.update(over)
     return check
 
@@ -66,8 +77,9 @@ def test_post_answers_201_with_location_and_deployment_header(marathon: LocalMar
 
 def test_invalid_app_gets_422_with_marathon_paths(marathon: LocalMarathon) -> None:
     with pytest.raises(Unprocessable) as err:
-        marathon.client.create_app({"id": "/bad", "cmd": "x", "args": ["y"],
-                                    "upgradeStrategy": {"minimumHealthCapacity": 1.5}})
+        marathon.client.create_app(
+            {"id": "/bad", "cmd": "x", "args": ["y"], "upgradeStrategy": {"minimumHealthCapacity": 1.5}}
+        )
     assert set(err.value.paths) == {"/", "/upgradeStrategy/minimumHealthCapacity"}
     assert err.value.body["message"] == "Object is not valid"
     with pytest.raises(Unprocessable) as group_err:
@@ -133,9 +145,22 @@ def test_fetch_failure_is_a_task_failure(marathon: LocalMarathon) -> None:
 
 
 def test_unhealthy_task_is_killed_and_relaunched(marathon: LocalMarathon) -> None:
-    app = {"id": "/health/http", "cmd": HTTP_APP, "instances": 1,
-           "healthChecks": [http_check(), {"protocol": "TCP", "portIndex": 0, "gracePeriodSeconds": 10,
-                                           "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 2}]}
+    app = {
+        "id": "/health/http",
+        "cmd": HTTP_APP,
+        "instances": 1,
+        "healthChecks": [
+            http_check(),
+            {
+                "protocol": "TCP",
+                "portIndex": 0,
+                "gracePeriodSeconds": 10,
+                "intervalSeconds": 1,
+                "timeoutSeconds": 1,
+                "maxConsecutiveFailures": 2,
+            },
+        ],
+    }
     deploy(marathon.client, app)
     (first,) = healthy_tasks(marathon.client, app["id"])
     assert len(first.health) == 2 and all(h.alive for h in first.health)
@@ -158,10 +183,21 @@ def test_unhealthy_task_is_killed_and_relaunched(marathon: LocalMarathon) -> Non
 
 
 def test_grace_period_ignores_command_check_failures(marathon: LocalMarathon) -> None:
-    app = {"id": "/health/grace", "cmd": "exec sleep 300",
-           "healthChecks": [{"protocol": "COMMAND", "command": {"value": "false"}, "gracePeriodSeconds": 3,
-                             "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 1,
-                             "delaySeconds": 0}]}
+    app = {
+        "id": "/health/grace",
+        "cmd": "exec sleep 300",
+        "healthChecks": [
+            {
+                "protocol": "COMMAND",
+                "command": {"value": "false"},
+                "gracePeriodSeconds": 3,
+                "intervalSeconds": 1,
+                "timeoutSeconds": 1,
+                "maxConsecutiveFailures": 1,
+                "delaySeconds": 0,
+            }
+        ],
+    }
     marathon.client.update_app(app["id"], app)
     (task,) = wait_for(lambda: marathon.client.app_tasks(app["id"]), what="task", timeout=10)
     wait_for(lambda: pid_of_task(task.id), what="task process", timeout=10)
@@ -174,8 +210,13 @@ def test_grace_period_ignores_command_check_failures(marathon: LocalMarathon) ->
 
 def test_backoff_and_last_task_failure(marathon: LocalMarathon, tmp_path: Path) -> None:
     launches = tmp_path / "launches"
-    app = {"id": "/crash/app", "cmd": f"date +%s.%N >> {launches}; echo boom >&2; exit 3",
-           "backoffSeconds": 1, "backoffFactor": 2, "maxLaunchDelaySeconds": 2}
+    app = {
+        "id": "/crash/app",
+        "cmd": f"date +%s.%N >> {launches}; echo boom >&2; exit 3",
+        "backoffSeconds": 1,
+        "backoffFactor": 2,
+        "maxLaunchDelaySeconds": 2,
+    }
     marathon.client.update_app(app["id"], app)
     wait_for(lambda: launches.exists() and len(launches.read_text().split()) >= 4, what="4 launches", timeout=20)
     marathon.client.delete_app(app["id"], force=True)
@@ -197,7 +238,10 @@ def test_last_task_failure_message(marathon: LocalMarathon) -> None:
     with pytest.raises(FailedState, match="Command exited with status 7"):
         marathon.client.wait_for_deployment(
             marathon.client.update_app(app["id"], {**app, "healthChecks": [http_check()]}, force=True).deployment_id,
-            timeout=20, app_ids=[app["id"]], since=time.time())
+            timeout=20,
+            app_ids=[app["id"]],
+            since=time.time(),
+        )
     assert time.monotonic() - started < 5
     marathon.client.delete_app(app["id"], force=True)
 
@@ -217,13 +261,20 @@ def _watch_restart(client: MarathonClient, app_id: str) -> list[tuple[int, int]]
     raise AssertionError("restart did not finish")
 
 
-@pytest.mark.parametrize(("min_health", "over", "max_total", "min_healthy"),
-                         [(0.5, 0.0, 2, 1), (1.0, 1.0, 4, 2), (1.0, 0.0, 2, 1)])
-def test_rolling_restart_honours_upgrade_strategy(marathon: LocalMarathon, min_health: float, over: float,
-                                                  max_total: int, min_healthy: int) -> None:
+@pytest.mark.parametrize(
+    ("min_health", "over", "max_total", "min_healthy"), [(0.5, 0.0, 2, 1), (1.0, 1.0, 4, 2), (1.0, 0.0, 2, 1)]
+)
+def test_rolling_restart_honours_upgrade_strategy(
+    marathon: LocalMarathon, min_health: float, over: float, max_total: int, min_healthy: int
+) -> None:
     app_id = f"/rolling/app-{int(min_health * 10)}-{int(over * 10)}"
-    app = {"id": app_id, "cmd": HTTP_APP, "instances": 2, "healthChecks": [http_check()],
-           "upgradeStrategy": {"minimumHealthCapacity": min_health, "maximumOverCapacity": over}}
+    app = {
+        "id": app_id,
+        "cmd": HTTP_APP,
+        "instances": 2,
+        "healthChecks": [http_check()],
+        "upgradeStrategy": {"minimumHealthCapacity": min_health, "maximumOverCapacity": over},
+    }
     deploy(marathon.client, app)
     before = {t.id for t in marathon.client.app_tasks(app_id)}
     samples = _watch_restart(marathon.client, app_id)
@@ -288,8 +339,9 @@ def test_killed_task_is_relaunched(marathon: LocalMarathon) -> None:
     deploy(marathon.client, app)
     (task,) = healthy_tasks(marathon.client, app["id"])
     os.killpg(pid_of_task(task.id) or 0, signal.SIGKILL)
-    (new,) = wait_for(lambda: [t for t in healthy_tasks(marathon.client, app["id"]) if t.id != task.id],
-                      what="relaunch", timeout=15)
+    (new,) = wait_for(
+        lambda: [t for t in healthy_tasks(marathon.client, app["id"]) if t.id != task.id], what="relaunch", timeout=15
+    )
     failure = marathon.client.get_app(app["id"]).last_task_failure
     assert failure is not None and failure.task_id == task.id and "SIGKILL" in failure.message
     marathon.client.delete_app(app["id"], force=True)
@@ -298,8 +350,13 @@ def test_killed_task_is_relaunched(marathon: LocalMarathon) -> None:
 def test_scheduler_stop_kills_every_task(tmp_path: Path) -> None:
     server = LocalMarathon(tmp_path)
     try:
-        body = {"id": "/stop", "apps": [{"id": "a", "cmd": "sleep 300 & sleep 300 & wait", "instances": 2},
-                                        {"id": "b", "cmd": "exec sleep 300"}]}
+        body = {
+            "id": "/stop",
+            "apps": [
+                {"id": "a", "cmd": "sleep 300 & sleep 300 & wait", "instances": 2},
+                {"id": "b", "cmd": "exec sleep 300"},
+            ],
+        }
         server.client.wait_for_deployment(server.client.put_group("/stop", body).deployment_id, timeout=20)
         assert len(server.task_pids()) >= 2 * 3 + 1
     finally:
@@ -324,14 +381,35 @@ def test_bulk_listing_body_shapes(marathon: LocalMarathon) -> None:
     deploy(marathon.client, app)
     raw = requests.get(f"{marathon.url}/v2/apps", params={"embed": "apps.tasks", "id": "/shape"}, timeout=5).json()
     (body,) = raw["apps"]
-    for key in ("id", "cmd", "instances", "version", "versionInfo", "tasksStaged", "tasksRunning", "tasksHealthy",
-                "tasksUnhealthy", "deployments", "tasks", "portDefinitions", "upgradeStrategy", "healthChecks"):
+    for key in (
+        "id",
+        "cmd",
+        "instances",
+        "version",
+        "versionInfo",
+        "tasksStaged",
+        "tasksRunning",
+        "tasksHealthy",
+        "tasksUnhealthy",
+        "deployments",
+        "tasks",
+        "portDefinitions",
+        "upgradeStrategy",
+        "healthChecks",
+    ):
         assert key in body, key
     (task,) = body["tasks"]
     for key in ("id", "appId", "host", "ports", "state", "stagedAt", "startedAt", "version", "healthCheckResults"):
         assert key in task, key
-    assert set(task["healthCheckResults"][0]) == {"alive", "consecutiveFailures", "firstSuccess", "lastSuccess",
-                                                  "lastFailure", "lastFailureCause", "instanceId"}
+    assert set(task["healthCheckResults"][0]) == {
+        "alive",
+        "consecutiveFailures",
+        "firstSuccess",
+        "lastSuccess",
+        "lastFailure",
+        "lastFailureCause",
+        "instanceId",
+    }
     assert task["healthCheckResults"][0]["instanceId"].startswith("shape_app.marathon-")
     assert json.loads(json.dumps(marathon.client.get_group("/shape").raw))["apps"][0]["id"] == "/shape/app"
     marathon.client.delete_app(app["id"], force=True)

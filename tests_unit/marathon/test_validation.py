@@ -13,26 +13,44 @@ from envfixtures.marathon import render
 from envfixtures.marathon.validation import absolute_id, validate_app, validate_group
 
 ROOT = Path(__file__).resolve().parents[2]
-VALUES = {"sha": "a" * 40, "short_sha": "a" * 12, "env_name": "ef-aaaaaaa-x1", "group": "/ef-aaaaaaa-x1",
-          "root": str(ROOT)}
+VALUES = {
+    "sha": "a" * 40,
+    "short_sha": "a" * 12,
+    "env_name": "ef-aaaaaaa-x1",
+    "group": "/ef-aaaaaaa-x1",
+    "root": str(ROOT),
+}
 
 
-@pytest.mark.parametrize(("app", "path", "text"), [
-    ({"id": "/a"}, "/", "must either contain one of 'cmd' or 'args'"),
-    ({"id": "/a", "cmd": "x", "args": ["y"]}, "/", "must either contain one of 'cmd' or 'args'"),
-    ({"id": "/a", "cmd": ""}, "/cmd", "must not be empty"),
-    ({"id": "/a", "cmd": "x", "instances": -1}, "/instances", "is less than 0"),
-    ({"id": "/a", "cmd": "x", "upgradeStrategy": {"minimumHealthCapacity": 1.5}},
-     "/upgradeStrategy/minimumHealthCapacity", "is greater than 1"),
-    ({"id": "/Bad_Id", "cmd": "x"}, "/id", "does not match"),
-    ({"id": "/a", "cmd": "x", "healthChecks": [{"protocol": "HTTP", "portIndex": 2}]}, "/healthChecks(0)",
-     "port indices"),
-    ({"id": "/a", "cmd": "x", "healthChecks": [{"protocol": "COMMAND"}]}, "/healthChecks(0)", "command is required"),
-    ({"id": "/a", "cmd": "x", "fetch": [{"url": "x"}]}, "/fetch(0)/uri", "error.path.missing"),
-    ({"id": "/a", "cmd": "x", "cpus": "many"}, "/cpus", "error.expected.jsnumber"),
-    ({"id": "/a", "cmd": "x", "colour": "red"}, "/colour", "is not a known property"),
-    ({"id": "/a", "cmd": "x", "env": {"P": {"secret": "s1"}}}, "/env/P", "undefined secret"),
-])
+@pytest.mark.parametrize(
+    ("app", "path", "text"),
+    [
+        ({"id": "/a"}, "/", "must either contain one of 'cmd' or 'args'"),
+        ({"id": "/a", "cmd": "x", "args": ["y"]}, "/", "must either contain one of 'cmd' or 'args'"),
+        ({"id": "/a", "cmd": ""}, "/cmd", "must not be empty"),
+        ({"id": "/a", "cmd": "x", "instances": -1}, "/instances", "is less than 0"),
+        (
+            {"id": "/a", "cmd": "x", "upgradeStrategy": {"minimumHealthCapacity": 1.5}},
+            "/upgradeStrategy/minimumHealthCapacity",
+            "is greater than 1",
+        ),
+        ({"id": "/Bad_Id", "cmd": "x"}, "/id", "does not match"),
+        (
+            {"id": "/a", "cmd": "x", "healthChecks": [{"protocol": "HTTP", "portIndex": 2}]},
+            "/healthChecks(0)",
+            "port indices",
+        ),
+        (
+            {"id": "/a", "cmd": "x", "healthChecks": [{"protocol": "COMMAND"}]},
+            "/healthChecks(0)",
+            "command is required",
+        ),
+        ({"id": "/a", "cmd": "x", "fetch": [{"url": "x"}]}, "/fetch(0)/uri", "error.path.missing"),
+        ({"id": "/a", "cmd": "x", "cpus": "many"}, "/cpus", "error.expected.jsnumber"),
+        ({"id": "/a", "cmd": "x", "colour": "red"}, "/colour", "is not a known property"),
+        ({"id": "/a", "cmd": "x", "env": {"P": {"secret": "s1"}}}, "/env/P", "undefined secret"),
+    ],
+)
 def test_marathon_422_paths(app: dict, path: str, text: str) -> None:
     details = validate_app(app)
     assert path in [d["path"] for d in details], details
@@ -46,10 +64,12 @@ def test_valid_apps_pass() -> None:
 
 
 def test_group_paths_and_ids() -> None:
-    details = validate_group({"id": "/g", "apps": [{"id": "ok", "cmd": "x"}, {"id": "/elsewhere/x", "cmd": "x"}]},
-                             group_id="/g")
-    assert details == [{"path": "/apps(1)/id",
-                        "errors": ["identifier /elsewhere/x is not child of /g. Hint: use relative paths."]}]
+    details = validate_group(
+        {"id": "/g", "apps": [{"id": "ok", "cmd": "x"}, {"id": "/elsewhere/x", "cmd": "x"}]}, group_id="/g"
+    )
+    assert details == [
+        {"path": "/apps(1)/id", "errors": ["identifier /elsewhere/x is not child of /g. Hint: use relative paths."]}
+    ]
     assert absolute_id("b/../c", "/g") == "/g/c" and absolute_id("/x", "/g") == "/x"
 
 
@@ -61,7 +81,9 @@ def _write(tmp_path: Path, name: str, app: object) -> Path:
 
 
 def test_shipped_templates_render_and_validate() -> None:
-    apps = render.render_dir(ROOT / "templates" / "marathon", render.check_context(VALUES, ("scheduler",)))
+    from envfixtures.components.apps import Apps
+
+    apps = render.render_dir(ROOT / "templates" / "marathon", render.check_context(VALUES, Apps.requires))
     assert apps
     for _, app in apps:
         assert app["labels"]["GIT_SHA"] == VALUES["sha"]
@@ -105,6 +127,10 @@ def test_secrets_only_through_env(tmp_path: Path) -> None:
 def test_secret_values_are_never_in_messages() -> None:
     from envfixtures.marathon.client import error_for
 
-    err = error_for("PUT", "/v2/groups/x", 422, {"message": "Object is not valid",
-                                                 "details": [{"path": "/apps(0)/cmd", "errors": ["bad"]}]})
+    err = error_for(
+        "PUT",
+        "/v2/groups/x",
+        422,
+        {"message": "Object is not valid", "details": [{"path": "/apps(0)/cmd", "errors": ["bad"]}]},
+    )
     assert err.paths == ["/apps(0)/cmd"]
