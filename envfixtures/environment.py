@@ -7,7 +7,7 @@ State layout (under ``HOME/envs/NAME/``; HOME defaults to ``<rootdir>/.envfixtur
     resources.jsonl          the journal: each resource recorded before it is created
     locks/NAME.lock          one build of NAME at a time, across xdist workers and processes
     logs/                    the output of every process of the environment
-    work/NAME/               a component's own files (data directories, configs)
+    work/NAME/               a component's own files (data directories, configs); removed by teardown
 
 Workers share facts through these files; a component is built by whoever takes its lock first, and
 everybody else reads its facts (or its recorded failure) afterwards.
@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import threading
@@ -435,6 +436,9 @@ class Environment:
             if leftovers:
                 processes.kill_pids(leftovers)
                 leftovers = processes.find_marked(self.name)
+            if not leftovers:
+                # Data directories and configs (which hold generated passwords) go; logs and state stay for reports.
+                shutil.rmtree(self.dir / "work", ignore_errors=True)
             self.update_meta(status=TORN_DOWN, torn_down=time.time(), teardown_seconds=round(time.time() - started, 3))
         self.progress(f"torn down in {time.time() - started:.1f}s")
         if leftovers:
