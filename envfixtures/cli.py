@@ -64,8 +64,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     name = naming.env_name(sha, naming.new_run_id(), os.environ.get("BRANCH_NAME"))
     common = dict(name=name, sha=sha, backend=args.backend, root=root, home=args.home.resolve(), settings=settings)
     wanted = args.components or list(registry.COMPONENTS)
-    Environment(**common).check(wanted)
-    env = Environment.create(dirty=dirty, **common)
+    env = Environment(**common)
+    env.check(wanted)
+    env.description = env.describe(dirty=dirty)
+    env.materialize()
     _stop_on_sigterm()
     try:
         for component in env.required_closure(wanted):

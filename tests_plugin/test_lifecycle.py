@@ -186,3 +186,36 @@ def test_bad_sha_from_environment_variable_names_it(project: Project, monkeypatc
     result = project.run()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "$ENVFIXTURES_BACKEND" in result.stderr.str()
+
+
+UP = """
+import sys
+from envfixtures import cli, registry
+registry.register("sleeper", "envfixtures.testing:Sleeper")
+registry.register("dependent", "envfixtures.testing:Dependent")
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_cli_up_keeps_an_environment_and_masks_secrets_then_ls_and_down(project: Project) -> None:
+    (project.path / "up.py").write_text(UP)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "up.py", *args], cwd=project.path, capture_output=True, text=True, timeout=60
+        )
+
+    up = cli("up", "dependent", "--sha", "0123456789abcdef0123456789abcdef01234567")
+    assert up.returncode == 0, up.stderr
+    env = project.env()
+    assert up.stdout.splitlines()[0] == env.name
+    assert '"token": "********"' in up.stdout and SECRET not in up.stdout + up.stderr
+    assert "building sleeper" in up.stderr and "building dependent" in up.stderr
+    assert project.meta(env)["status"] == "kept" and len(project.alive(env)) == 2
+
+    listing = cli("ls")
+    row = next(line for line in listing.stdout.splitlines() if line.startswith(env.name))
+    assert "kept" in row and "dependent,sleeper" in row
+
+    assert cli("down", env.name).returncode == 0
+    assert project.alive(env) == [] and project.meta(env)["status"] == "torn_down"

@@ -35,7 +35,18 @@ def assert_no_leak(response):
 
 def test_version_answers_the_sha(client):
     r = client.get("/version")
-    assert (r.status_code, r.json) == (200, {"sha": "f" * 40})
+    # From a source tree (no _build.py) the SHA comes from GIT_SHA; no Marathon image outside a task.
+    assert (r.status_code, r.json) == (200, {"sha": "f" * 40, "image_tag": None})
+
+
+def test_version_answers_the_image_tag_marathon_started_the_task_with():
+    from platform_services import config
+
+    settings = config.load(
+        {"DATABASE_URL": "postgresql://u@h/d", "AMQP_URL": "amqp://u@h:1/v", "GIT_SHA": "a" * 40, "PORT0": "1"}
+    )
+    answer = config.version(settings, {"MARATHON_APP_DOCKER_IMAGE": "registry.example/orders-api:" + "b" * 40})
+    assert answer == {"sha": "a" * 40, "image_tag": "b" * 40}
 
 
 def test_the_openapi_document_is_served(client):
