@@ -74,21 +74,19 @@ def publish(ch, exchange: str, routing_key: str) -> str:
 def take(ch, queue: str, msg_id: str, *, ack: bool = True):
     """Get ``queue``'s messages; return (method, properties) of ours (acked if ``ack``) or None; requeue others."""
     found = None
-    last_tag = None
-    others = False
+    others = []
     while True:
         method, props, _ = ch.basic_get(queue, auto_ack=False)
         if method is None:
             break
-        last_tag = method.delivery_tag
         if props.message_id == msg_id and found is None:
             found = (method, props)
             if ack:
                 ch.basic_ack(method.delivery_tag)
         else:
-            others = True
-    if others and last_tag is not None:
-        ch.basic_nack(last_tag, multiple=True, requeue=True)  # only the still-unacked ones are requeued
+            others.append(method.delivery_tag)
+    for tag in others:  # one by one: a multiple nack would also take ours back when it is left unacked
+        ch.basic_nack(tag, requeue=True)
     return found
 
 
