@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-COMPONENT_BENCHES = ["bench_broker.py", "bench_marathon.py", "bench_api.py"]
+COMPONENT_BENCHES = [("bench_broker.py", []), ("bench_marathon.py", []), ("bench_api.py", ["--up"])]
 
 
 def one_gate_run(index: int, pytest_args: list[str]) -> dict:
@@ -116,11 +116,9 @@ def main() -> int:
         print(f"  build {n:<22}{c['build']:>9.2f}   (its teardown {c['teardown']:.2f})")
     status = 0 if all(code == 0 for code in summary["exit_codes"]) else 1
     if not args.skip_components:
-        for bench in COMPONENT_BENCHES:
-            path = ROOT / "bench" / bench
-            if path.exists():
-                print(f"\n== {bench}")
-                status |= subprocess.run([sys.executable, str(path)], cwd=ROOT).returncode
+        for bench, bench_args in COMPONENT_BENCHES:
+            print(f"\n== {bench}", flush=True)
+            status |= subprocess.run([sys.executable, str(ROOT / "bench" / bench), *bench_args], cwd=ROOT).returncode
     return status
 
 

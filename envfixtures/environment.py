@@ -41,6 +41,7 @@ from .redaction import Redactor
 log = logging.getLogger(__name__)
 
 BUILDING, BUILT, FAILED, TORN_DOWN = "building", "built", "failed", "torn_down"
+TEARING_DOWN = "tearing_down"
 ACTIVE, KEPT = "active", "kept"
 
 
@@ -186,6 +187,8 @@ class Environment:
         user: str | None = None,
     ) -> tuple[subprocess.Popen, processes.ProcessRecord]:
         """Start a process of ``component`` in its own session, journaled before it starts."""
+        if self.meta.get("status") in (TEARING_DOWN, TORN_DOWN):
+            raise BuildError(f"{self.name} is being torn down: {component}/{name} not started")
         return processes.spawn(
             self.journal,
             component=component,
@@ -330,14 +333,19 @@ class Environment:
         self.materialize()
         cls = self.component_class(component)
         if cls.requires:
-            with ThreadPoolExecutor(max_workers=len(cls.requires)) as pool:
+            pool = ThreadPoolExecutor(max_workers=len(cls.requires), thread_name_prefix=f"build-{component}")
+            errors = {}
+            try:
                 futures = {req: pool.submit(self.ensure, req) for req in cls.requires}
-                errors = {}
                 for req, fut in futures.items():
                     try:
                         fut.result()
                     except EnvfixturesError as exc:
                         errors[req] = exc
+            finally:
+                # On Ctrl-C, do not wait for the other builds: the teardown starts now, and ``spawn``
+                # refuses to start anything once it has.
+                pool.shutdown(wait=False, cancel_futures=True)
             if errors:
                 req, exc = next(iter(errors.items()))
                 cause = exc.cause if isinstance(exc, ComponentFailed) else str(exc)
@@ -405,7 +413,7 @@ class Environment:
             meta = self.meta
             if meta.get("status") == TORN_DOWN:
                 return problems
-            self.update_meta(status="tearing_down")
+            self.update_meta(status=TEARING_DOWN)
             started = time.time()
             redactor = self.redactor()
             states = self.states()
