@@ -222,7 +222,7 @@ class Environment:
     def progress(self, message: str) -> None:
         """One progress line on the terminal, past pytest's capture, and in the env's progress log."""
         line = f"envfixtures [{self.name}] {message}"
-        log.info(line)
+        log.debug(line)  # the terminal gets it below; logging it at INFO as well would print it twice
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
         with open(self.dir / "logs" / "progress.log", "a") as fh:
             fh.write(f"{time.strftime('%H:%M:%S')} {message}\n")
