@@ -7,7 +7,8 @@ State layout (under ``HOME/envs/NAME/``; HOME defaults to ``<rootdir>/.envfixtur
     resources.jsonl          the journal: each resource recorded before it is created
     locks/NAME.lock          one build of NAME at a time, across xdist workers and processes
     logs/                    the output of every process of the environment
-    work/NAME/               a component's own files (data directories, configs); removed by teardown
+    work/NAME/               a component's own files (data directories, configs); removed by a teardown
+                             after a run whose builds all succeeded
 
 Workers share facts through these files; a component is built by whoever takes its lock first, and
 everybody else reads its facts (or its recorded failure) afterwards.
@@ -387,8 +388,10 @@ class Environment:
         try:
             facts = cls().build(self)
         except BaseException as exc:
-            cause = self.redactor().redact(_one_line(exc))
-            self._set_state(component, status=FAILED, error=cause, ended=time.time())
+            redactor = self.redactor()
+            cause = redactor.redact(_one_line(exc))
+            detail = redactor.redact(str(exc))[-4000:]  # the whole message (log tails) for the evidence
+            self._set_state(component, status=FAILED, error=cause, detail=detail, ended=time.time())
             self.progress(f"FAILED {component} after {time.time() - started:.1f}s: {cause}")
             if isinstance(exc, Exception):
                 raise ComponentFailed(component, cause) from None
@@ -417,6 +420,7 @@ class Environment:
             started = time.time()
             redactor = self.redactor()
             states = self.states()
+            failed_any = any(st.get("status") in (BUILDING, FAILED) for st in states.values())
             order = sorted(
                 (s for s in states.values() if s.get("status") in (BUILDING, BUILT, FAILED)),
                 key=lambda s: s.get("started") or 0,
@@ -444,8 +448,9 @@ class Environment:
             if leftovers:
                 processes.kill_pids(leftovers)
                 leftovers = processes.find_marked(self.name)
-            if not leftovers:
-                # Data directories and configs (which hold generated passwords) go; logs and state stay for reports.
+            if not leftovers and not failed_any:
+                # Data directories and configs (which hold generated passwords) go; logs and state stay for
+                # reports. After a failed build they stay too: they are the evidence (node logs, crash dumps).
                 shutil.rmtree(self.dir / "work", ignore_errors=True)
             self.update_meta(status=TORN_DOWN, torn_down=time.time(), teardown_seconds=round(time.time() - started, 3))
         self.progress(f"torn down in {time.time() - started:.1f}s")

@@ -58,7 +58,7 @@ def _component(env: "Environment", name: str) -> str:
     status = state.get("status", "not built")
     header = f"== {name} ({status})"
     if status != BUILT:
-        error = state.get("error")
+        error = state.get("detail") or state.get("error")
         return header + (f"\n{error}" if error else "")
     try:
         facts = Facts.from_json(state.get("facts") or {})

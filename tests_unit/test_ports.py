@@ -1,0 +1,38 @@
+"""Ports come from below the kernel's ephemeral range, are free, and are not handed out twice."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from envfixtures import ports
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "ports.json"
+    monkeypatch.setattr(ports, "REGISTRY", path)
+    return path
+
+
+def test_ports_are_below_the_ephemeral_range_and_distinct(registry: Path) -> None:
+    picked = [ports.free_port() for _ in range(50)]
+    assert len(set(picked)) == 50
+    assert all(ports.LOWEST <= p < ports.ephemeral_range()[0] for p in picked)
+    for port in picked:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))  # each one really was free
+
+
+def test_a_port_in_use_is_never_handed_out(registry: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        monkeypatch.setattr(ports, "LOWEST", taken)
+        monkeypatch.setattr(ports, "ephemeral_range", lambda: (taken + 2, taken + 3))
+        assert ports.free_port() == taken + 1  # the only free one in [taken, taken+1]
+        with pytest.raises(ports.BuildError, match="no free TCP port"):
+            ports.free_port()  # taken+1 is now held by the registry, taken is busy
