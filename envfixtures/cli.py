@@ -111,6 +111,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     env = Environment.open(args.home, args.name)
     problems = env.teardown()
+    env.forget_secrets()
     for problem in problems:
         print(problem, file=sys.stderr)
     print(f"{env.name}: torn down")
@@ -126,6 +127,7 @@ def cmd_reap(args: argparse.Namespace) -> int:
             continue
         try:
             problems = env.teardown()
+            env.forget_secrets()
         except EnvfixturesError as exc:
             problems = [str(exc)]
         reaped += 1

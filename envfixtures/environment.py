@@ -283,6 +283,14 @@ class Environment:
                 values += Facts.from_json(state["facts"]).secret_values()
         return values
 
+    def forget_secrets(self) -> None:
+        """After teardown and the last report: no generated password stays on disk (facts keep a mask)."""
+        for name, state in self.states().items():
+            if state.get("facts", {}).get("secrets"):
+                facts = Facts.from_json(state["facts"])
+                self._set_state(name, facts=Facts(facts.masked(), secrets=facts.secret_keys).to_json())
+        (self.dir / "secrets.jsonl").unlink(missing_ok=True)
+
     def redactor(self) -> Redactor:
         return Redactor(self.secret_values())
 

@@ -23,7 +23,8 @@ class Facts(dict):
             raise ValueError(f"secret keys without a value: {sorted(missing)}")
 
     def secret_values(self) -> list[str]:
-        return [str(self[k]) for k in self.secret_keys if self.get(k)]
+        """The secret values (none once forgotten: a forgotten secret is stored as the mask)."""
+        return [str(self[k]) for k in self.secret_keys if self.get(k) and self[k] != MASK]
 
     def masked(self) -> dict[str, Any]:
         """The facts with every secret value replaced by a mask, for printing."""

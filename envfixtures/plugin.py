@@ -14,7 +14,7 @@ import pytest
 
 from . import config as settings_mod
 from . import promotion, reports
-from .environment import Environment
+from .environment import TORN_DOWN, Environment
 from .errors import ConfigError, EnvfixturesError
 from .facts import Facts
 from .run import WORKER_KEY, Run, is_worker
@@ -80,6 +80,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     results = session.config.stash.get(RESULTS_KEY, None)
     if results is not None:  # after the teardown: the reports show its timeline and its problems
         session.config.get_terminal_writer().line(reports.write(session.config, run, results, session.exitstatus))
+    if run.owner and run.env.exists and run.env.meta.get("status") == TORN_DOWN:
+        run.env.forget_secrets()  # every report is written and redacted: the passwords may go
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

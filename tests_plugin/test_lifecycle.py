@@ -39,6 +39,8 @@ def test_built_once_torn_down_once(project: Project, workers: list[str]) -> None
     assert project.meta()["status"] == "torn_down"
     assert project.alive() == []
     assert result.stderr.str().count("torn down in") == 1
+    on_disk = [p for p in project.env().rglob("*") if p.is_file() and SECRET in p.read_text(errors="replace")]
+    assert on_disk == [], "after teardown no generated secret stays on disk"
 
 
 def test_junit_carries_sha_env_and_backend_under_xdist(project: Project) -> None:
