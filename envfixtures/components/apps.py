@@ -50,7 +50,11 @@ class Apps(Component):
 
     @classmethod
     def check(cls, env: "Environment") -> None:
+        from .. import rules
+        from ..rules import marathon as marathon_rules  # it renders with this module's context: import late
+
         render.render_dir(template_dir(env), render.check_context(context_values(env), cls.requires))
+        rules.refuse(marathon_rules.check_dir(template_dir(env)))
 
     def build(self, env: "Environment") -> Facts:
         facts = {name: env.facts(name) for name in self.requires}

@@ -23,10 +23,11 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import aws_clients, cloudformation
+from .. import aws_clients, cloudformation, rules
 from ..errors import ConfigError
 from ..facts import Facts
 from ..ports import free_port
+from ..rules import cloudformation as cfn_rules
 from ..waiting import wait_for
 from .base import Component
 
@@ -114,7 +115,7 @@ class LocalAws(Component):
 
     @classmethod
     def check(cls, env: "Environment") -> None:
-        cloudformation.load_template(template_path(env))
+        rules.refuse(cfn_rules.check_file(template_path(env)))
 
     def build(self, env: "Environment") -> Facts:
         port = free_port()
@@ -159,7 +160,7 @@ class RealAws(Component):
 
     @classmethod
     def check(cls, env: "Environment") -> None:
-        cloudformation.load_template(template_path(env))
+        rules.refuse(cfn_rules.check_file(template_path(env)))
         _certificate_arn(env)
         _region(env)
 

@@ -65,6 +65,18 @@ def report(findings: list[Finding]) -> str:
     return "\n".join(str(f) for f in findings)
 
 
+def refuse(findings: list[Finding]) -> None:
+    """Raise the first finding as a one-line :class:`TemplateError`, saying how many more there are.
+
+    Components call this from ``check()``, so a template that breaks a rule is refused at configure
+    time, before anything is built, however the gate was started; ``tox -e unit`` lists every finding.
+    """
+    if findings:
+        first = findings[0]
+        more = f" (and {len(findings) - 1} more: tox -e unit lists them)" if len(findings) > 1 else ""
+        raise TemplateError(first.file, first.place, f"{first.message} [{first.rule}]{more}")
+
+
 def templates_dir(root: Path | str) -> Path:
     """The templates of the project at ``root``."""
     return Path(root) / "templates"
