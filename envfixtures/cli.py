@@ -21,7 +21,7 @@ from types import FrameType
 from . import naming, registry
 from .config import git_head
 from .environment import KEPT, TORN_DOWN, Environment, list_environments
-from .errors import EnvfixturesError
+from .errors import ConfigError, EnvfixturesError
 from .facts import Facts
 
 log = logging.getLogger("envfixtures.cli")
@@ -60,7 +60,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         sha, dirty = args.sha.lower(), False
     else:
         sha, dirty = git_head(root)
-    settings = dict(item.split("=", 1) for item in args.set)
+    settings = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set: expected KEY=VALUE, got {item!r}")
+        settings[key.strip()] = value.strip()
     name = naming.env_name(sha, naming.new_run_id(), os.environ.get("BRANCH_NAME"))
     common = dict(name=name, sha=sha, backend=args.backend, root=root, home=args.home.resolve(), settings=settings)
     wanted = args.components or list(registry.COMPONENTS)

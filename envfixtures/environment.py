@@ -69,6 +69,8 @@ class Environment:
         self.settings: Mapping[str, str] = dict(settings or {})
         self.components = tuple(components) if components else tuple(registry.COMPONENTS)
         self.journal = Journal(self.dir / "resources.jsonl", name)
+        #: What the state file is written from (name, SHA, owner, dirty, kept); set by whoever names the env.
+        self.description: dict[str, Any] | None = None
         self._facts: dict[str, Facts] = {}
         self._lock = threading.Lock()
 
@@ -106,8 +108,6 @@ class Environment:
         )
         env.description = desc
         return env
-
-    description: dict[str, Any] | None = None
 
     @property
     def exists(self) -> bool:
@@ -201,9 +201,10 @@ class Environment:
             user=user,
         )
 
-    def stop_processes(self, component: str, *, timeout: float = 10.0) -> None:
-        """Stop the journaled processes of ``component`` by group, newest first, all in parallel."""
-        prefix = f"{component}/"
+    def stop_processes(self, component: str | None, *, timeout: float = 10.0) -> None:
+        """Stop the journaled processes of ``component`` (``None``: of every component) by group, newest
+        first, all in parallel."""
+        prefix = f"{component}/" if component else ""
         mine = [(key, pid, st) for key, pid, st in self.journal.processes() if key.startswith(prefix)]
 
         def stop(item: tuple[str, int, int]) -> None:
@@ -448,10 +449,7 @@ class Environment:
                     log.warning("%s", problems[-1])
                 self._set_state(name, status=TORN_DOWN, teardown_seconds=round(time.time() - t0, 3))
             # The backstop: anything journaled or carrying the env's marker that is still alive.
-            for key, pid, st in self.journal.processes():
-                if processes.start_time(pid) == st:
-                    processes.stop_group(pid, timeout=5)
-                self.journal.append({"kind": "process", "key": key, "state": "stopped", "pid": pid})
+            self.stop_processes(None, timeout=5)
             leftovers = processes.find_marked(self.name)
             if leftovers:
                 processes.kill_pids(leftovers)

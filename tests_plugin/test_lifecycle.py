@@ -221,3 +221,17 @@ def test_cli_up_keeps_an_environment_and_masks_secrets_then_ls_and_down(project:
 
     assert cli("down", env.name).returncode == 0
     assert project.alive(env) == [] and project.meta(env)["status"] == "torn_down"
+
+
+def test_cli_up_refuses_a_setting_without_a_value_before_anything_starts(project: Project) -> None:
+    (project.path / "up.py").write_text(UP)
+    up = subprocess.run(
+        [sys.executable, "up.py", "up", "sleeper", "--sha", "0" * 40, "--set", "novalue"],
+        cwd=project.path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert up.returncode == 2
+    assert up.stderr.strip() == "envfixtures: --set: expected KEY=VALUE, got 'novalue'"
+    assert project.envs() == []
