@@ -1,23 +1,26 @@
-# The two commands of the README, and the benchmarks. Each installs what is missing first.
+# The two commands of the README, and the benchmarks. Each installs what is missing first (scripts/bootstrap.sh):
+# tox runs from the project's own .venv/, never from the system Python.
 .PHONY: bootstrap verify test bench lint clean
+
+TOX = .venv/bin/python -m tox
 
 bootstrap:
 	./scripts/bootstrap.sh
 
 ## The gate (what Jenkins runs): build the environment of HEAD, verify it, tear it down.
 verify: bootstrap
-	python3 -m tox -e build-and-verify -- $(ARGS)
+	$(TOX) -e build-and-verify -- $(ARGS)
 
 ## The project's own tests: lint, unit and static checks, integration, the plugin's tests, and the gate itself.
 test: bootstrap
-	python3 -m tox -e lint,unit,integration,plugin,build-and-verify
+	$(TOX) -e lint,unit,integration,plugin,build-and-verify
 
 bench: bootstrap
-	python3 -m tox -e bench
+	$(TOX) -e bench
 
 lint: bootstrap
-	python3 -m tox -e lint
+	$(TOX) -e lint
 
 clean:
-	python3 -m envfixtures.cli reap 2>/dev/null || true
+	[ ! -x .tox/build-and-verify/bin/envfixtures ] || .tox/build-and-verify/bin/envfixtures reap || true
 	rm -rf .tox reports .envfixtures/envs bench/results

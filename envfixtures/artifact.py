@@ -16,6 +16,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .archives import UnsafeArchive, extract_tar
 from .errors import BuildError
 
 SOURCE_DIR = "services"
@@ -43,8 +44,11 @@ def build(root: Path, sha: str, workdir: Path) -> Artifact:
         raise BuildError(
             f"git archive {sha} {SOURCE_DIR}/ failed: {exc.stderr.decode(errors='replace').strip()}"
         ) from None
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(tree, filter="data")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            extract_tar(tar, tree)
+    except UnsafeArchive as exc:
+        raise BuildError(f"git archive {sha} {SOURCE_DIR}/: {exc}") from None
     source = tree / SOURCE_DIR
     (source / PACKAGE / "_build.py").write_text(
         f'"""Written by envfixtures when the artifact was built."""\n\nSHA = "{sha}"\n'

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from . import naming, registry
-from .config import git_head
+from .config import git_head, ini_values, parse_settings
 from .environment import KEPT, TORN_DOWN, Environment, list_environments
 from .errors import ConfigError, EnvfixturesError
 from .facts import Facts
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="build an environment and keep it")
-    up.add_argument("components", nargs="*", help="components to build (default: all)")
+    up.add_argument("components", nargs="*", help="components to build (default: the ini's env_components, else all)")
     up.add_argument("--backend", default=os.environ.get("ENVFIXTURES_BACKEND", "local"), choices=registry.BACKENDS)
     up.add_argument("--sha", default=os.environ.get("ENVFIXTURES_SHA"), help="git SHA (default: HEAD)")
     up.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a component setting")
@@ -48,27 +48,37 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # inside the try: a closed pipe is met here, not at interpreter exit
+        return code
     except EnvfixturesError as exc:
         print(f"envfixtures: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`envfixtures ls | head -n 2`): stop quietly, as a Unix filter does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     root = Path.cwd()
     if args.sha:
-        sha, dirty = args.sha.lower(), False
+        sha, dirty = args.sha.strip().lower(), False
+        if not naming.SHA_RE.match(sha):
+            raise ConfigError(f"--sha: not a git SHA (7 to 40 hex digits): {args.sha!r}")
     else:
         sha, dirty = git_head(root)
-    settings = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set: expected KEY=VALUE, got {item!r}")
-        settings[key.strip()] = value.strip()
+    # The same environment as `pytest` from this directory would build: its ini's components and settings,
+    # then --set on top (as --env-set is on top of ini env_settings).
+    ini_file, ini_components, ini_settings = ini_values(root)
+    settings = parse_settings(ini_settings, f"{ini_file} env_settings") if ini_file else {}
+    settings.update(parse_settings(args.set, "--set"))
+    wanted = args.components or ini_components or list(registry.COMPONENTS)
+    for component in wanted:
+        if component not in registry.COMPONENTS:
+            raise ConfigError(f"unknown component {component!r}; known: {', '.join(registry.COMPONENTS)}")
     name = naming.env_name(sha, naming.new_run_id(), os.environ.get("BRANCH_NAME"))
     common = dict(name=name, sha=sha, backend=args.backend, root=root, home=args.home.resolve(), settings=settings)
-    wanted = args.components or list(registry.COMPONENTS)
     env = Environment(**common)
     env.check(wanted)
     env.description = env.describe(dirty=dirty)

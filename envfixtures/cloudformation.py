@@ -1,7 +1,7 @@
 """The environment's CloudFormation stack: parse the template, create, wait, read outputs, delete.
 
 The same code runs against moto (local) and the real service (aws). Two moto behaviours shape it
-(see ``notes/moto-fidelity.md``): a failed create raises inside ``create_stack`` and leaves the stack
+(see ``docs/local-standins.md``): a failed create raises inside ``create_stack`` and leaves the stack
 in ``CREATE_IN_PROGRESS`` for ever, so the create error is reported at once and the waiter is
 bounded; and ``describe_stacks`` returns NoEcho parameters in clear text, so no stack description
 ever leaves this module with its parameters (see :func:`describe`).

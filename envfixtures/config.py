@@ -8,12 +8,15 @@ with ``is not None`` so that an explicit empty or false value still wins. A bad 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import iniconfig
 import pytest
 
 from . import naming, registry
@@ -146,12 +149,13 @@ def resolve(config: pytest.Config) -> Settings:
             sha, dirty = git_head(root)
         except ConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
-    values = {}
-    for line in list(config.getini("env_settings")) + list(config.getoption("env_set") or []):
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise pytest.UsageError(f"--env-set / ini env_settings: expected KEY=VALUE, got {line!r}")
-        values[key.strip()] = value.strip()
+    try:
+        values = parse_settings(
+            list(config.getini("env_settings")) + list(config.getoption("env_set") or []),
+            "--env-set / ini env_settings",
+        )
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
     components = tuple(config.getini("env_components")) or tuple(registry.COMPONENTS)
     for name in components:
         if name not in registry.COMPONENTS:
@@ -159,6 +163,57 @@ def resolve(config: pytest.Config) -> Settings:
                 f"ini env_components: unknown component {name!r}; known: {', '.join(registry.COMPONENTS)}"
             )
     return Settings(backend, sha, dirty, keep, reuse, home, root, branch, components, values)
+
+
+#: pytest's configuration files, in the order pytest looks for them, with the section that makes them count.
+INI_FILES = (("pytest.ini", "pytest"), (".pytest.ini", "pytest"), ("pyproject.toml", None), ("tox.ini", "pytest"),
+             ("setup.cfg", "tool:pytest"))  # fmt: skip
+
+
+def ini_values(start: Path) -> tuple[Path | None, list[str], list[str]]:
+    """``env_components`` and ``env_settings`` from the pytest configuration that pytest would use from ``start``.
+
+    For the ``envfixtures`` command, which runs outside pytest but must build the same environment: the first
+    file found in ``start`` or a parent directory, in pytest's order. Returns (the file, components, settings).
+    """
+    for directory in [start, *start.parents]:
+        for name, section in INI_FILES:
+            path = directory / name
+            if not path.is_file():
+                continue
+            values = _ini_section(path, section)
+            if values is None:
+                continue
+            components = values.get("env_components", "")
+            settings = values.get("env_settings", "")
+            if isinstance(components, str):
+                components = shlex.split(components)
+            if isinstance(settings, str):
+                settings = [line.strip() for line in settings.splitlines() if line.strip()]
+            return path, [str(c) for c in components], [str(s) for s in settings]
+    return None, [], []
+
+
+def _ini_section(path: Path, section: str | None) -> dict[str, Any] | None:
+    try:
+        if section is None:
+            with path.open("rb") as fh:
+                return tomllib.load(fh).get("tool", {}).get("pytest", {}).get("ini_options")
+        ini = iniconfig.IniConfig(str(path))
+        return dict(ini[section].items()) if section in ini else None
+    except (OSError, tomllib.TOMLDecodeError, iniconfig.ParseError) as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc}") from None
+
+
+def parse_settings(lines: list[str], source: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines into a dict; a line without ``=`` or a key is a :class:`ConfigError` naming ``source``."""
+    values = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{source}: expected KEY=VALUE, got {line!r}")
+        values[key.strip()] = value.strip()
+    return values
 
 
 def git_head(root: Path) -> tuple[str, bool]:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUMMARY, HTML, PROMOTION = "summary.md", "report.html", "promotion.json"
-REASON_CHARS = 200
+REASON_CHARS = 400
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 
 
@@ -186,14 +186,21 @@ class Results:
 
 
 def failure_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
-    """One line saying why a test failed: the crash message, else the first ``E`` line, else the last line."""
+    """One line saying why a test failed: the crash message's first paragraph (its lines joined with `` | ``),
+    else the first ``E`` line, else the last line."""
     crash = getattr(report.longrepr, "reprcrash", None)
     text = getattr(crash, "message", None)
     if not text:
         lines = [line for line in str(report.longrepr or "").splitlines() if line.strip()]
         errors = [line[1:].strip() for line in lines if line.startswith("E ")]
         text = errors[0] if errors else (lines[-1] if lines else "no detail")
-    reason = " ".join(text.strip().splitlines()[0].split()) if text.strip() else "no detail"
+    # The first paragraph, its lines joined: a failed task's message carries its stderr tail on the next lines.
+    paragraph = []
+    for line in text.strip().splitlines():
+        if not line.strip():
+            break
+        paragraph.append(" ".join(line.split()))
+    reason = " | ".join(paragraph) or "no detail"
     if report.when in ("setup", "teardown"):
         reason = f"error in {report.when}: {reason}"
     return reason if len(reason) <= REASON_CHARS else reason[: REASON_CHARS - 3] + "..."

@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
-# Installs what the gate needs on a fresh Debian 12 machine: RabbitMQ and PostgreSQL from the OS packages
-# (no service is started: envfixtures runs its own nodes as child processes), and tox.
+# Installs what the gate needs on a fresh Debian 12 (or later) machine, and nothing into the system Python:
+#  - from the OS packages: RabbitMQ and PostgreSQL (no service is started: envfixtures runs its own nodes as
+#    child processes), git, and python3-venv where `python3 -m venv` is missing;
+#  - tox with tox-uv in a project-local virtual environment, .venv/ (PEP 668: Debian's python3 refuses
+#    system-wide pip), so every tox env is created by uv. The Makefile runs tox from there.
+# Idempotent: a second run installs nothing and takes a fraction of a second.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${ENVFIXTURES_VENV:-.venv}
 
 need_apt=()
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+if [ ! -x "$VENV/bin/python" ]; then
+  # Debian splits venv and ensurepip out of python3; a venv made without ensurepip has no pip.
+  "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=("python3-venv")
+fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
@@ -24,7 +36,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   [ -z "$added_policy" ] || $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 
-if ! python3 -m tox --version >/dev/null 2>&1; then
-  echo "bootstrap: installing tox"
-  python3 -m pip install -q 'tox>=4.11'
+if ! "$VENV/bin/python" -m tox --version >/dev/null 2>&1 || [ ! -f "$VENV/.tox-uv" ]; then
+  echo "bootstrap: tox and tox-uv into $VENV/"
+  rm -rf "$VENV"
+  "$PYTHON" -m venv "$VENV"
+  # Only this venv's own pip, and none of the caller's pip configuration (find-links, constraints).
+  PIP_CONSTRAINT="" PIP_REQUIRE_VIRTUALENV=1 "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    -c constraints.txt tox tox-uv
+  touch "$VENV/.tox-uv"
 fi

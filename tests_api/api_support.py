@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pika
 import requests
 
 from envfixtures.facts import Facts
@@ -116,13 +115,3 @@ def kill_task(backend: str, scheduler_url: str, app_id: str, task_id: str) -> st
 
 
 # ---------------------------------------------------------------------------------------------- the broker
-
-
-def amqp_parameters(topology: Facts) -> pika.ConnectionParameters:
-    """The application user's connection to the environment's vhost (first node)."""
-    node = topology["amqp"][0]
-    return pika.ConnectionParameters(
-        host=node["host"], port=int(node["port"]), virtual_host=topology["vhost"],
-        credentials=pika.PlainCredentials(topology["app_user"], topology["app_password"]),
-        connection_attempts=3, retry_delay=1,
-    )  # fmt: skip

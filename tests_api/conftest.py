@@ -1,8 +1,9 @@
-"""Fixtures of the black-box API suite: the ``api`` component's base URL, a session, the passwords to look for."""
+"""Fixtures of the black-box API suite: the ``api`` component's base URL and a request helper (``http``,
+``passwords`` and ``amqp_parameters`` are suite-level, in the top-level ``conftest.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,20 +17,6 @@ from envfixtures.facts import Facts
 def base_url(api: Facts) -> str:
     """Every request of the suite goes here: the load balancer, or on ``local`` the proxy in its manner."""
     return str(api["base_url"]).rstrip("/")
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
-
-
-@pytest.fixture(scope="session")
-def passwords(database: Facts, topology: Facts) -> list[str]:
-    """The database and broker passwords (secret facts), which no response may contain."""
-    values = [v for v in database.secret_values() + topology.secret_values() if v]
-    assert values, "the database and topology facts carry no secret value to look for"
-    return values
 
 
 @pytest.fixture

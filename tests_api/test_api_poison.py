@@ -18,7 +18,6 @@ from api_support import (
     EVENTS_EXCHANGE,
     ORDER_CREATED,
     REQUEST_TIMEOUT,
-    amqp_parameters,
     app_tasks,
     healthy,
     valid_order,
@@ -29,7 +28,9 @@ from api_support import (
 from envfixtures.waiting import wait_for
 
 
-def test_a_poison_message_is_dead_lettered_and_the_worker_stays_healthy(create, base_url, apps, topology) -> None:
+def test_a_poison_message_is_dead_lettered_and_the_worker_stays_healthy(
+    create, base_url, apps, amqp_parameters
+) -> None:
     scheduler_url, worker_id = worker_app(apps)
     tasks_before = wait_for(lambda: [t for t in app_tasks(scheduler_url, worker_id) if healthy(t)],
                             what=f"a healthy task of {worker_id}", timeout=60)  # fmt: skip
@@ -39,7 +40,7 @@ def test_a_poison_message_is_dead_lettered_and_the_worker_stays_healthy(create, 
         json.dumps({"event": "order.created", "id": marker}).encode(),  # not a uuid
         json.dumps({"event": "order.created", "id": str(uuid.uuid4()), "marker": marker}).encode(),  # no such order
     ]
-    with pika.BlockingConnection(amqp_parameters(topology)) as conn:
+    with pika.BlockingConnection(amqp_parameters) as conn:
         channel = conn.channel()
         channel.confirm_delivery()
         for body in poison:

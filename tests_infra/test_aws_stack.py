@@ -1,7 +1,7 @@
 """The environment's AWS stack, as AWS describes it: network, who may reach what, database, tags, outputs.
 
 Runs against the ``aws`` component (a moto server on ``local``, the real account on ``aws``). A
-property moto does not reflect (``notes/moto-fidelity.md``) is skipped on ``local`` with that reason
+property moto does not reflect (``docs/local-standins.md``) is skipped on ``local`` with that reason
 and runs on ``aws``. Select with ``-k stack`` or ``-k aws``.
 """
 
@@ -30,7 +30,7 @@ WORLD = {"0.0.0.0/0", "::/0"}
 def not_on_moto(aws: Facts, what: str) -> None:
     """Skip on ``local``: moto does not reflect ``what``, so the assertion could neither pass nor fail there."""
     if aws["backend"] == "local":
-        pytest.skip(f"moto does not reflect {what} (notes/moto-fidelity.md); runs on --env-backend aws")
+        pytest.skip(f"moto does not reflect {what} (docs/local-standins.md, moto section); runs on --env-backend aws")
 
 
 def client(aws: Facts, service: str) -> Any:

@@ -44,19 +44,9 @@ def admin(broker) -> Iterator[Management]:
 
 
 @pytest.fixture
-def channel(topology) -> Iterator[pika.adapters.blocking_connection.BlockingChannel]:
+def channel(amqp_parameters) -> Iterator[pika.adapters.blocking_connection.BlockingChannel]:
     """A channel of the application user on the env's vhost, with publisher confirms."""
-    node = topology["amqp"][0]
-    params = pika.ConnectionParameters(
-        host=node["host"],
-        port=node["port"],
-        virtual_host=topology["vhost"],
-        credentials=pika.PlainCredentials(topology["app_user"], topology["app_password"]),
-        connection_attempts=3,
-        retry_delay=0.5,
-        blocked_connection_timeout=30,
-    )
-    conn = pika.BlockingConnection(params)
+    conn = pika.BlockingConnection(amqp_parameters)
     ch = conn.channel()
     ch.confirm_delivery()
     yield ch

@@ -8,8 +8,8 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import Project, interrupt
 
+from conftest import SHA, Project, interrupt
 from envfixtures.testing import SECRET
 
 USES_SLEEPER = """
@@ -235,3 +235,44 @@ def test_cli_up_refuses_a_setting_without_a_value_before_anything_starts(project
     assert up.returncode == 2
     assert up.stderr.strip() == "envfixtures: --set: expected KEY=VALUE, got 'novalue'"
     assert project.envs() == []
+
+
+def _cli(project: Project, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    (project.path / "up.py").write_text(UP)
+    return subprocess.run(
+        [sys.executable, "up.py", *args], cwd=project.path, capture_output=True, text=True, timeout=60, **kwargs
+    )
+
+
+def test_cli_up_refuses_a_sha_that_is_not_hex_in_one_line(project: Project) -> None:
+    up = _cli(project, "up", "sleeper", "--sha", "nothex")
+    assert up.returncode == 2
+    assert up.stderr.strip() == "envfixtures: --sha: not a git SHA (7 to 40 hex digits): 'nothex'"
+    assert project.envs() == []
+
+
+def test_cli_up_builds_the_ini_components_with_the_ini_settings(project: Project) -> None:
+    """Without arguments `up` builds what pytest would from this directory: ini env_components and env_settings."""
+    project.pytester.makeini("[pytest]\nenv_components = sleeper\nenv_settings =\n    sleeper_fail=true\n")
+    failed = _cli(project, "up", "--sha", SHA)
+    assert failed.returncode != 0 and "sleeper was told to fail" in failed.stderr
+    assert project.alive(project.env()) == [], "a failed up tears down what it started"
+
+    project.pytester.makeini("[pytest]\nenv_components = sleeper\nenv_settings =\n    sleeper_build_seconds=0\n")
+    up = _cli(project, "up", "--sha", SHA)
+    assert up.returncode == 0, up.stderr
+    env = next(e for e in project.envs() if project.meta(e)["status"] == "kept")
+    assert "building sleeper" in up.stderr and "building dependent" not in up.stderr
+    assert _cli(project, "down", env.name).returncode == 0
+    assert project.alive(env) == []
+
+
+def test_cli_ls_into_a_closed_pipe_ends_quietly(project: Project) -> None:
+    (project.path / "up.py").write_text(UP)
+    proc = subprocess.Popen(
+        [sys.executable, "up.py", "ls"], cwd=project.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()  # like `envfixtures ls | head -n 0`: the reader is gone before the first line
+    _, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()
+    assert proc.returncode == 0

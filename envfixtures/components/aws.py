@@ -2,7 +2,7 @@
 
 ``local`` (:class:`LocalAws`): one moto server per environment on loopback — its state is the
 environment's AWS — then an ACM certificate (moto checks the HTTPS listener's ARN against ACM) and
-the stack. moto cannot delete a VPC stack (``notes/moto-fidelity.md``), so stopping the server is
+the stack. moto cannot delete a VPC stack (``docs/local-standins.md``), so stopping the server is
 the honest local teardown (the default :meth:`Component.teardown`).
 
 ``aws`` (:class:`RealAws`): the same stack code against the real endpoint with the usual boto3

@@ -57,9 +57,23 @@ class LocalScheduler(Component):
         return Facts({"url": url, "pid": proc.pid, "workdir": str(workdir), "backend": "local", "versions": versions})
 
     def diagnose(self, env: "Environment", facts: Facts) -> str:
-        return (
-            f"local Marathon log ({env.log_path(self.name, 'marathon')}):\n{_tail(env.log_path(self.name, 'marathon'))}"
+        log_path = env.log_path(self.name, "marathon")
+        return "\n".join(
+            filter(None, [_task_failures(facts["url"]), f"local Marathon log ({log_path}):", _tail(log_path)])
         )
+
+
+def _task_failures(url: str) -> str:
+    """Each app's last task failure (its message carries the task's stderr tail locally)."""
+    try:
+        apps = MarathonClient(url, timeout=5.0).list_apps(embed=("apps.lastTaskFailure",))
+    except Exception as exc:  # noqa: BLE001 - diagnosis must not fail the report
+        return f"could not list the apps: {exc}"
+    return "\n".join(
+        f"{app.id}: lastTaskFailure {f.state} at {f.timestamp}: {f.message}"
+        for app in apps
+        if (f := app.last_task_failure) is not None
+    )
 
 
 class StackScheduler(Component):

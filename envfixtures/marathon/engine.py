@@ -255,7 +255,7 @@ class Engine:
             elif code == 0:
                 self._finish(app, task, "TASK_FINISHED", tk.exit_message(code))
             else:
-                self._finish(app, task, "TASK_FAILED", tk.exit_message(code))
+                self._finish(app, task, "TASK_FAILED", tk.failure_message(task, code))
             return
         if task.kill_deadline is not None and now >= task.kill_deadline:
             tk.signal_group(task, signal.SIGKILL)
@@ -312,9 +312,6 @@ class Engine:
                 "version": task.version,
                 "slaveId": "local-agent",
             }
-            tail = tk.stderr_tail(task)
-            if tail:
-                log.info("task %s stderr tail:\n%s", task.id, tail)
             app.failed_sandboxes.append(task.sandbox)
             while len(app.failed_sandboxes) > KEEP_FAILED_SANDBOXES:
                 shutil.rmtree(app.failed_sandboxes.pop(0), ignore_errors=True)

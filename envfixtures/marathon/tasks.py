@@ -14,6 +14,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tarfile
 import time
 import urllib.parse
@@ -24,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..archives import UnsafeArchive, extract_tar, extract_zip
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,10 @@ def task_env(app: Mapping[str, Any], task: TaskRun, base: Mapping[str, str] | No
     """The environment Marathon/Mesos give a task, then the app's own ``env`` (string values)."""
     source = os.environ if base is None else base
     env = {k: source[k] for k in INHERITED if k in source}
+    # Locally a task runs on the gate's own interpreter, whatever shell started the gate (an activated venv,
+    # tox, or the console script from a plain shell): its bin directory comes first on PATH, as on an agent
+    # whose image provides the runtime.
+    env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable), env.get("PATH")) if p)
     ports = task.ports
     for i, port in enumerate(ports):
         env[f"PORT{i}"] = str(port)
@@ -147,11 +154,11 @@ def _extract(archive: Path, into: Path) -> None:
     try:
         if archive.name.endswith(".zip"):
             with zipfile.ZipFile(archive) as zf:
-                zf.extractall(into)
+                extract_zip(zf, into)
         else:
             with tarfile.open(archive) as tf:
-                tf.extractall(into, filter="data")
-    except (OSError, tarfile.TarError, zipfile.BadZipFile) as exc:
+                extract_tar(tf, into)
+    except (OSError, tarfile.TarError, zipfile.BadZipFile, UnsafeArchive) as exc:
         raise FetchError(f"failed to extract {archive.name}: {exc}") from exc
 
 
@@ -197,6 +204,17 @@ def exit_message(returncode: int) -> str:
             name = str(-returncode)
         return f"Command terminated with signal {name}"
     return f"Command exited with status {returncode}"
+
+
+def failure_message(task: TaskRun, returncode: int) -> str:
+    """Mesos' wording for how a task ended, then the last lines of its stderr.
+
+    Real Mesos keeps stderr in the sandbox (read through the agent's files API); the local scheduler puts its
+    tail in the message so that a failed deployment says why wherever the message is shown.
+    """
+    message = exit_message(returncode)
+    tail = stderr_tail(task, lines=10)
+    return f"{message}; stderr (last lines):\n{tail}" if tail else message
 
 
 def stderr_tail(task: TaskRun, lines: int = 5) -> str:

@@ -1,6 +1,6 @@
 """An N-node RabbitMQ cluster of real nodes started as child processes, on loopback only.
 
-The recipe (see ``shared/notes/local-services.md``): one epmd of our own on a free port, one directory
+The recipe (see ``docs/local-standins.md``): one epmd of our own on a free port, one directory
 and one environment per node, a random cookie, the management plugin, and a cluster formed at boot by
 ``classic_config`` peer discovery. All nodes start at once with the same node list. The first node to
 reach its database step takes the peer-discovery lock, finds no peer after two short retries, starts a

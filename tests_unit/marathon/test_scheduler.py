@@ -413,3 +413,25 @@ def test_bulk_listing_body_shapes(marathon: LocalMarathon) -> None:
     assert task["healthCheckResults"][0]["instanceId"].startswith("shape_app.marathon-")
     assert json.loads(json.dumps(marathon.client.get_group("/shape").raw))["apps"][0]["id"] == "/shape/app"
     marathon.client.delete_app(app["id"], force=True)
+
+
+def test_a_failed_task_says_why(marathon: LocalMarathon) -> None:
+    """The last lines of a failed task's stderr are in its lastTaskFailure and in the deployment's failure."""
+    app = {
+        "id": "/crash/why",
+        "cmd": "echo starting; echo 'config key DATABASE_URL is missing' >&2; exit 1",
+        "backoffSeconds": 30,
+        "healthChecks": [http_check()],
+    }
+    with pytest.raises(FailedState, match="config key DATABASE_URL is missing") as caught:
+        marathon.client.wait_for_deployment(
+            marathon.client.update_app(app["id"], app).deployment_id,
+            timeout=20,
+            app_ids=[app["id"]],
+            since=time.time(),
+        )
+    assert "Command exited with status 1" in str(caught.value)
+    failure = marathon.client.get_app(app["id"]).last_task_failure
+    assert failure is not None and "config key DATABASE_URL is missing" in failure.message
+    assert "starting" not in failure.message  # stderr only, not stdout
+    marathon.client.delete_app(app["id"], force=True)

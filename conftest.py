@@ -1,0 +1,45 @@
+"""Suite-level fixtures that ``tests_infra/`` and ``tests_api/`` share.
+
+Only fixtures of the suites live here; the plugin (components, lifecycle, reports) is loaded by its ``pytest11``
+entry point, so a platform's own repository gets it by installing envfixtures, without this file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pika
+import pytest
+import requests
+
+from envfixtures.facts import Facts
+
+
+@pytest.fixture
+def amqp_parameters(topology: Facts) -> pika.ConnectionParameters:
+    """The application user's connection to the environment's vhost (first node), as the platform's apps use it."""
+    node = topology["amqp"][0]
+    return pika.ConnectionParameters(
+        host=node["host"],
+        port=int(node["port"]),
+        virtual_host=topology["vhost"],
+        credentials=pika.PlainCredentials(topology["app_user"], topology["app_password"]),
+        connection_attempts=3,
+        retry_delay=0.5,
+        blocked_connection_timeout=30,
+    )
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    """A requests session for one test."""
+    with requests.Session() as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def passwords(database: Facts, topology: Facts) -> list[str]:
+    """The database and broker passwords (secret facts), which no response, log or report may contain."""
+    values = [v for v in database.secret_values() + topology.secret_values() if v]
+    assert values, "the database and topology facts carry no secret value to look for"
+    return values

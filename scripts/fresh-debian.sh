@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Runs README commands the way a new user would: in a fresh, minimal Debian 12 root (debootstrap) that has
+# Debian's own python3 (3.11.2, PEP 668 applies), git, make and gcc, and nothing else — no tox, RabbitMQ or
+# PostgreSQL, no pip configuration of this machine. The repository is cloned into it (committed HEAD only,
+# like a user's checkout) and `make TARGET...` runs there; the exit code is that of make.
+#
+#   scripts/fresh-debian.sh [TARGET ...]        default: test   (e.g. `scripts/fresh-debian.sh verify`)
+#
+#   FRESH_DEBIAN_CACHE   the debootstrap result, made once and reused (default /var/cache/envfixtures/...)
+#   FRESH_DEBIAN_KEEP=1  keep the root afterwards (its path is printed) to look around
+#   DEBIAN_MIRROR        the Debian mirror (default: this machine's, else deb.debian.org)
+#
+# Needs root (debootstrap, mount, chroot). The root shares this machine's network (PyPI and the Debian
+# mirror must be reachable) and its loopback; everything started inside is stopped on exit.
+set -euo pipefail
+
+[ "$(id -u)" -eq 0 ] || { echo "fresh-debian: run as root (debootstrap, mount and chroot need it)" >&2; exit 2; }
+repo=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(test)
+
+cache=${FRESH_DEBIAN_CACHE:-/var/cache/envfixtures/debian-bookworm-minbase.tar}
+mirror=${DEBIAN_MIRROR:-$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)}
+mirror=${mirror:-http://deb.debian.org/debian}
+
+if ! command -v debootstrap >/dev/null 2>&1; then
+  echo "fresh-debian: installing debootstrap"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+fi
+
+if [ ! -f "$cache" ]; then
+  echo "fresh-debian: debootstrap bookworm from $mirror (once; cached in $cache)"
+  mkdir -p "$(dirname "$cache")"
+  base=$(mktemp -d /var/tmp/envfixtures-debootstrap.XXXXXX)
+  debootstrap --variant=minbase --include=python3,git,make,gcc,ca-certificates bookworm "$base" "$mirror" \
+    >"$base.log" 2>&1 || { tail -n 20 "$base.log" >&2; rm -rf "$base"; exit 1; }
+  tar -C "$base" -cf "$cache.part" . && mv "$cache.part" "$cache"
+  rm -rf "$base" "$base.log"
+fi
+
+root=$(mktemp -d /var/tmp/envfixtures-fresh.XXXXXX)
+mounted=()
+cleanup() {
+  # Whatever still runs inside the root (a leak, or an interrupted run) is stopped before unmounting.
+  for proc in /proc/[0-9]*; do
+    [ "$(readlink "$proc/root" 2>/dev/null)" = "$root" ] && kill -KILL "${proc#/proc/}" 2>/dev/null
+  done
+  for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[$i]}" 2>/dev/null || true; done
+  if [ "${FRESH_DEBIAN_KEEP:-}" = 1 ]; then echo "fresh-debian: kept $root"; else rm -rf --one-file-system "$root"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+tar -C "$root" -xf "$cache"
+mount -t proc proc "$root/proc" && mounted+=("$root/proc")
+mount -t sysfs sys "$root/sys" && mounted+=("$root/sys")
+mount --bind /dev "$root/dev" && mounted+=("$root/dev")
+mount -t devpts -o newinstance,ptmxmode=0666 devpts "$root/dev/pts" && mounted+=("$root/dev/pts")
+mount -t tmpfs -o mode=1777 shm "$root/dev/shm" && mounted+=("$root/dev/shm")
+cp /etc/resolv.conf /etc/hosts "$root/etc/"
+hostname >"$root/etc/hostname"
+git clone -q --no-hardlinks "$repo" "$root/root/envfixtures"
+
+python=$(chroot "$root" python3 -c 'import platform; print(platform.python_version())')
+echo "fresh-debian: root $root, Debian $(cat "$root/etc/debian_version"), python3 $python; make ${targets[*]}"
+start=$(date +%s)
+set +e
+chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb CI="${CI:-}" \
+  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  /bin/bash -c 'cd /root/envfixtures && make "$@"' make "${targets[@]}"
+rc=$?
+set -e
+promotion=$root/root/envfixtures/reports/promotion.json
+[ ! -f "$promotion" ] || echo "fresh-debian: reports/promotion.json written: $(head -c 300 "$promotion" | tr -d '\n')"
+echo "fresh-debian: make ${targets[*]} exited $rc after $(($(date +%s) - start)) s (python3 $python)"
+exit $rc
