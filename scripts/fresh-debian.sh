@@ -59,6 +59,9 @@ mount --bind /dev "$root/dev" && mounted+=("$root/dev")
 mount -t devpts -o newinstance,ptmxmode=0666 devpts "$root/dev/pts" && mounted+=("$root/dev/pts")
 mount -t tmpfs -o mode=1777 shm "$root/dev/shm" && mounted+=("$root/dev/shm")
 cp /etc/resolv.conf /etc/hosts "$root/etc/"
+# The root trusts what this machine trusts: where the network intercepts TLS (as this project's build machines'
+# does), its CA is in this machine's bundle and not in Debian's. Nothing else of this machine is copied.
+cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
 hostname >"$root/etc/hostname"
 git clone -q --no-hardlinks "$repo" "$root/root/envfixtures"
 
@@ -66,7 +69,9 @@ python=$(chroot "$root" python3 -c 'import platform; print(platform.python_versi
 echo "fresh-debian: root $root, Debian $(cat "$root/etc/debian_version"), python3 $python; make ${targets[*]}"
 start=$(date +%s)
 set +e
+bundle=/etc/ssl/certs/ca-certificates.crt  # uv reads SSL_CERT_FILE, pip PIP_CERT: see the CA note above
 chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb CI="${CI:-}" \
+  SSL_CERT_FILE=$bundle PIP_CERT=$bundle REQUESTS_CA_BUNDLE=$bundle \
   PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   /bin/bash -c 'cd /root/envfixtures && make "$@"' make "${targets[@]}"
 rc=$?
