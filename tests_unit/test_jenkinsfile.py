@@ -157,7 +157,8 @@ def test_the_gate_runs_make_verify(pipeline: Block) -> None:
     steps = pipeline.block("stages").block("stage", "Build and verify").block("steps").statements
     assert steps == ["sh 'make verify'"]
     makefile = (JENKINSFILE.parent / "Makefile").read_text()
-    assert re.search(r"^verify:.*\n\tpython3 -m tox -e build-and-verify", makefile, re.M), "make verify is the tox gate"
+    assert re.search(r"^verify:.*\n\t\$\(TOX\) -e build-and-verify", makefile, re.M), "make verify is the tox gate"
+    assert re.search(r"^TOX = \.venv/bin/python -m tox$", makefile, re.M), "tox from the project's own venv"
 
 
 def test_promote_only_on_main_when_the_record_exists(pipeline: Block) -> None:
