@@ -12,7 +12,7 @@ import pika
 import pytest
 import requests
 
-from envfixtures.facts import Facts
+from envfixtures.core.facts import Facts
 
 
 @pytest.fixture

@@ -127,7 +127,7 @@ def one_task_url(marathon_url: str, app_id: str) -> str | None:
 
 
 def env_api_facts(home: Path, name: str) -> dict[str, Any]:
-    from envfixtures.environment import Environment
+    from envfixtures.core.environment import Environment
 
     return dict(Environment.open(home, name).facts("api"))
 

@@ -24,9 +24,9 @@ import pika
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from envfixtures.rabbitmq import cluster as rmq  # noqa: E402
-from envfixtures.rabbitmq import definitions as defs  # noqa: E402
-from envfixtures.rabbitmq import topology as topo  # noqa: E402
+from envfixtures.drivers.rabbitmq import cluster as rmq  # noqa: E402
+from envfixtures.drivers.rabbitmq import definitions as defs  # noqa: E402
+from envfixtures.drivers.rabbitmq import topology as topo  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "broker.json"
 

@@ -26,10 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from envfixtures.marathon import render  # noqa: E402
-from envfixtures.marathon.client import MarathonClient  # noqa: E402
-from envfixtures.ports import free_port  # noqa: E402
-from envfixtures.waiting import wait_for  # noqa: E402
+from envfixtures.core.ports import free_port  # noqa: E402
+from envfixtures.core.waiting import wait_for  # noqa: E402
+from envfixtures.drivers.marathon import render  # noqa: E402
+from envfixtures.drivers.marathon.client import MarathonClient  # noqa: E402
 
 GOAL_VERIFY_200 = 2.0
 SHA = "0" * 40
@@ -92,7 +92,7 @@ def one_run(workdir: Path) -> dict[str, float]:
         [
             sys.executable,
             "-m",
-            "envfixtures.marathon.server",
+            "envfixtures.drivers.marathon.server",
             "--port",
             str(port),
             "--workdir",

@@ -1,7 +1,7 @@
 """envfixtures: build a production-class environment from a git SHA, verify it with pytest, tear it down."""
 
-from .errors import EnvfixturesError
-from .facts import Facts
+from envfixtures.core.errors import EnvfixturesError
+from envfixtures.core.facts import Facts
 
 __all__ = ["EnvfixturesError", "Facts"]
 __version__ = "0.1.0"

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from . import naming, registry
-from .config import git_head, ini_values, parse_settings
-from .environment import KEPT, TORN_DOWN, Environment, list_environments
-from .errors import ConfigError, EnvfixturesError
-from .facts import Facts
+from envfixtures.core import naming, registry
+from envfixtures.core.environment import KEPT, TORN_DOWN, Environment, list_environments
+from envfixtures.core.errors import ConfigError, EnvfixturesError
+from envfixtures.core.facts import Facts
+from envfixtures.pytest.config import git_head, ini_values, parse_settings
 
 log = logging.getLogger("envfixtures.cli")
 

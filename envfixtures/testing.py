@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import threading
 
-from .components.base import Component
-from .errors import BuildError
-from .facts import Facts
+from envfixtures.core.component import Component
+from envfixtures.core.errors import BuildError
+from envfixtures.core.facts import Facts
 
 SECRET = "sleeper-secret-7f3a9c"
 
@@ -29,8 +29,8 @@ class Sleeper(Component):
 
     def diagnose(self, env, facts):  # type: ignore[no-untyped-def]
         """The sleep's pid and state, and the tail of its log. It names the token on purpose: the caller must redact."""
-        from . import processes
-        from .evidence import tail
+        from envfixtures.core import processes
+        from envfixtures.pytest.evidence import tail
 
         pid = facts["pid"]
         alive = "alive" if processes.start_time(pid) is not None else "gone"
@@ -56,7 +56,7 @@ class Templated(Component):
     def check(cls, env):  # type: ignore[no-untyped-def]
         import json
 
-        from .errors import TemplateError
+        from envfixtures.core.errors import TemplateError
 
         path = env.root / "templates" / "templated.json"
         try:
@@ -79,8 +79,8 @@ class Listener(Component):
         import socket
         import sys
 
-        from .ports import free_port
-        from .waiting import wait_for
+        from envfixtures.core.ports import free_port
+        from envfixtures.core.waiting import wait_for
 
         host = env.settings.get("listener_host", "127.0.0.1")
         port = free_port()

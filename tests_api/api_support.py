@@ -16,8 +16,8 @@ from typing import Any
 
 import requests
 
-from envfixtures.facts import Facts
-from envfixtures.waiting import wait_for
+from envfixtures.core.facts import Facts
+from envfixtures.core.waiting import wait_for
 
 #: Bounded waits of the suite (seconds).
 FULFIL_TIMEOUT = 60.0

@@ -10,7 +10,7 @@ import pytest
 import requests
 from api_support import REQUEST_TIMEOUT, valid_order
 
-from envfixtures.facts import Facts
+from envfixtures.core.facts import Facts
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from api_support import (
     worker_app,
 )  # fmt: skip
 
-from envfixtures.waiting import wait_for
+from envfixtures.core.waiting import wait_for
 
 
 def test_a_poison_message_is_dead_lettered_and_the_worker_stays_healthy(

@@ -23,7 +23,7 @@ from api_support import (
     worker_app,
 )  # fmt: skip
 
-from envfixtures.waiting import wait_for
+from envfixtures.core.waiting import wait_for
 
 pytestmark = pytest.mark.fault
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from envfixtures import aws_clients, cloudformation
-from envfixtures.facts import Facts
+from envfixtures.core.facts import Facts
+from envfixtures.drivers.aws import clients as aws_clients
+from envfixtures.drivers.aws import cloudformation
 
 EXPECTED_OUTPUTS = {
     "VpcId", "VpcCidr", "PublicSubnet1Id", "PublicSubnet2Id", "PrivateSubnet1Id", "PrivateSubnet2Id",

@@ -1,6 +1,6 @@
 """Fault test: SIGKILL one node of a 3-node cluster; its quorum queue keeps working through the survivors.
 
-Runs on a cluster of its own (built with envfixtures.rabbitmq.cluster in a tmp dir), never on the
+Runs on a cluster of its own (built with envfixtures.drivers.rabbitmq.cluster in a tmp dir), never on the
 session's broker, and stops it afterwards, checking that none of its processes or listeners survive.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import pika
 import pytest
 
-from envfixtures import processes
-from envfixtures.rabbitmq import cluster as rmq
-from envfixtures.waiting import wait_for
+from envfixtures.core import processes
+from envfixtures.core.waiting import wait_for
+from envfixtures.drivers.rabbitmq import cluster as rmq
 
 QUEUE = "faults.orders"
 

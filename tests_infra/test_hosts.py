@@ -2,7 +2,7 @@
 recorded ports, its data directory is closed to others, and no secret sits in a world-readable file.
 
 On ``local`` the host is this machine; on ``aws`` the component's instances (found by their ``Role`` tag,
-reached over SSH through the bastion, see :mod:`envfixtures.hosts`), where the process checks need the
+reached over SSH through the bastion, see :mod:`envfixtures.drivers.hosts.inventory`), where the process checks need the
 journal of the host's own services and are skipped with the reason.
 """
 
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from envfixtures import hostcheck, hosts
-from envfixtures.environment import Environment
-from envfixtures.facts import Facts
+from envfixtures.core.environment import Environment
+from envfixtures.core.facts import Facts
+from envfixtures.drivers.hosts import checks as hostcheck
+from envfixtures.drivers.hosts import inventory as hosts
 
 
 def _check(env: Environment, component: str, facts: Facts) -> None:

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import requests
 
-from envfixtures.marathon.client import MarathonClient, parse_time
-from envfixtures.marathon.models import App
+from envfixtures.drivers.marathon.client import MarathonClient, parse_time
+from envfixtures.drivers.marathon.models import App
 
 HEALTH_WAIT = 60.0
 

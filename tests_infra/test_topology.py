@@ -14,12 +14,12 @@ from pathlib import Path
 import pika
 import pytest
 
-from envfixtures.errors import WaitTimeout
-from envfixtures.rabbitmq import cluster as rmq
-from envfixtures.rabbitmq import definitions as defs
-from envfixtures.rabbitmq import topology as topo
-from envfixtures.rabbitmq.management import Management
-from envfixtures.waiting import wait_for
+from envfixtures.core.errors import WaitTimeout
+from envfixtures.core.waiting import wait_for
+from envfixtures.drivers.rabbitmq import cluster as rmq
+from envfixtures.drivers.rabbitmq import definitions as defs
+from envfixtures.drivers.rabbitmq import topology as topo
+from envfixtures.drivers.rabbitmq.management import Management
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "rabbitmq" / "definitions.json"
 DESIRED = defs.load(TEMPLATE)  # collection-time copy, for test ids; the tests use the file the env imported

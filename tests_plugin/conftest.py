@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from envfixtures import processes
+from envfixtures.core import processes
 
 pytest_plugins = ["pytester"]
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 CONFTEST = """
-from envfixtures import registry
+from envfixtures.core import registry
 registry.register("sleeper", "envfixtures.testing:Sleeper")
 registry.register("dependent", "envfixtures.testing:Dependent")
 registry.register("templated", "envfixtures.testing:Templated")

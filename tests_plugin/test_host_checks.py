@@ -4,15 +4,16 @@ recorded), proven on a pytester project whose ``listener`` component (envfixture
 from __future__ import annotations
 
 import pytest
+
 from conftest import Project
 
 LISTENER = """
-from envfixtures import registry
+from envfixtures.core import registry
 registry.register("listener", "envfixtures.testing:Listener")
 """
 
 HOST_TEST = """
-from envfixtures import hostcheck, hosts
+from envfixtures.drivers.hosts import checks as hostcheck, inventory as hosts
 
 def test_listener_host(envfixtures_env, listener):
     [local] = hosts.inventory(envfixtures_env, "listener")

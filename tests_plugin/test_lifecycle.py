@@ -192,7 +192,8 @@ def test_bad_sha_from_environment_variable_names_it(project: Project, monkeypatc
 
 UP = """
 import sys
-from envfixtures import cli, registry
+from envfixtures import cli
+from envfixtures.core import registry
 registry.register("sleeper", "envfixtures.testing:Sleeper")
 registry.register("dependent", "envfixtures.testing:Dependent")
 sys.exit(cli.main(sys.argv[1:]))

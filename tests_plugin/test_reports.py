@@ -15,12 +15,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import SHA, Project
 
-from envfixtures import promotion, reports
-from envfixtures.environment import Environment
-from envfixtures.facts import MASK
-from envfixtures.redaction import Redactor
+from conftest import SHA, Project
+from envfixtures.core.environment import Environment
+from envfixtures.core.facts import MASK
+from envfixtures.core.redaction import Redactor
+from envfixtures.pytest import promotion, reports
 from envfixtures.testing import SECRET
 
 XSD = Path(__file__).parent / "data" / "junit-10.xsd"

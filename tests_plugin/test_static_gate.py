@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from envfixtures import processes
+from envfixtures.core import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -32,7 +32,7 @@ sys.modules["broken_corpus"] = corpus
 _spec.loader.exec_module(corpus)  # type: ignore[union-attr]
 
 CONFTEST = """
-from envfixtures import registry
+from envfixtures.core import registry
 registry.register("sleeper", "envfixtures.testing:Sleeper")
 """
 INI = "[pytest]\naddopts = -ra\nenv_components = aws sleeper\n"

@@ -9,7 +9,7 @@ from conftest import Project
 DEPLOYS_A_CRASHING_APP = """
 import time
 
-from envfixtures.marathon.client import MarathonClient
+from envfixtures.drivers.marathon.client import MarathonClient
 
 
 def test_deploy(scheduler):

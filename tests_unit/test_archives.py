@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from envfixtures.archives import UnsafeArchive, extract_tar, extract_zip
+from envfixtures.core.archives import UnsafeArchive, extract_tar, extract_zip
 
 # Both paths on every Python: the stdlib filter where this one has it, the hand-made checks always.
 PATHS = [pytest.param(False, id="by-hand")]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from envfixtures import artifact
-from envfixtures.errors import BuildError
+from envfixtures.core.errors import BuildError
+from envfixtures.drivers import artifact
 
 PYPROJECT = """[build-system]
 requires = ["setuptools>=61"]

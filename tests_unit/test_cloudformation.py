@@ -21,10 +21,9 @@ from typing import Any
 
 import pytest
 
-from envfixtures import aws_clients, cloudformation
 from envfixtures.components import aws as aws_component
-from envfixtures.environment import Environment
-from envfixtures.errors import (
+from envfixtures.core.environment import Environment
+from envfixtures.core.errors import (
     BuildError,
     ComponentFailed,
     ConfigError,
@@ -33,7 +32,9 @@ from envfixtures.errors import (
     TemplateError,
     WaitTimeout,
 )
-from envfixtures.ports import free_port
+from envfixtures.core.ports import free_port
+from envfixtures.drivers.aws import clients as aws_clients
+from envfixtures.drivers.aws import cloudformation
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "templates" / "cloudformation" / "environment.yaml"

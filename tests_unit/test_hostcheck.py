@@ -1,5 +1,5 @@
-"""envfixtures.hostcheck's parsing and port records (the checks themselves run in tests_infra/test_hosts.py and,
-against a listener on 0.0.0.0, in tests_plugin/test_host_checks.py)."""
+"""envfixtures.drivers.hosts.checks's parsing and port records (the checks themselves run in
+tests_infra/test_hosts.py and, against a listener on 0.0.0.0, in tests_plugin/test_host_checks.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from envfixtures import hostcheck
-from envfixtures.waiting import wait_for
+from envfixtures.core.waiting import wait_for
+from envfixtures.drivers.hosts import checks as hostcheck
 
 SS = """\
 LISTEN 0      128    127.0.0.1:47485 0.0.0.0:* users:(("beam.smp",pid=7916,fd=17))

@@ -1,5 +1,6 @@
-"""envfixtures.hosts: local is this machine; on aws the hosts are the stack's instances found by their Role tag,
-reached through the bastion by an ssh_config that ssh itself accepts (``ssh -G`` resolves it without connecting)."""
+"""envfixtures.drivers.hosts.inventory: local is this machine; on aws the hosts are the stack's instances found by
+their Role tag, reached through the bastion by an ssh_config that ssh itself accepts (``ssh -G`` resolves it
+without connecting)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from envfixtures import hosts
-from envfixtures.errors import ConfigError
-from envfixtures.facts import Facts
+from envfixtures.core.errors import ConfigError
+from envfixtures.core.facts import Facts
+from envfixtures.drivers.hosts import inventory as hosts
 
 
 class FakeEc2:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from envfixtures import ports
+from envfixtures.core import ports
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The api component's reverse proxy (:mod:`envfixtures.proxy`) against two tiny real backends.
+"""The api component's reverse proxy (:mod:`envfixtures.drivers.marathon.proxy`) against two tiny real backends.
 
 The backends are real HTTP servers on loopback (in-process threads) that echo what they received; the
 task list comes from a tiny fake Marathon (an HTTP server answering ``/v2/apps/<id>?embed=app.tasks``
@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import requests
 
-from envfixtures import proxy
-from envfixtures.ports import free_port
-from envfixtures.waiting import wait_for
+from envfixtures.core.ports import free_port
+from envfixtures.core.waiting import wait_for
+from envfixtures.drivers.marathon import proxy
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_ID = "/ef-test/orders-api"
@@ -289,7 +289,7 @@ def test_the_last_known_tasks_are_kept_while_marathon_does_not_answer(backends, 
 def test_the_proxy_process_serves_and_stops_cleanly_on_sigterm(backends, marathon) -> None:
     marathon.set((backends["a"], True), (backends["b"], True))
     port = free_port()
-    argv = [sys.executable, "-m", "envfixtures.proxy", "--port", str(port), "--marathon", marathon.url,
+    argv = [sys.executable, "-m", "envfixtures.drivers.marathon.proxy", "--port", str(port), "--marathon", marathon.url,
             "--app-id", APP_ID, "--refresh", "0.2"]  # fmt: skip
     proc = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, start_new_session=True)
     try:

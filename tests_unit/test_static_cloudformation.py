@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envfixtures import naming, rules
+from envfixtures import rules
 from envfixtures.components.aws import generate_password
+from envfixtures.core import naming
 from envfixtures.rules import cloudformation as cfn_rules
 
 STACK_NAME = r"^[a-zA-Z][-a-zA-Z0-9]{0,127}$"

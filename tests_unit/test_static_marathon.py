@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envfixtures import naming, rules
-from envfixtures.marathon import render
-from envfixtures.marathon.validation import validate_group
+from envfixtures import rules
+from envfixtures.core import naming
+from envfixtures.drivers.marathon import render
+from envfixtures.drivers.marathon.validation import validate_group
 from envfixtures.rules import marathon as m_rules
 
 #: Marathon's rule for each segment of an id (PathId validation).

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envfixtures import naming, rules
+from envfixtures import rules
+from envfixtures.core import naming
 from envfixtures.rules import rabbitmq as rmq_rules
 
 

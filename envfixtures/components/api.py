@@ -1,7 +1,7 @@
 """The ``api`` component: one base URL that spreads requests over the healthy tasks of the orders API.
 
-``local``: :mod:`envfixtures.proxy` started with ``env.spawn`` on a free loopback port, in the manner of a
-load balancer: round-robin over the healthy tasks of the orders API app, its task list refreshed from
+``local``: :mod:`envfixtures.drivers.marathon.proxy` started with ``env.spawn`` on a free loopback port, in the
+manner of a load balancer: round-robin over the healthy tasks of the orders API app, its task list refreshed from
 the scheduler every second. ``aws``: the stack's load balancer, ``https://<output LoadBalancerDns>``.
 Both builds end when ``<base_url>/health`` answers 200 through that URL (bounded: setting ``api_timeout``).
 
@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from ..errors import BuildError
-from ..facts import Facts
-from ..ports import free_port
-from ..waiting import wait_for
-from .base import Component
+from envfixtures.core.component import Component
+from envfixtures.core.errors import BuildError
+from envfixtures.core.facts import Facts
+from envfixtures.core.ports import free_port
+from envfixtures.core.waiting import wait_for
 
 if TYPE_CHECKING:
-    from ..environment import Environment
+    from envfixtures.core.environment import Environment
 
 #: The app, among the ``apps`` component's ``app_ids``, whose tasks the base URL serves.
 API_APP_SUFFIX = "/orders-api"
@@ -64,7 +64,7 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 
 class LocalApi(Component):
-    """A loopback reverse proxy over the healthy orders API tasks (see :mod:`envfixtures.proxy`)."""
+    """A loopback reverse proxy over the healthy orders API tasks (see :mod:`envfixtures.drivers.marathon.proxy`)."""
 
     name = "api"
     requires = ("apps",)
@@ -72,8 +72,9 @@ class LocalApi(Component):
     def build(self, env: "Environment") -> Facts:
         marathon_url, app_id = orders_api_target(env)
         port = free_port()
-        argv = [sys.executable, "-m", "envfixtures.proxy", "--port", str(port), "--marathon", marathon_url,
-                "--app-id", app_id, "--refresh", env.settings.get("api_refresh", "1.0")]  # fmt: skip
+        argv = [sys.executable, "-m", "envfixtures.drivers.marathon.proxy", "--port", str(port),
+                "--marathon", marathon_url, "--app-id", app_id,
+                "--refresh", env.settings.get("api_refresh", "1.0")]  # fmt: skip
         proc, _ = env.spawn(self.name, "proxy", argv, cwd=Path(env.root))
         base_url = f"http://127.0.0.1:{port}"
         log_path = env.log_path(self.name, "proxy")

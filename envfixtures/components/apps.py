@@ -14,16 +14,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BuildError, TemplateError
-from ..facts import Facts
-from ..marathon import render
-from ..marathon.client import MarathonClient, MarathonError, NotFound, Unavailable
-from ..marathon.validation import absolute_id
-from ..waiting import wait_for
-from .base import Component
+from envfixtures.core.component import Component
+from envfixtures.core.errors import BuildError, TemplateError
+from envfixtures.core.facts import Facts
+from envfixtures.core.waiting import wait_for
+from envfixtures.drivers.marathon import render
+from envfixtures.drivers.marathon.client import MarathonClient, MarathonError, NotFound, Unavailable
+from envfixtures.drivers.marathon.validation import absolute_id
 
 if TYPE_CHECKING:
-    from ..environment import Environment
+    from envfixtures.core.environment import Environment
 
 
 def template_dir(env: "Environment") -> Path:
@@ -50,8 +50,8 @@ class Apps(Component):
 
     @classmethod
     def check(cls, env: "Environment") -> None:
-        from .. import rules
-        from ..rules import marathon as marathon_rules  # it renders with this module's context: import late
+        from envfixtures import rules
+        from envfixtures.rules import marathon as marathon_rules  # it renders with this module's context: import late
 
         render.render_dir(template_dir(env), render.check_context(context_values(env), cls.requires))
         rules.refuse(marathon_rules.check_dir(template_dir(env)))

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import artifact, aws_clients
-from ..facts import Facts
-from .base import Component
+from envfixtures.core.component import Component
+from envfixtures.core.facts import Facts
+from envfixtures.drivers import artifact
+from envfixtures.drivers.aws import clients as aws_clients
 
 if TYPE_CHECKING:
-    from ..environment import Environment
+    from envfixtures.core.environment import Environment
 
 
 class Artifact(Component):

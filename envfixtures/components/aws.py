@@ -23,16 +23,18 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import aws_clients, cloudformation, rules
-from ..errors import ConfigError
-from ..facts import Facts
-from ..ports import free_port
-from ..rules import cloudformation as cfn_rules
-from ..waiting import wait_for
-from .base import Component
+from envfixtures import rules
+from envfixtures.core.component import Component
+from envfixtures.core.errors import ConfigError
+from envfixtures.core.facts import Facts
+from envfixtures.core.ports import free_port
+from envfixtures.core.waiting import wait_for
+from envfixtures.drivers.aws import clients as aws_clients
+from envfixtures.drivers.aws import cloudformation
+from envfixtures.rules import cloudformation as cfn_rules
 
 if TYPE_CHECKING:
-    from ..environment import Environment
+    from envfixtures.core.environment import Environment
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The ``broker`` component: a RabbitMQ cluster and the administrator's credentials.
 
 ``local`` (:class:`LocalBroker`): ``broker_nodes`` (default 3) real nodes started by
-:mod:`envfixtures.rabbitmq.cluster` in the component's work directory, loopback only, own epmd, random
+:mod:`envfixtures.drivers.rabbitmq.cluster` in the component's work directory, loopback only, own epmd, random
 cookie, management plugin, an administrator with a generated password and no ``guest`` user.
 ``aws`` (:class:`StackBroker`): the stack's ``BrokerAmqpEndpoint`` and ``BrokerManagementUrl`` outputs.
 The stack does not hand out broker credentials, so the administrator comes from the settings
@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError
-from ..facts import Facts
-from ..processes import ProcessRecord
-from ..rabbitmq import cluster as rmq
-from .base import Component
+from envfixtures.core.component import Component
+from envfixtures.core.errors import ConfigError
+from envfixtures.core.facts import Facts
+from envfixtures.core.processes import ProcessRecord
+from envfixtures.drivers.rabbitmq import cluster as rmq
 
 if TYPE_CHECKING:
-    from ..environment import Environment
+    from envfixtures.core.environment import Environment
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The ``database`` component: the platform's PostgreSQL, then its schema migrations.
 
-``local``: a real PostgreSQL 15 server started by :mod:`envfixtures.postgres` in the component's
+``local``: a real PostgreSQL 15 server started by :mod:`envfixtures.drivers.postgres.server` in the component's
 work directory, loopback only, scram-sha-256 with generated passwords, an application role and database.
 ``aws``: the RDS instance of the stack (endpoint and port from the stack's outputs, the master password
 from the ``aws`` component's secret facts).
@@ -16,14 +16,15 @@ import logging
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from .. import migrations, postgres
-from ..errors import BuildError
-from ..facts import Facts
-from ..ports import free_port
-from .base import Component
+from envfixtures.core.component import Component
+from envfixtures.core.errors import BuildError
+from envfixtures.core.facts import Facts
+from envfixtures.core.ports import free_port
+from envfixtures.drivers.postgres import migrations
+from envfixtures.drivers.postgres import server as postgres
 
 if TYPE_CHECKING:
-    from ..environment import Environment
+    from envfixtures.core.environment import Environment
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class LocalDatabase(Component):
     def build(self, env: "Environment") -> Facts:
         workdir = env.workdir(self.name)
 
-        def spawn(name, argv, user):  # noqa: ANN001, ANN202 - the Spawn signature of envfixtures.postgres
+        def spawn(name, argv, user):  # noqa: ANN001, ANN202 - the Spawn signature of envfixtures.drivers.postgres.server
             proc, _record = env.spawn(self.name, name, argv, user=user)
             return proc
 

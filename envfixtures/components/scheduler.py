@@ -1,6 +1,6 @@
 """The ``scheduler`` component: a Marathon endpoint.
 
-``local``: the local scheduler (:mod:`envfixtures.marathon.server`) started with ``env.spawn`` on a free
+``local``: the local scheduler (:mod:`envfixtures.drivers.marathon.server`) started with ``env.spawn`` on a free
 loopback port; it inherits ``ENVFIXTURES_ENV`` and so do its tasks. Its teardown (SIGTERM to its group)
 makes it stop every task before it exits. ``aws``: Marathon of the stack, URL from the output ``MarathonUrl``.
 Facts: ``url`` (and ``pid``, ``workdir`` locally).
@@ -12,15 +12,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import BuildError
-from ..facts import Facts
-from ..marathon.client import MarathonClient
-from ..ports import free_port
-from ..waiting import wait_for
-from .base import Component
+from envfixtures.core.component import Component
+from envfixtures.core.errors import BuildError
+from envfixtures.core.facts import Facts
+from envfixtures.core.ports import free_port
+from envfixtures.core.waiting import wait_for
+from envfixtures.drivers.marathon.client import MarathonClient
 
 if TYPE_CHECKING:
-    from ..environment import Environment
+    from envfixtures.core.environment import Environment
 
 PING_TIMEOUT = 30.0
 
@@ -41,7 +41,15 @@ class LocalScheduler(Component):
     def build(self, env: "Environment") -> Facts:
         port = free_port()
         workdir = env.workdir(self.name)
-        argv = [sys.executable, "-m", "envfixtures.marathon.server", "--port", str(port), "--workdir", str(workdir)]
+        argv = [
+            sys.executable,
+            "-m",
+            "envfixtures.drivers.marathon.server",
+            "--port",
+            str(port),
+            "--workdir",
+            str(workdir),
+        ]
         proc, _ = env.spawn(self.name, "marathon", argv, cwd=workdir)
         url = f"http://127.0.0.1:{port}"
         client = MarathonClient(url, timeout=2.0)

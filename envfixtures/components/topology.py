@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from ..errors import TeardownError
-from ..facts import Facts
-from ..rabbitmq import definitions as defs
-from ..rabbitmq import topology
-from ..rabbitmq.management import Management, ManagementError
-from .base import Component
+from envfixtures.core.component import Component
+from envfixtures.core.errors import TeardownError
+from envfixtures.core.facts import Facts
+from envfixtures.drivers.rabbitmq import definitions as defs
+from envfixtures.drivers.rabbitmq import topology
+from envfixtures.drivers.rabbitmq.management import Management, ManagementError
 
 if TYPE_CHECKING:
-    from ..environment import Environment
+    from envfixtures.core.environment import Environment
 
 log = logging.getLogger(__name__)
 

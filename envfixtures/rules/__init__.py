@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import TemplateError
+from envfixtures.core.errors import TemplateError
 
 #: Keys whose value is a secret when literal (matched case-insensitively, anywhere in the key).
 SECRET_KEY_WORDS = (
@@ -84,7 +84,7 @@ def templates_dir(root: Path | str) -> Path:
 
 def check_all(root: Path | str) -> list[Finding]:
     """Every static rule on the templates of the project at ``root`` (cfn-lint included)."""
-    from . import cloudformation, marathon, rabbitmq
+    from envfixtures.rules import cloudformation, marathon, rabbitmq
 
     base = templates_dir(root)
     findings = cloudformation.check_file(base / "cloudformation" / "environment.yaml", lint=True)

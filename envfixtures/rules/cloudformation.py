@@ -1,6 +1,6 @@
 """Rules on the CloudFormation template, as rendered, plus cfn-lint run as a library.
 
-The template is parsed with cfn-lint's decoder (via :func:`envfixtures.cloudformation.load_template`),
+The template is parsed with cfn-lint's decoder (via :func:`envfixtures.drivers.aws.cloudformation.load_template`),
 whose nodes carry their line, then *rendered*: ``Ref`` and ``Fn::Sub`` of parameters and pseudo
 parameters are replaced by example values (parameter defaults, an example environment name and SHA),
 so that a rule sees ``FromPort: 8000`` where the file says ``!Ref AppPort``. Rules that look for
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import cloudformation as cfn
-from .. import naming
-from ..errors import TemplateError
-from . import Finding, from_error, secret_like
+from envfixtures.core import naming
+from envfixtures.core.errors import TemplateError
+from envfixtures.drivers.aws import cloudformation as cfn
+from envfixtures.rules import Finding, from_error, secret_like
 
 #: Role tags of the hosts that run the platform's apps, and of the broker's hosts.
 APP_ROLES = frozenset({"mesos-agent"})

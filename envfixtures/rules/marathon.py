@@ -1,8 +1,8 @@
 """Rules on the Marathon app templates (``templates/marathon/*.json``).
 
 Each template is parsed, rendered with an example SHA and environment name by the apps' own renderer
-(:mod:`envfixtures.marathon.render`, facts of requirements as stand-ins), validated against Marathon's
-schema and rules (:mod:`envfixtures.marathon.validation`), then held to ours: the image tag is the
+(:mod:`envfixtures.drivers.marathon.render`, facts of requirements as stand-ins), validated against Marathon's
+schema and rules (:mod:`envfixtures.drivers.marathon.validation`), then held to ours: the image tag is the
 SHA, health checks exist with sane intervals, ``cpus`` and ``mem`` are set, and no secret is a literal
 in ``env`` or ``labels``. Places are paths in Marathon's notation (``/healthChecks(0)/intervalSeconds``),
 the same as Marathon's 422 answers and the apps component's errors; a parse error is ``line L column C``.
@@ -17,11 +17,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from ..errors import TemplateError
-from ..marathon import render
-from ..marathon.validation import marathon_path, validate_app
-from . import Finding, from_error, secret_like
-from .cloudformation import EXAMPLE_ENV, EXAMPLE_SHA
+from envfixtures.core.errors import TemplateError
+from envfixtures.drivers.marathon import render
+from envfixtures.drivers.marathon.validation import marathon_path, validate_app
+from envfixtures.rules import Finding, from_error, secret_like
+from envfixtures.rules.cloudformation import EXAMPLE_ENV, EXAMPLE_SHA
 
 #: Marathon's defaults when a health check leaves them out.
 DEFAULT_INTERVAL, DEFAULT_TIMEOUT = 60, 20
@@ -45,7 +45,7 @@ def context(
     sha: str = EXAMPLE_SHA, env_name: str = EXAMPLE_ENV, root: Path | str = "/srv/envfixtures"
 ) -> render.Context:
     """The check-time context of the apps component (its placeholders, its requirements as stand-ins)."""
-    from ..components.apps import Apps, context_values
+    from envfixtures.components.apps import Apps, context_values
 
     env = SimpleNamespace(sha=sha, name=env_name, root=Path(root))
     return render.check_context(context_values(env), Apps.requires)  # type: ignore[arg-type]

@@ -1,9 +1,9 @@
 """The API (two instances) and the worker against a real PostgreSQL and a real single RabbitMQ node.
 
-PostgreSQL is started with :mod:`envfixtures.postgres`, RabbitMQ with :mod:`envfixtures.rabbitmq.cluster`
-(one node); the services run as processes from the source tree (``python -m ...``). Everything started
-here is stopped by the module's fixtures, also when a test fails. Skipped (with the reason) when the
-PostgreSQL or RabbitMQ binaries are not installed.
+PostgreSQL is started with :mod:`envfixtures.drivers.postgres.server`, RabbitMQ with
+:mod:`envfixtures.drivers.rabbitmq.cluster` (one node); the services run as processes from the source tree
+(``python -m ...``). Everything started here is stopped by the module's fixtures, also when a test fails.
+Skipped (with the reason) when the PostgreSQL or RabbitMQ binaries are not installed.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ SERVICES = Path(__file__).resolve().parents[1]
 ROOT = SERVICES.parent
 sys.path.insert(0, str(ROOT))
 
-from envfixtures import migrations, postgres  # noqa: E402
-from envfixtures.ports import free_port  # noqa: E402
-from envfixtures.processes import stop_group  # noqa: E402
-from envfixtures.waiting import wait_for  # noqa: E402
+from envfixtures.core.ports import free_port  # noqa: E402
+from envfixtures.core.processes import stop_group  # noqa: E402
+from envfixtures.core.waiting import wait_for  # noqa: E402
+from envfixtures.drivers.postgres import migrations  # noqa: E402
+from envfixtures.drivers.postgres import server as postgres  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(not (postgres.BIN_DIR / "postgres").exists(), reason="PostgreSQL 15 is not installed"),
@@ -118,7 +119,7 @@ def database(scratch):
 
 @pytest.fixture(scope="module")
 def broker(scratch):
-    from envfixtures.rabbitmq.cluster import Cluster, plan, standalone_spawner
+    from envfixtures.drivers.rabbitmq.cluster import Cluster, plan, standalone_spawner
 
     spec = plan(scratch / "rabbit", size=1)
     cluster = Cluster(spec, standalone_spawner(scratch / "rabbit", f"services-it-{os.getpid()}"))

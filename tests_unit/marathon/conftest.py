@@ -1,4 +1,4 @@
-"""A real local scheduler process for the behaviour tests (``python -m envfixtures.marathon.server``)."""
+"""A real local scheduler process for the behaviour tests (``python -m envfixtures.drivers.marathon.server``)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from envfixtures.marathon.client import MarathonClient
-from envfixtures.ports import free_port
-from envfixtures.processes import MARKER, find_marked
-from envfixtures.waiting import wait_for
+from envfixtures.core.ports import free_port
+from envfixtures.core.processes import MARKER, find_marked
+from envfixtures.core.waiting import wait_for
+from envfixtures.drivers.marathon.client import MarathonClient
 
 
 class LocalMarathon:
@@ -33,7 +33,7 @@ class LocalMarathon:
                 [
                     sys.executable,
                     "-m",
-                    "envfixtures.marathon.server",
+                    "envfixtures.drivers.marathon.server",
                     "--port",
                     str(self.port),
                     "--workdir",

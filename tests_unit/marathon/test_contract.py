@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from envfixtures.marathon import models
-from envfixtures.marathon.client import Conflict, Locked, error_for
-from envfixtures.marathon.validation import validate_app
+from envfixtures.drivers.marathon import models
+from envfixtures.drivers.marathon.client import Conflict, Locked, error_for
+from envfixtures.drivers.marathon.validation import validate_app
 
 #: Marathon's published API description and captured responses, copied into the repository (see its README).
 REF = Path(__file__).resolve().parents[2] / "reference" / "marathon"

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import requests
 
-from envfixtures.errors import FailedState
-from envfixtures.marathon.client import Locked, MarathonClient, NotFound, Unprocessable
-from envfixtures.waiting import wait_for
+from envfixtures.core.errors import FailedState
+from envfixtures.core.waiting import wait_for
+from envfixtures.drivers.marathon.client import Locked, MarathonClient, NotFound, Unprocessable
 
 from .conftest import LocalMarathon, pid_of_task
 

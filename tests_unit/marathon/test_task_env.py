@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from envfixtures.marathon import tasks
+from envfixtures.drivers.marathon import tasks
 
 
 def _task(tmp_path: Path) -> tasks.TaskRun:

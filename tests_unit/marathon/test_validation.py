@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from envfixtures.errors import TemplateError
-from envfixtures.facts import Facts
-from envfixtures.marathon import render
-from envfixtures.marathon.validation import absolute_id, validate_app, validate_group
+from envfixtures.core.errors import TemplateError
+from envfixtures.core.facts import Facts
+from envfixtures.drivers.marathon import render
+from envfixtures.drivers.marathon.validation import absolute_id, validate_app, validate_group
 
 ROOT = Path(__file__).resolve().parents[2]
 VALUES = {
@@ -125,7 +125,7 @@ def test_secrets_only_through_env(tmp_path: Path) -> None:
 
 
 def test_secret_values_are_never_in_messages() -> None:
-    from envfixtures.marathon.client import error_for
+    from envfixtures.drivers.marathon.client import error_for
 
     err = error_for(
         "PUT",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from envfixtures.errors import TemplateError
-from envfixtures.rabbitmq import definitions as defs
+from envfixtures.core.errors import TemplateError
+from envfixtures.drivers.rabbitmq import definitions as defs
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "rabbitmq" / "definitions.json"
 

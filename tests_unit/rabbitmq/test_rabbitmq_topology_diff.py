@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from envfixtures.rabbitmq import definitions as defs
-from envfixtures.rabbitmq import topology
+from envfixtures.drivers.rabbitmq import definitions as defs
+from envfixtures.drivers.rabbitmq import topology
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "rabbitmq" / "definitions.json"
 

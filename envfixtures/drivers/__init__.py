@@ -1,0 +1,1 @@
+"""Drivers: each service on its own (AWS, PostgreSQL, RabbitMQ, Marathon, hosts); no environment state."""

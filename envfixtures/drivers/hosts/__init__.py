@@ -1,0 +1,1 @@
+"""Hosts: the inventory of an environment's hosts and the checks run on them (testinfra)."""

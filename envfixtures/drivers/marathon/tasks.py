@@ -1,0 +1,230 @@
+"""Task processes of the local scheduler: sandbox, fetch, environment, launch, kill — what a Mesos agent does.
+
+A task runs ``/bin/sh -c <cmd>`` (or ``args`` directly) in a sandbox directory of its own, in its own
+session (so it is stopped by process group), with ``stdout`` / ``stderr`` files in the sandbox like Mesos.
+Its leader gets ``PR_SET_PDEATHSIG``: if the scheduler dies, even by SIGKILL, the kernel kills it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.parse
+import urllib.request
+import uuid
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envfixtures.core.archives import UnsafeArchive, extract_tar, extract_zip
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+
+#: Variables of the scheduler's own environment that tasks inherit (a Mesos agent passes few of its own).
+INHERITED = ("PATH", "LANG", "LC_ALL", "TZ", "ENVFIXTURES_ENV", "PYTHONPATH", "VIRTUAL_ENV")
+
+#: Mesos' fetcher extracts these archive types when ``extract`` is true.
+ARCHIVES = (".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz", ".zip")
+
+DEFAULT_KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when the app sets no taskKillGracePeriodSeconds
+
+_PR_SET_PDEATHSIG = 1
+
+
+class FetchError(Exception):
+    """A fetch URI could not be downloaded or extracted into the sandbox."""
+
+
+def new_task_id(app_id: str) -> tuple[str, str]:
+    """A Marathon-style task id and its instance id: ``group_app.<uuid>`` / ``group_app.marathon-<uuid>``."""
+    base = app_id.strip("/").replace("/", "_")
+    uid = str(uuid.uuid1())
+    return f"{base}.{uid}", f"{base}.marathon-{uid}"
+
+
+@dataclass
+class TaskRun:
+    """One task: its identity, ports, sandbox, process and Mesos-like state."""
+
+    id: str
+    instance_id: str
+    app_id: str
+    version: str  # the app's version when launched (Marathon's task.version)
+    config_version: str  # the app's versionInfo.lastConfigChangeAt when launched
+    ports: list[int]
+    sandbox: Path
+    staged_at: float  # epoch
+    state: str = "TASK_STAGING"
+    started_at: float | None = None  # epoch, when the command started
+    started_mono: float | None = None
+    proc: subprocess.Popen | None = None
+    kill_reason: str | None = None  # set when the scheduler decided to kill it
+    kill_deadline: float | None = None  # monotonic time of SIGKILL escalation
+    health: list[Any] = field(default_factory=list)  # health.HealthState per health check
+    env: dict[str, str] = field(default_factory=dict)
+    fetch_done: bool = False
+    fetch_error: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.state in ("TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING")
+
+
+def task_env(app: Mapping[str, Any], task: TaskRun, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment Marathon/Mesos give a task, then the app's own ``env`` (string values)."""
+    source = os.environ if base is None else base
+    env = {k: source[k] for k in INHERITED if k in source}
+    # Locally a task runs on the gate's own interpreter, whatever shell started the gate (an activated venv,
+    # tox, or the console script from a plain shell): its bin directory comes first on PATH, as on an agent
+    # whose image provides the runtime.
+    env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable), env.get("PATH")) if p)
+    ports = task.ports
+    for i, port in enumerate(ports):
+        env[f"PORT{i}"] = str(port)
+    if ports:
+        env["PORT"] = str(ports[0])
+        env["PORTS"] = ",".join(map(str, ports))
+    for i, pd in enumerate(app.get("portDefinitions") or []):
+        if i < len(ports) and pd.get("name"):
+            env[f"PORT_{pd['name'].upper().replace('-', '_')}"] = str(ports[i])
+    labels = app.get("labels") or {}
+    env.update(
+        HOST=HOST,
+        MARATHON_APP_ID=task.app_id,
+        MARATHON_APP_VERSION=task.version,
+        MARATHON_APP_RESOURCE_CPUS=str(app.get("cpus", 1)),
+        MARATHON_APP_RESOURCE_MEM=str(app.get("mem", 128)),
+        MARATHON_APP_RESOURCE_DISK=str(app.get("disk", 0)),
+        MARATHON_APP_RESOURCE_GPUS=str(app.get("gpus", 0)),
+        MARATHON_APP_LABELS=" ".join(labels),
+        MESOS_TASK_ID=task.id,
+        MESOS_SANDBOX=str(task.sandbox),
+        MESOS_DIRECTORY=str(task.sandbox),
+        HOME=str(task.sandbox),
+    )
+    for name, value in labels.items():
+        env[f"MARATHON_APP_LABEL_{name.upper()}"] = str(value)
+    image = ((app.get("container") or {}).get("docker") or {}).get("image")
+    if image:
+        env["MARATHON_APP_DOCKER_IMAGE"] = image
+    for name, value in (app.get("env") or {}).items():
+        if isinstance(value, str):  # {"secret": ...} needs a secret store, which the local scheduler lacks
+            env[name] = value
+    return env
+
+
+def fetch_all(app: Mapping[str, Any], sandbox: Path, *, timeout: float = 60.0) -> None:
+    """Download the app's ``fetch`` (and legacy ``uris``) into ``sandbox`` like the Mesos fetcher."""
+    items = [dict(f) for f in app.get("fetch") or []] + [{"uri": u} for u in app.get("uris") or []]
+    for item in items:
+        uri = item["uri"]
+        parsed = urllib.parse.urlparse(uri)
+        name = item.get("destPath") or os.path.basename(parsed.path) or "download"
+        dest = sandbox / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if parsed.scheme in ("http", "https", "ftp"):
+                with urllib.request.urlopen(uri, timeout=timeout) as resp, open(dest, "wb") as out:  # noqa: S310
+                    shutil.copyfileobj(resp, out)
+            elif parsed.scheme in ("file", ""):
+                shutil.copyfile(urllib.parse.unquote(parsed.path), dest)
+            else:
+                raise FetchError(f"unsupported URI scheme {parsed.scheme!r} in {uri}")
+        except (OSError, ValueError) as exc:
+            raise FetchError(f"failed to fetch {uri}: {exc}") from exc
+        if item.get("executable", False):
+            dest.chmod(dest.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        elif item.get("extract", True) and name.endswith(ARCHIVES):
+            _extract(dest, sandbox)
+
+
+def _extract(archive: Path, into: Path) -> None:
+    try:
+        if archive.name.endswith(".zip"):
+            with zipfile.ZipFile(archive) as zf:
+                extract_zip(zf, into)
+        else:
+            with tarfile.open(archive) as tf:
+                extract_tar(tf, into)
+    except (OSError, tarfile.TarError, zipfile.BadZipFile, UnsafeArchive) as exc:
+        raise FetchError(f"failed to extract {archive.name}: {exc}") from exc
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: ask the kernel to SIGKILL this task when its parent thread (the scheduler loop) dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def launch(app: Mapping[str, Any], task: TaskRun) -> subprocess.Popen:
+    """Start the task's command in its sandbox and session. Must run on the long-lived loop thread:
+    PR_SET_PDEATHSIG fires when the *thread* that forked the task exits."""
+    argv = ["/bin/sh", "-c", app["cmd"]] if app.get("cmd") else [str(a) for a in app["args"]]
+    with open(task.sandbox / "stdout", "ab") as out, open(task.sandbox / "stderr", "ab") as err:
+        return subprocess.Popen(  # noqa: S603 - the app's command is what the scheduler exists to run
+            argv,
+            cwd=task.sandbox,
+            env=task.env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl call, safe after fork
+        )
+
+
+def signal_group(task: TaskRun, sig: int) -> None:
+    """Send ``sig`` to the task's process group (the task leader is the group leader)."""
+    if task.proc is None:
+        return
+    try:
+        os.killpg(task.proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def exit_message(returncode: int) -> str:
+    """Mesos' command executor wording for how a task ended."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return f"Command terminated with signal {name}"
+    return f"Command exited with status {returncode}"
+
+
+def failure_message(task: TaskRun, returncode: int) -> str:
+    """Mesos' wording for how a task ended, then the last lines of its stderr.
+
+    Real Mesos keeps stderr in the sandbox (read through the agent's files API); the local scheduler puts its
+    tail in the message so that a failed deployment says why wherever the message is shown.
+    """
+    message = exit_message(returncode)
+    tail = stderr_tail(task, lines=10)
+    return f"{message}; stderr (last lines):\n{tail}" if tail else message
+
+
+def stderr_tail(task: TaskRun, lines: int = 5) -> str:
+    """The last lines the task wrote to stderr (for diagnostics)."""
+    try:
+        data = (task.sandbox / "stderr").read_bytes()[-4000:]
+    except OSError:
+        return ""
+    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+
+def now_mono() -> float:
+    return time.monotonic()

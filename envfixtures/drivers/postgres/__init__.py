@@ -1,0 +1,1 @@
+"""PostgreSQL: a server as a child process, and the platform's migrations."""

@@ -1,0 +1,310 @@
+"""A real PostgreSQL 15 server as a child process: initdb, run in the foreground, connect, stop.
+
+Written here rather than with pytest-postgresql / mirakuru because those fail as root and manage the
+server through ``pg_ctl`` (a daemon we would not own); here ``postgres`` itself is the managed process.
+
+From a root process the server binaries run as the ``postgres`` user (``initdb`` and ``postgres``
+refuse root), so the data directory is owned by that user and every directory above it must be
+traversable by it (:func:`grant_traverse`). Password authentication (scram-sha-256) everywhere, TCP on
+127.0.0.1 only. Passwords never reach a log line, an argv or an SQL text: initdb reads the superuser's
+from a 0600 file that is deleted right after, and role passwords are hashed on the client side.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import secrets
+import signal
+import stat
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from envfixtures.core.errors import BuildError, ConfigError
+from envfixtures.core.processes import stop_group
+from envfixtures.core.waiting import wait_for
+
+log = logging.getLogger(__name__)
+
+BIN_DIR = Path(os.environ.get("ENVFIXTURES_PG_BIN", "/usr/lib/postgresql/15/bin"))
+SERVER_USER = "postgres"
+SUPERUSER = "postgres"
+HOST = "127.0.0.1"
+#: A Unix socket path is limited to 107 bytes; longer socket directories are replaced by "TCP only".
+_MAX_SOCKDIR = 90
+
+#: Settings for a throw-away server: durability traded for speed (the data dies with the environment).
+FAST_SETTINGS = {
+    "listen_addresses": HOST,
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "200",
+    "log_connections": "off",
+    "log_min_messages": "warning",
+}
+
+#: spawn(name, argv, user) -> Popen; the environment's ``env.spawn`` bound to a component fits.
+Spawn = Callable[[str, Sequence[str], "str | None"], subprocess.Popen]
+
+
+def generate_password() -> str:
+    """A random password (URL-safe, so that it also fits a connection URL without quoting)."""
+    return secrets.token_urlsafe(24)
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def server_user() -> str | None:
+    """The user the server binaries must run as: ``postgres`` when we are root, else ourselves."""
+    return SERVER_USER if running_as_root() else None
+
+
+def grant_traverse(path: Path, *, may_change_under: Path | None = None) -> None:
+    """Make sure the server user can reach ``path`` (search permission on every directory above it).
+
+    Directories at or under ``may_change_under`` (the environment's own state directory) get the
+    "others may traverse" bit (x only: their listing stays private); any other directory that blocks
+    the way is refused with :class:`ConfigError` naming it.
+    """
+    user = server_user()
+    if user is None:
+        return
+    pw = pwd.getpwnam(user)
+    groups = set(os.getgrouplist(user, pw.pw_gid))
+    path = Path(path).resolve()
+    limit = Path(may_change_under).resolve() if may_change_under else None
+    for directory in [path, *path.parents]:
+        st = directory.stat()
+        if st.st_uid == pw.pw_uid and st.st_mode & stat.S_IXUSR:
+            continue
+        if st.st_gid in groups and st.st_mode & stat.S_IXGRP:
+            continue
+        if st.st_mode & stat.S_IXOTH:
+            continue
+        if limit is not None and (directory == limit or limit in directory.parents):
+            os.chmod(directory, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
+            continue
+        raise ConfigError(
+            f"{directory}: user {user!r} cannot traverse it, so PostgreSQL cannot reach {path}; "
+            f"give others search permission (chmod o+x {directory}) or use another state directory"
+        )
+
+
+def _chown_to_server(path: Path) -> None:
+    user = server_user()
+    if user is not None:
+        pw = pwd.getpwnam(user)
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+def initdb(data_dir: Path, *, password: str, scratch_dir: Path, timeout: float = 120.0) -> float:
+    """Create a cluster in ``data_dir`` (must not exist or be empty); returns the seconds it took.
+
+    The superuser ``postgres`` gets ``password`` (scram-sha-256 for local and host connections).
+    ``scratch_dir`` (reachable by the server user) briefly holds the password file.
+    """
+    data_dir = Path(data_dir)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _chown_to_server(data_dir)
+    pwfile = Path(scratch_dir) / f".pwfile-{os.getpid()}-{secrets.token_hex(4)}"
+    fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(password + "\n")
+        _chown_to_server(pwfile)
+        argv = [
+            str(BIN_DIR / "initdb"),
+            "-D", str(data_dir),
+            "-U", SUPERUSER,
+            "-A", "scram-sha-256",
+            f"--pwfile={pwfile}",
+            "-E", "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+            "--no-instructions",
+        ]  # fmt: skip
+        user = server_user()
+        started = time.monotonic()
+        result = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            user=user,
+            group=user,
+            extra_groups=[] if user else None,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        pwfile.unlink(missing_ok=True)
+    if result.returncode != 0:
+        tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
+        raise BuildError(f"initdb -D {data_dir} failed with exit code {result.returncode}: {tail}")
+    log.info("initdb %s took %.2fs", data_dir, elapsed)
+    return elapsed
+
+
+def server_argv(data_dir: Path, port: int, socket_dir: Path | None) -> list[str]:
+    """The command line of a foreground ``postgres`` on 127.0.0.1:``port`` (no password in it)."""
+    argv = [str(BIN_DIR / "postgres"), "-D", str(data_dir), "-p", str(port)]
+    argv += ["-k", str(socket_dir) if socket_dir is not None else ""]
+    for key, value in FAST_SETTINGS.items():
+        argv += ["-c", f"{key}={value}"]
+    return argv
+
+
+def socket_dir_for(workdir: Path) -> Path | None:
+    """A socket directory in ``workdir`` (owned by the server user), or None (TCP only) when too long."""
+    path = Path(workdir) / "sock"
+    if len(str(path)) > _MAX_SOCKDIR:
+        log.info("socket directory %s is too long for a Unix socket; the server listens on TCP only", path)
+        return None
+    path.mkdir(mode=0o700, exist_ok=True)
+    _chown_to_server(path)
+    return path
+
+
+def conninfo(*, port: int, user: str, password: str, dbname: str, host: str = HOST) -> str:
+    """A libpq keyword/value string (never logged: it holds the password)."""
+    return psycopg.conninfo.make_conninfo(
+        host=host, port=port, user=user, password=password, dbname=dbname, connect_timeout=5,
+        application_name="envfixtures",
+    )  # fmt: skip
+
+
+def wait_ready(
+    *, port: int, password: str, proc: subprocess.Popen | None = None, timeout: float = 60.0, host: str = HOST
+) -> str:
+    """Wait until a real, authenticated connection succeeds; return the server's version string.
+
+    Fails fast when ``proc`` (the server) exits meanwhile.
+    """
+
+    def probe() -> str | None:
+        with psycopg.connect(conninfo(port=port, user=SUPERUSER, password=password, dbname="postgres", host=host)) as c:
+            return c.execute("SHOW server_version").fetchone()[0]
+
+    def failed() -> str | None:
+        if proc is not None and proc.poll() is not None:
+            return f"postgres exited with code {proc.returncode} (see its log)"
+        return None
+
+    return wait_for(probe, what=f"PostgreSQL on {host}:{port}", timeout=timeout, failed=failed)
+
+
+def wait_ready_app(conninfo: str, *, timeout: float = 60.0, what: str = "the database") -> bool:
+    """Wait until a connection with ``conninfo`` succeeds (a server we did not start, e.g. RDS)."""
+
+    def probe() -> bool:
+        with psycopg.connect(conninfo) as conn:
+            conn.execute("SELECT 1")
+        return True
+
+    return wait_for(probe, what=what, timeout=timeout, max_delay=5.0)
+
+
+def create_app_database(
+    *, port: int, admin_password: str, role: str, password: str, dbname: str, host: str = HOST
+) -> None:
+    """Create a login role with ``password`` and a database it owns (idempotent for the role).
+
+    The password is hashed here (SCRAM verifier computed by libpq) so the cleartext never travels
+    in an SQL statement that the server could log.
+    """
+    with psycopg.connect(
+        conninfo(port=port, user=SUPERUSER, password=admin_password, dbname="postgres", host=host), autocommit=True
+    ) as conn:
+        verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(verifier)))
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(role)))
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
+
+
+@dataclass
+class Server:
+    """A running server started by :func:`start`; ``stop`` ends it."""
+
+    proc: subprocess.Popen
+    port: int
+    data_dir: Path
+    admin_password: str = field(repr=False)
+    version: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self, timeout: float = 15.0) -> float:
+        """Fast shutdown (SIGINT: disconnect clients, checkpoint, exit); SIGKILL after ``timeout``."""
+        started = time.monotonic()
+        stop_pid(self.proc.pid, timeout=timeout)
+        try:
+            self.proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            pass
+        elapsed = time.monotonic() - started
+        self.timings["stop"] = round(elapsed, 3)
+        return elapsed
+
+
+def stop_pid(pid: int, *, timeout: float = 15.0) -> None:
+    """Stop the server whose process group is ``pid`` with a fast shutdown (works from another process)."""
+    stop_group(pid, timeout=timeout, sig=signal.SIGINT)
+
+
+def start(
+    *,
+    workdir: Path,
+    port: int,
+    spawn: Spawn | None = None,
+    may_change_under: Path | None = None,
+    timeout: float = 60.0,
+) -> Server:
+    """initdb into ``workdir/data`` with a generated superuser password, run the server, wait for it.
+
+    ``spawn(name, argv, user)`` starts the server process (in its own session); without it a plain
+    ``subprocess.Popen`` in a new session is used, output to ``workdir/postgres.log``.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _chown_to_server(workdir)
+    grant_traverse(workdir, may_change_under=may_change_under)
+    admin_password = generate_password()
+    data_dir = workdir / "data"
+    timings = {"initdb": round(initdb(data_dir, password=admin_password, scratch_dir=workdir), 3)}
+    argv = server_argv(data_dir, port, socket_dir_for(workdir))
+    user = server_user()
+    started = time.monotonic()
+    if spawn is not None:
+        proc = spawn("postgres", argv, user)
+    else:
+        with open(workdir / "postgres.log", "ab") as out:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                user=user, group=user, extra_groups=[] if user else None,
+            )  # fmt: skip
+    server = Server(proc=proc, port=port, data_dir=data_dir, admin_password=admin_password, timings=timings)
+    try:
+        server.version = wait_ready(port=port, password=admin_password, proc=proc, timeout=timeout)
+    except BaseException:
+        server.stop(timeout=5)
+        raise
+    timings["start"] = round(time.monotonic() - started, 3)
+    log.info("PostgreSQL %s ready on %s:%d (initdb %.2fs, start %.2fs)", server.version, HOST, port,
+             timings["initdb"], timings["start"])  # fmt: skip
+    return server

@@ -1,0 +1,377 @@
+"""An N-node RabbitMQ cluster of real nodes started as child processes, on loopback only.
+
+The recipe (see ``docs/local-standins.md``): one epmd of our own on a free port, one directory
+and one environment per node, a random cookie, the management plugin, and a cluster formed at boot by
+``classic_config`` peer discovery. All nodes start at once with the same node list. The first node to
+reach its database step takes the peer-discovery lock, finds no peer after two short retries, starts a
+fresh cluster (feature flags included) and releases the lock; the others wait on the lock and then join
+it. (A node that joins while the fresh node still enables its feature flags fails with
+``schema_integrity_check_failed``: the lock is what prevents it, so keep every node on the same config.)
+
+The administrator is the broker's *default user* (set in ``rabbitmq.conf``), so the ``guest`` user is
+never created. Processes are started through a ``spawn`` callable so that the caller journals them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from envfixtures.core.errors import BuildError, WaitTimeout
+from envfixtures.core.ports import free_port
+from envfixtures.core.processes import ProcessRecord, group_members, start_time
+from envfixtures.core.waiting import wait_for
+from envfixtures.drivers.rabbitmq.management import Management
+
+log = logging.getLogger(__name__)
+
+RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")  # not /usr/sbin: as root that wrapper switches user and cookie
+EPMD = "epmd"
+LOOPBACK = "127.0.0.1"
+
+#: spawn(name, argv, environ) -> (Popen, ProcessRecord); the caller journals and logs the process.
+Spawn = Callable[[str, Sequence[str], Mapping[str, str]], "tuple[subprocess.Popen, ProcessRecord]"]
+
+# Distribution listener on loopback only (the package's defaults already turn scheduler busy-waiting off).
+ERL_ARGS = "-kernel inet_dist_use_interface {127,0,0,1}"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node: its Erlang name, its loopback ports and its directory."""
+
+    index: int
+    name: str
+    amqp_port: int
+    management_port: int
+    dist_port: int
+    dir: Path
+
+    @property
+    def management_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.management_port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "log" / f"{self.name}.log"
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Everything needed to start (and talk to) a cluster; written to disk by :func:`plan`."""
+
+    dir: Path
+    epmd_port: int
+    nodes: tuple[NodeSpec, ...]
+    admin_user: str
+    admin_password: str = field(repr=False)
+
+    def management(self, node: int = 0, timeout: float = 30.0) -> Management:
+        """A management client authenticated as the administrator, talking to node ``node`` (0-based)."""
+        return Management(self.nodes[node].management_url, self.admin_user, self.admin_password, timeout=timeout)
+
+    def node_environ(self, node: NodeSpec) -> dict[str, str]:
+        """The environment of a node's server process (and of CLI calls aimed at it)."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
+        missing = self.dir / "nonexistent"  # nothing under /etc/rabbitmq is ever read
+        return {
+            **base,
+            "HOME": str(self.dir / "home"),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": LOOPBACK,
+            "RABBITMQ_NODENAME": node.name,
+            "RABBITMQ_NODE_IP_ADDRESS": LOOPBACK,
+            "RABBITMQ_NODE_PORT": str(node.amqp_port),
+            "RABBITMQ_DIST_PORT": str(node.dist_port),
+            "RABBITMQ_CONFIG_FILE": str(node.dir / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(missing / "advanced.config"),
+            "RABBITMQ_CONF_ENV_FILE": str(missing / "rabbitmq-env.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(node.dir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(node.dir / "log"),
+            "RABBITMQ_PID_FILE": str(node.dir / "rabbitmq.pid"),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": ERL_ARGS,
+            "RABBITMQ_CTL_ERL_ARGS": ERL_ARGS,
+        }
+
+
+def plan(
+    directory: Path, size: int = 3, *, admin_user: str = "envfixtures-admin", prefix: str = "rabbit"
+) -> ClusterSpec:
+    """Choose ports, generate the cookie and the admin password, and write every node's files.
+
+    ``directory`` should be private (mode 0700): it holds the cookie and the config with the password.
+    """
+    if size < 1:
+        raise BuildError(f"a RabbitMQ cluster needs at least one node, not {size}")
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    password = secrets.token_urlsafe(24)
+    nodes = tuple(
+        NodeSpec(i, f"{prefix}-{i}@localhost", free_port(), free_port(), free_port(), directory / f"node-{i}")
+        for i in range(1, size + 1)
+    )
+    spec = ClusterSpec(directory, free_port(), nodes, admin_user, password)
+    home = directory / "home"
+    home.mkdir(exist_ok=True)
+    cookie = home / ".erlang.cookie"
+    if cookie.exists():
+        cookie.chmod(0o600)
+    cookie.write_text(secrets.token_hex(20))
+    cookie.chmod(0o400)
+    (directory / "enabled_plugins").write_text("[rabbitmq_management].\n")
+    for node in nodes:
+        (node.dir / "log").mkdir(parents=True, exist_ok=True)
+        conf = node.dir / "rabbitmq.conf"
+        conf.write_text(_config(spec, node))
+        conf.chmod(0o600)
+    return spec
+
+
+def _config(spec: ClusterSpec, node: NodeSpec) -> str:
+    lines = [
+        f"listeners.tcp.1 = {LOOPBACK}:{node.amqp_port}",
+        f"management.tcp.ip = {LOOPBACK}",
+        f"management.tcp.port = {node.management_port}",
+        "log.console = false",
+        "log.file.level = info",
+        f"default_user = {spec.admin_user}",
+        f"default_pass = {spec.admin_password}",
+        "default_user_tags.administrator = true",
+        "default_permissions.configure = .*",
+        "default_permissions.read = .*",
+        "default_permissions.write = .*",
+        "loopback_users = none",
+        "collect_statistics_interval = 1000",
+    ]
+    if len(spec.nodes) > 1:
+        lines.append("cluster_formation.peer_discovery_backend = classic_config")
+        lines += [f"cluster_formation.classic_config.nodes.{n.index} = {n.name}" for n in spec.nodes]
+        lines.append("cluster_formation.discovery_retry_limit = 2")
+        lines.append("cluster_formation.discovery_retry_interval = 200")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Started:
+    """A started process that the cluster watches and stops."""
+
+    name: str
+    proc: subprocess.Popen | None
+    record: ProcessRecord
+
+
+class Cluster:
+    """A running (or starting) cluster described by a :class:`ClusterSpec`."""
+
+    def __init__(self, spec: ClusterSpec, spawn: Spawn) -> None:
+        self.spec = spec
+        self._spawn = spawn
+        self.epmd: Started | None = None
+        self.nodes: dict[str, Started] = {}
+
+    # --- start ----------------------------------------------------------------------------------------
+
+    def start(self, *, timeout: float = 120.0) -> None:
+        """Start epmd, then every node at once; return when all nodes run as one cluster."""
+        spec = self.spec
+        environ = spec.node_environ(spec.nodes[0])
+        proc, rec = self._spawn("epmd", [EPMD, "-port", str(spec.epmd_port), "-address", LOOPBACK], environ)
+        self.epmd = Started("epmd", proc, rec)
+        wait_for(
+            lambda: _port_open(spec.epmd_port),
+            what=f"epmd on port {spec.epmd_port}",
+            timeout=10,
+            failed=self._dead_reason,
+        )
+        for node in spec.nodes:
+            self._start_node(node)
+        self.wait_formed(timeout=timeout)
+
+    def _start_node(self, node: NodeSpec) -> None:
+        argv = [str(RABBITMQ_BIN / "rabbitmq-server")]
+        proc, rec = self._spawn(node.name.split("@")[0], argv, self.spec.node_environ(node))
+        self.nodes[node.name] = Started(node.name, proc, rec)
+
+    def _wait_answering(self, nodes: Sequence[NodeSpec], *, timeout: float) -> None:
+        clients = [self.spec.management(n.index - 1, timeout=5) for n in nodes]
+        try:
+            wait_for(
+                lambda: all(c.overview() for c in clients),
+                what=f"management API of {[n.name for n in nodes]}",
+                timeout=timeout,
+                failed=self._dead_reason,
+                first_delay=0.2,
+                max_delay=0.3,
+            )
+        finally:
+            for client in clients:
+                client.close()
+
+    def wait_formed(self, *, timeout: float = 120.0) -> None:
+        """Wait until every node's management API answers and node 1 sees all nodes running."""
+        names = {n.name for n in self.spec.nodes}
+        clients = [self.spec.management(i, timeout=5) for i in range(len(self.spec.nodes))]
+
+        def formed() -> bool:
+            for client in clients:
+                client.overview()
+            running = {n["name"] for n in clients[0].nodes() if n.get("running")}
+            return running >= names
+
+        try:
+            wait_for(
+                formed,
+                what=f"RabbitMQ cluster of {len(names)} node(s) in {self.spec.dir}",
+                timeout=timeout,
+                failed=self._dead_reason,
+                first_delay=0.25,
+                max_delay=0.5,
+            )
+        finally:
+            for client in clients:
+                client.close()
+
+    def _dead_reason(self) -> str | None:
+        for started in [self.epmd, *self.nodes.values()]:
+            if started is None or started.proc is None:
+                continue
+            code = started.proc.poll()
+            if code is not None:
+                return f"{started.name} exited with code {code}; {self.log_tail(started.name)}"
+        return None
+
+    def log_tail(self, name: str, lines: int = 8) -> str:
+        """The last lines of a node's own log file (never contains the password)."""
+        node = next((n for n in self.spec.nodes if n.name == name), None)
+        if node is None or not node.log_file.exists():
+            return "no node log"
+        tail = node.log_file.read_text(errors="replace").splitlines()[-lines:]
+        return f"last lines of {node.log_file}:\n" + "\n".join(tail)
+
+    # --- faults and health ----------------------------------------------------------------------------
+
+    def kill_node(self, name: str) -> None:
+        """SIGKILL a node's whole process group (wrapper and beam.smp) and wait until it is gone."""
+        started = self.nodes[name]
+        _signal_group(started.record.pid, signal.SIGKILL)
+        wait_for(lambda: not group_members(started.record.pid), what=f"{name} to die", timeout=10)
+        if started.proc is not None:
+            started.proc.wait(timeout=5)
+
+    # --- stop ------------------------------------------------------------------------------------------
+
+    def stop(self, *, graceful: bool = False, grace: float = 15.0) -> float:
+        """Stop every node at once, then epmd; return the seconds it took.
+
+        By default every node's group gets SIGKILL at the same moment: the cluster's data is thrown
+        away afterwards, and a graceful stop with the management plugin takes 5-8 s even in parallel.
+        ``graceful=True`` sends SIGTERM to all nodes together and SIGKILL after ``grace`` seconds.
+        """
+        records = [s.record for s in self.nodes.values()]
+        took = stop_records(records, grace=grace if graceful else 0.0)
+        if self.epmd is not None:
+            stop_records([self.epmd.record], grace=2.0)
+        for started in [*self.nodes.values(), self.epmd]:
+            if started is not None and started.proc is not None:
+                try:
+                    started.proc.wait(timeout=1)
+                except subprocess.TimeoutExpired:
+                    log.warning("%s did not exit", started.name)
+        return took
+
+
+def stop_records(records: Sequence[ProcessRecord], *, grace: float = 15.0) -> float:
+    """Stop the process groups of ``records`` together: SIGTERM, SIGKILL after ``grace`` (0: SIGKILL now).
+
+    Only groups whose leader is still the recorded process (same start time) are signalled, so a
+    reused PID is never hit. Returns the seconds until all were gone.
+    """
+    t0 = time.monotonic()
+    live = [r for r in records if start_time(r.pid) == r.start_time]
+
+    def all_gone() -> bool:
+        return not any(group_members(r.pid) for r in live)
+
+    if grace > 0:
+        for rec in live:
+            _signal_group(rec.pid, signal.SIGTERM)
+        try:
+            wait_for(all_gone, what="RabbitMQ nodes to stop", timeout=grace, first_delay=0.05, max_delay=0.2)
+        except WaitTimeout:
+            log.warning(
+                "process groups %s still alive %.0fs after SIGTERM; killing them",
+                [r.pid for r in live if group_members(r.pid)],
+                grace,
+            )
+    for rec in live:
+        if group_members(rec.pid):
+            _signal_group(rec.pid, signal.SIGKILL)
+    wait_for(all_gone, what="RabbitMQ processes to die after SIGKILL", timeout=10, first_delay=0.02, max_delay=0.1)
+    return time.monotonic() - t0
+
+
+def standalone_spawner(directory: Path, env_name: str) -> Spawn:
+    """A :data:`Spawn` for clusters outside an environment (fault tests, bench): journaled and marked.
+
+    Processes are recorded in ``directory/journal.jsonl`` and carry ``ENVFIXTURES_ENV=env_name``, so
+    ``processes.find_marked(env_name)`` finds any that survive.
+    """
+    from envfixtures.core.journal import Journal
+    from envfixtures.core.processes import spawn
+
+    journal = Journal(directory / "journal.jsonl", env_name)
+
+    def _spawn(name: str, argv: Sequence[str], environ: Mapping[str, str]) -> tuple[subprocess.Popen, ProcessRecord]:
+        return spawn(
+            journal, component="broker", name=name, argv=argv, log_path=directory / "logs" / f"{name}.log", env=environ
+        )
+
+    return _spawn
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((LOOPBACK, port)) == 0
+
+
+def health_problems(nodes: Sequence[Mapping[str, object]], expected: Sequence[str]) -> list[str]:
+    """What is wrong with a cluster, one line per problem, each naming its node (empty when healthy).
+
+    ``nodes`` is what ``GET /api/nodes`` returns; ``expected`` the node names that should be members.
+    """
+    problems: list[str] = []
+    seen = {str(n.get("name")): n for n in nodes}
+    for name in expected:
+        node = seen.get(name)
+        if node is None:
+            problems.append(f"node {name} is not a member of the cluster")
+            continue
+        if not node.get("running"):
+            problems.append(f"node {name} is not running")
+            continue
+        if node.get("partitions"):
+            problems.append(f"node {name} reports a partition with {node['partitions']}")
+        if node.get("mem_alarm"):
+            problems.append(f"node {name} has a memory alarm")
+        if node.get("disk_free_alarm"):
+            problems.append(f"node {name} has a disk-free alarm")
+    for name in sorted(set(seen) - set(expected)):
+        problems.append(f"node {name} is a member but was not expected")
+    return problems

@@ -1,0 +1,255 @@
+"""The plugin's settings, resolved once at configure time.
+
+Precedence: command-line option, then environment variable, then ini key, then default — compared
+with ``is not None`` so that an explicit empty or false value still wins. A bad value raises
+``pytest.UsageError`` naming the option.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import iniconfig
+import pytest
+
+from envfixtures.core import naming, registry
+from envfixtures.core.errors import ConfigError
+
+#: (option dest, command-line flag, environment variable, ini key, help)
+OPTIONS: list[tuple[str, str, str, str, str]] = [
+    (
+        "env_backend",
+        "--env-backend",
+        "ENVFIXTURES_BACKEND",
+        "env_backend",
+        "where the environment is built: local (processes on this machine, the default) or aws",
+    ),
+    ("env_sha", "--env-sha", "ENVFIXTURES_SHA", "env_sha", "the git SHA to build (default: git rev-parse HEAD)"),
+    (
+        "env_keep",
+        "--env-keep",
+        "ENVFIXTURES_KEEP",
+        "env_keep",
+        "keep the environment after the run and print how to reuse and destroy it",
+    ),
+    (
+        "env_reuse",
+        "--env-reuse",
+        "ENVFIXTURES_REUSE",
+        "env_reuse",
+        "run against the kept environment NAME instead of building one",
+    ),
+    (
+        "env_home",
+        "--env-home",
+        "ENVFIXTURES_HOME",
+        "env_home",
+        "directory of environment state (default: <rootdir>/.envfixtures)",
+    ),
+    (
+        "env_branch",
+        "--env-branch",
+        "ENVFIXTURES_BRANCH",
+        "env_branch",
+        "branch name to put in the environment name (default: $BRANCH_NAME as Jenkins sets it, else none)",
+    ),
+]
+
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str
+    sha: str
+    dirty: bool
+    keep: bool
+    reuse: str | None
+    home: Path
+    root: Path
+    branch: str | None
+    components: tuple[str, ...]
+    values: dict[str, str] = field(default_factory=dict)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("envfixtures", "environment verification (envfixtures)")
+    for dest, flag, envvar, ini, help_text in OPTIONS:
+        kwargs: dict[str, Any] = {"dest": dest, "default": None, "help": f"{help_text} [env {envvar}, ini {ini}]"}
+        if dest == "env_keep":
+            kwargs["action"] = "store_const"
+            kwargs["const"] = "true"
+        else:
+            kwargs["metavar"] = dest.removeprefix("env_").upper()
+        group.addoption(flag, **kwargs)
+        parser.addini(ini, help_text, default=None)
+    group.addoption(
+        "--env-set",
+        dest="env_set",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="a component setting (e.g. broker_nodes=3); overrides ini env_settings",
+    )
+    parser.addini("env_settings", "component settings, one KEY=VALUE a line", type="linelist", default=[])
+    parser.addini(
+        "env_components",
+        "the components this suite's environment is made of (default: all registered)",
+        type="args",
+        default=[],
+    )
+
+
+def resolve(config: pytest.Config) -> Settings:
+    """Every setting from option, environment variable, ini key or default, checked."""
+
+    def raw(dest: str) -> tuple[str | None, str]:
+        _, flag, envvar, ini, _ = next(o for o in OPTIONS if o[0] == dest)
+        value = config.getoption(dest)
+        if value is not None:
+            return str(value), flag
+        if os.environ.get(envvar) is not None:
+            return os.environ[envvar], f"${envvar}"
+        ini_value = config.getini(ini)
+        if ini_value is not None:
+            return str(ini_value), f"ini {ini}"
+        return None, flag
+
+    def checked(dest: str, convert: Callable[[str], Any], default: Any) -> Any:
+        value, source = raw(dest)
+        if value is None:
+            return default
+        try:
+            return convert(value)
+        except ValueError as exc:
+            raise pytest.UsageError(f"{source}: {exc}") from None
+
+    root = Path(config.rootpath)
+    backend = checked("env_backend", _backend, "local")
+    keep = checked("env_keep", _bool, False)
+    reuse = checked("env_reuse", _env_name, None)
+    home = checked("env_home", lambda v: (root / v).resolve(), root / ".envfixtures")
+    branch = checked("env_branch", str, os.environ.get("BRANCH_NAME"))
+    sha_value, sha_source = raw("env_sha")
+    if sha_value is not None:
+        sha = sha_value.strip().lower()
+        if not naming.SHA_RE.match(sha):
+            raise pytest.UsageError(f"{sha_source}: not a git SHA (7 to 40 hex digits): {sha_value!r}")
+        dirty = False
+    else:
+        try:
+            sha, dirty = git_head(root)
+        except ConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    try:
+        values = parse_settings(
+            list(config.getini("env_settings")) + list(config.getoption("env_set") or []),
+            "--env-set / ini env_settings",
+        )
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    components = tuple(config.getini("env_components")) or tuple(registry.COMPONENTS)
+    for name in components:
+        if name not in registry.COMPONENTS:
+            raise pytest.UsageError(
+                f"ini env_components: unknown component {name!r}; known: {', '.join(registry.COMPONENTS)}"
+            )
+    return Settings(backend, sha, dirty, keep, reuse, home, root, branch, components, values)
+
+
+#: pytest's configuration files, in the order pytest looks for them, with the section that makes them count.
+INI_FILES = (("pytest.ini", "pytest"), (".pytest.ini", "pytest"), ("pyproject.toml", None), ("tox.ini", "pytest"),
+             ("setup.cfg", "tool:pytest"))  # fmt: skip
+
+
+def ini_values(start: Path) -> tuple[Path | None, list[str], list[str]]:
+    """``env_components`` and ``env_settings`` from the pytest configuration that pytest would use from ``start``.
+
+    For the ``envfixtures`` command, which runs outside pytest but must build the same environment: the first
+    file found in ``start`` or a parent directory, in pytest's order. Returns (the file, components, settings).
+    """
+    for directory in [start, *start.parents]:
+        for name, section in INI_FILES:
+            path = directory / name
+            if not path.is_file():
+                continue
+            values = _ini_section(path, section)
+            if values is None:
+                continue
+            components = values.get("env_components", "")
+            settings = values.get("env_settings", "")
+            if isinstance(components, str):
+                components = shlex.split(components)
+            if isinstance(settings, str):
+                settings = [line.strip() for line in settings.splitlines() if line.strip()]
+            return path, [str(c) for c in components], [str(s) for s in settings]
+    return None, [], []
+
+
+def _ini_section(path: Path, section: str | None) -> dict[str, Any] | None:
+    try:
+        if section is None:
+            with path.open("rb") as fh:
+                return tomllib.load(fh).get("tool", {}).get("pytest", {}).get("ini_options")
+        ini = iniconfig.IniConfig(str(path))
+        return dict(ini[section].items()) if section in ini else None
+    except (OSError, tomllib.TOMLDecodeError, iniconfig.ParseError) as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc}") from None
+
+
+def parse_settings(lines: list[str], source: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines into a dict; a line without ``=`` or a key is a :class:`ConfigError` naming ``source``."""
+    values = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{source}: expected KEY=VALUE, got {line!r}")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def git_head(root: Path) -> tuple[str, bool]:
+    """The checked-out SHA and whether the working tree has uncommitted changes."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        raise ConfigError(f"--env-sha: {root} is not a git checkout with a commit; pass --env-sha") from None
+    return sha, bool(status.strip())
+
+
+def _backend(value: str) -> str:
+    if value not in registry.BACKENDS:
+        raise ValueError(f"unknown backend {value!r}; known: {', '.join(registry.BACKENDS)}")
+    return value
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in TRUE:
+        return True
+    if lowered in FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _env_name(value: str) -> str:
+    if not naming.is_valid(value):
+        raise ValueError(f"not an environment name: {value!r} (see `envfixtures ls`)")
+    return value

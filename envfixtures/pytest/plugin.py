@@ -1,0 +1,177 @@
+"""The pytest plugin (entry point ``pytest11``): options, ini keys, hooks and fixtures — wiring only.
+
+The logic lives in :mod:`envfixtures.pytest.config` (settings), :mod:`envfixtures.pytest.run` (the run's hold on its
+environment), :mod:`envfixtures.core.environment` (building and teardown), :mod:`envfixtures.pytest.reports` (what a
+run reports, and where), :mod:`envfixtures.pytest.evidence` and :mod:`envfixtures.pytest.promotion`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+import pytest
+
+from envfixtures.core.environment import TORN_DOWN, Environment
+from envfixtures.core.errors import ConfigError, EnvfixturesError
+from envfixtures.core.facts import Facts
+from envfixtures.pytest import config as settings_mod
+from envfixtures.pytest import promotion, reports
+from envfixtures.pytest.run import WORKER_KEY, Run, is_worker
+
+RUN_KEY = pytest.StashKey[Run]()
+RESULTS_KEY = pytest.StashKey[reports.Results]()
+DESELECTED_KEY = "envfixtures_deselected"  # xdist workeroutput: how many items a worker deselected
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    settings_mod.add_options(parser)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if config.option.help:
+        return
+    settings = settings_mod.resolve(config)
+    plugin = _RunPlugin(config)
+    config.pluginmanager.register(plugin, "envfixtures-run")
+    config.pluginmanager.register(_component_fixtures(settings.components)(), "envfixtures-components")
+    if config.option.collectonly or getattr(config.option, "showfixtures", False):
+        return  # nothing will run: name no environment
+    try:
+        if is_worker(config):
+            run = Run.for_worker(config.workerinput, settings)  # type: ignore[attr-defined]
+        else:
+            run = Run.for_controller(settings)
+            run.install_signal_handlers()
+    except (ConfigError, EnvfixturesError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[RUN_KEY] = run
+    plugin.run = run
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: hand the environment's name to each worker."""
+    run = node.config.stash.get(RUN_KEY, None)
+    if run is not None:
+        node.workerinput[WORKER_KEY] = run.env.description
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is not None and not is_worker(session.config):
+        reports.add_suite_properties(session.config, run)
+        narrowed = promotion.selection_narrowed(session.config.option)
+        session.config.stash[RESULTS_KEY] = reports.Results(narrowed=narrowed)
+        reports.forget_promotion(session.config)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is None or is_worker(session.config):
+        return
+    message = run.finish()
+    if message:
+        session.config.get_terminal_writer().line("\n" + message)
+    if run.teardown_problems and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    results = session.config.stash.get(RESULTS_KEY, None)
+    if results is not None:  # after the teardown: the reports show its timeline and its problems
+        session.config.get_terminal_writer().line(reports.write(session.config, run, results, session.exitstatus))
+    if run.owner and run.env.exists and run.env.meta.get("status") == TORN_DOWN:
+        run.env.forget_secrets()  # every report is written and redacted: the passwords may go
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The safety net: a run that never reached sessionfinish still tears down what it owns."""
+    run = config.stash.get(RUN_KEY, None)
+    if run is not None and not is_worker(config):
+        run.finish()
+
+
+@pytest.fixture(scope="session")
+def envfixtures_env(request: pytest.FixtureRequest) -> Environment:
+    """The Environment of this run: name, SHA, backend, state directory; ``ensure(name)`` builds a component."""
+    run = request.config.stash.get(RUN_KEY, None)
+    if run is None:
+        raise pytest.UsageError("envfixtures: no environment in this run (--collect-only or --fixtures)")
+    return run.env
+
+
+def _component_fixture(name: str) -> Callable[..., Facts]:
+    def fixture(self: object, envfixtures_env: Environment, pytestconfig: pytest.Config) -> Facts:
+        # Builds take a while: let their progress lines reach the terminal instead of the test's capture.
+        capman = pytestconfig.pluginmanager.get_plugin("capturemanager")
+        with capman.global_and_fixture_disabled():
+            return envfixtures_env.ensure(name)
+
+    fixture.__name__ = name
+    fixture.__doc__ = (
+        f"Facts of the {name!r} component (endpoints, ids, credentials), built on first use, "
+        "once per environment across xdist workers, its requirements first."
+    )
+    return pytest.fixture(scope="session", name=name)(fixture)
+
+
+class _RunPlugin:
+    """Hooks bound to this run: evidence and redaction of every test report, and the run's results."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.run: Run | None = None
+
+    @property
+    def results(self) -> reports.Results | None:
+        return self.config.stash.get(RESULTS_KEY, None)  # the controller's (or the single process's) only
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+        """In the process that ran the test: a failing test's evidence, while the environment is up."""
+        report = yield
+        if self.run is not None:
+            reports.attach_evidence(item, report, self.run)
+        return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Redact every secret of the environment from what the terminal and the reports will show; count it."""
+        if self.run is not None:
+            reports.redact_report(report, self.run.env.redactor())
+        if self.results is not None:
+            status = self.config.hook.pytest_report_teststatus(report=report, config=self.config)
+            self.results.add(report, status[0] if status else "")
+
+    @pytest.hookimpl(trylast=True, specname="pytest_runtest_logreport")
+    def pytest_runtest_logreport_junit(self, report: pytest.TestReport) -> None:
+        """After junitxml wrote the test's entry: its evidence as the entry's system-out."""
+        if self.results is not None:
+            reports.junit_evidence(self.config, report)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if self.results is not None and report.failed:
+            self.results.add_collect_error(report)
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        if self.results is not None:
+            self.results.deselected += len(items)
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput[DESELECTED_KEY] = workeroutput.get(DESELECTED_KEY, 0) + len(items)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """xdist: every worker collects (and deselects) the whole suite; the controller takes the largest count."""
+        if self.results is not None:
+            done = getattr(node, "workeroutput", {}).get(DESELECTED_KEY, 0)
+            self.results.deselected = max(self.results.deselected, done)
+
+    def pytest_keyboard_interrupt(self) -> None:
+        if self.results is not None:
+            self.results.interrupted = True
+
+
+def _component_fixtures(names: tuple[str, ...]) -> type:
+    """A plugin class holding a session fixture per component, named like it (pytest reads fixtures off the class)."""
+    return type("EnvfixturesComponents", (), {f"_envfixtures_{name}": _component_fixture(name) for name in names})

@@ -1,0 +1,118 @@
+"""The promotion record: whether a run may promote its SHA, and what ``reports/promotion.json`` says if so.
+
+A run is promotable only when the whole selection ran and passed on an environment it built: no
+``-k``, ``-m``, ``--lf`` or ``--deselect``, nothing deselected by any plugin, no failure, error or
+unexpected pass, at least one test, a clean working tree and a clean teardown. Skips are allowed
+and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from envfixtures.core.environment import Environment
+    from envfixtures.pytest.reports import Results
+
+
+def selection_narrowed(options: Any) -> list[str]:
+    """The command-line options of this run that select part of the suite, as the user wrote them."""
+    reasons = []
+    if getattr(options, "keyword", ""):
+        reasons.append(f"-k {options.keyword!r}")
+    if getattr(options, "markexpr", ""):
+        reasons.append(f"-m {options.markexpr!r}")
+    if getattr(options, "lf", False):
+        reasons.append("--lf")
+    if getattr(options, "deselect", None):
+        reasons.append("--deselect " + " ".join(options.deselect))
+    return reasons
+
+
+def refusals(
+    results: "Results", env: "Environment", *, exitstatus: int, dirty: bool, teardown_problems: list[str]
+) -> list[str]:
+    """Why this run may not promote its SHA; empty when it may."""
+    why = [f"the selection was narrowed ({r})" for r in results.narrowed]
+    if results.deselected:
+        why.append(f"{results.deselected} test(s) were deselected")
+    bad = {k: results.counts.get(k, 0) for k in ("failed", "error", "xpassed")}
+    if any(bad.values()):
+        why.append("not every test passed (" + ", ".join(f"{v} {k}" for k, v in bad.items() if v) + ")")
+    if results.interrupted:
+        why.append("the run was interrupted")
+    if not results.ran:
+        why.append("no test ran")
+    if exitstatus != 0 and not why:
+        why.append(f"pytest exited with status {exitstatus}")
+    if not env.exists:
+        why.append("no environment was built")
+    if dirty:
+        why.append("the working tree has uncommitted changes: the SHA does not describe what ran")
+    if teardown_problems:
+        why.append("the environment's teardown had problems")
+    return why
+
+
+def record(results: "Results", env: "Environment") -> dict[str, Any]:
+    """The promotion record of a passed run (see the module's docstring for when there is one)."""
+    states = env.states()
+    return {
+        "sha": env.sha,
+        "environment": env.name,
+        "backend": env.backend,
+        "started": results.started_iso,
+        "ended": results.ended_iso,
+        "counts": results.counts_for_people(),
+        "versions": versions(states),
+        "artifacts": artifacts(states),
+        "templates_sha256": tree_digest(env.root / "templates"),
+    }
+
+
+def versions(states: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The versions of what ran, from the ``versions`` fact of each built component (e.g. ``{"rabbitmq": "3.10.8"}``).
+
+    Two components naming the same thing with different versions keep both, as ``component.name``.
+    """
+    found: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for component, state in sorted(states.items()):
+        values = (state.get("facts") or {}).get("values") or {}
+        for name, version in sorted((values.get("versions") or {}).items()):
+            version = str(version)
+            if name in found and found[name] != version:
+                found[f"{owner[name]}.{name}"] = found.pop(name)
+                found[f"{component}.{name}"] = version
+            else:
+                found[name], owner[name] = version, component
+    return found
+
+
+def artifacts(states: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The ``artifact_sha256`` fact of each component that has one (the apps' artifact)."""
+    found = {}
+    for component, state in sorted(states.items()):
+        digest = ((state.get("facts") or {}).get("values") or {}).get("artifact_sha256")
+        if digest:
+            found[component] = str(digest)
+    return found
+
+
+def tree_digest(root: Path) -> str | None:
+    """sha256 over the sorted relative paths and contents of every file under ``root`` (None if absent).
+
+    Each file contributes its POSIX relative path, a NUL, the sha256 of its bytes and a newline, so
+    neither a rename nor moving bytes between files keeps the digest.
+    """
+    if not root.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(root).as_posix()):
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).hexdigest().encode() + b"\n")
+    return digest.hexdigest()
