@@ -157,6 +157,12 @@ def render(template: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, 
                     text = _sub(arg, known, walk)
                     if text is not None:
                         return _like(node, text)
+                if key == "Fn::If" and isinstance(arg, list) and len(arg) == 3:
+                    branches = [walk(b) for b in arg[1:]]  # a branch of AWS::NoValue stays one (not dropped)
+                    kept = [{"Ref": "AWS::NoValue"} if b is _NO_VALUE else b for b in branches]
+                    out_if = copy.copy(node)
+                    out_if[key] = [arg[0], *kept]
+                    return out_if
             out = copy.copy(node)
             out.clear()
             for k, v in node.items():
@@ -500,7 +506,11 @@ def _databases(doc: Document) -> Iterator[tuple[str, Mapping[str, Any], Mapping[
 
 
 def _inherits_encryption(props: Mapping[str, Any]) -> bool:
-    return any(props.get(key) not in (None, "") for key in INHERITS_ENCRYPTION)
+    """Set (in every branch of an ``Fn::If``) one of the properties that make storage encryption inherited."""
+    return any(
+        props.get(key) is not None and all(v not in (None, "") for v in _values(props[key]))
+        for key in INHERITS_ENCRYPTION
+    )
 
 
 def _encrypted(value: Any) -> bool:
