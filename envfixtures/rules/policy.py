@@ -73,3 +73,13 @@ def without(findings: Iterable[Finding], off: Iterable[str]) -> list[Finding]:
 def reason(rule: str) -> str | None:
     """Why the project holds policy rule ``rule`` (``None`` for a validation rule)."""
     return POLICY_RULES.get(rule)
+
+
+def from_pytest(config: object) -> frozenset[str]:
+    """The policy rules turned off for a pytest run (``rules_off`` in ini ``env_settings`` or ``--env-set``)."""
+    values: dict[str, str] = {}
+    lines = list(config.getini("env_settings") or []) + list(config.getoption("env_set", None) or [])  # type: ignore[attr-defined]
+    for line in lines:
+        key, _, value = str(line).partition("=")
+        values[key.strip()] = value.strip()
+    return disabled(values)
