@@ -28,6 +28,7 @@ from ..errors import ConfigError
 from ..facts import Facts
 from ..ports import free_port
 from ..rules import cloudformation as cfn_rules
+from ..rules import policy
 from ..waiting import wait_for
 from .base import Component
 
@@ -115,7 +116,7 @@ class LocalAws(Component):
 
     @classmethod
     def check(cls, env: "Environment") -> None:
-        rules.refuse(cfn_rules.check_file(template_path(env)))
+        rules.refuse(policy.without(cfn_rules.check_file(template_path(env)), policy.disabled(env.settings)))
 
     def build(self, env: "Environment") -> Facts:
         port = free_port()
@@ -160,7 +161,7 @@ class RealAws(Component):
 
     @classmethod
     def check(cls, env: "Environment") -> None:
-        rules.refuse(cfn_rules.check_file(template_path(env)))
+        rules.refuse(policy.without(cfn_rules.check_file(template_path(env)), policy.disabled(env.settings)))
         _certificate_arn(env)
         _region(env)
 
