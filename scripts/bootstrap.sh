@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the gate needs on a fresh Debian 12 (or later) machine, and nothing into the system Python:
 #  - from the OS packages: RabbitMQ and PostgreSQL (no service is started: envfixtures runs its own nodes as
-#    child processes), git, and python3-venv where `python3 -m venv` is missing;
+#    child processes), git, iproute2 and procps (ss and ps, for the host checks), and python3-venv where
+#    `python3 -m venv` is missing;
 #  - tox with tox-uv in a project-local virtual environment, .venv/ (PEP 668: Debian's python3 refuses
 #    system-wide pip), so every tox env is created by uv. The Makefile runs tox from there.
 # Idempotent: a second run installs nothing and takes a fraction of a second.
@@ -15,6 +16,9 @@ need_apt=()
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+# The host checks (testinfra) read listeners with ss and processes with ps; a minimal Debian has neither.
+command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v ps >/dev/null 2>&1 || need_apt+=(procps)
 if [ ! -x "$VENV/bin/python" ]; then
   # Debian splits venv and ensurepip out of python3; a venv made without ensurepip has no pip.
   "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=("python3-venv")

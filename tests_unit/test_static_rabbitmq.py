@@ -26,11 +26,14 @@ def test_definitions_pass_the_broker_validator(definitions_path: Path) -> None:
         pytest.fail(rules.report(findings), pytrace=False)
 
 
-def test_a_broken_definitions_file_is_one_finding_with_file_and_json_path(tmp_path: Path) -> None:
+def test_a_broken_definitions_file_gives_every_finding_with_file_and_json_path(tmp_path: Path) -> None:
     path = tmp_path / "definitions.json"
     path.write_text('{"exchanges": [], "queues": [], "bindings": [{"source": "nowhere", "destination": "q"}]}')
-    [finding] = rmq_rules.check_file(path)
+    findings = rmq_rules.check_file(path)
+    finding = findings[0]
     assert (finding.file, finding.place, finding.rule) == (str(path), "$.bindings[0].source", rmq_rules.RULE)
+    # Every problem, not only the first: no destination_type, and the queue is not declared either.
+    assert [f.place for f in findings] == ["$.bindings[0].source", "$.bindings[0].destination_type"]
 
 
 @settings(max_examples=200, deadline=None)

@@ -52,9 +52,10 @@ class Apps(Component):
     def check(cls, env: "Environment") -> None:
         from envfixtures import rules
         from envfixtures.rules import marathon as marathon_rules  # it renders with this module's context: import late
+        from envfixtures.rules import policy
 
         render.render_dir(template_dir(env), render.check_context(context_values(env), cls.requires))
-        rules.refuse(marathon_rules.check_dir(template_dir(env)))
+        rules.refuse(policy.without(marathon_rules.check_dir(template_dir(env)), policy.disabled(env.settings)))
 
     def build(self, env: "Environment") -> Facts:
         facts = {name: env.facts(name) for name in self.requires}

@@ -32,6 +32,7 @@ from envfixtures.core.waiting import wait_for
 from envfixtures.drivers.aws import clients as aws_clients
 from envfixtures.drivers.aws import cloudformation
 from envfixtures.rules import cloudformation as cfn_rules
+from envfixtures.rules import policy
 
 if TYPE_CHECKING:
     from envfixtures.core.environment import Environment
@@ -117,7 +118,7 @@ class LocalAws(Component):
 
     @classmethod
     def check(cls, env: "Environment") -> None:
-        rules.refuse(cfn_rules.check_file(template_path(env)))
+        rules.refuse(policy.without(cfn_rules.check_file(template_path(env)), policy.disabled(env.settings)))
 
     def build(self, env: "Environment") -> Facts:
         port = free_port()
@@ -162,7 +163,7 @@ class RealAws(Component):
 
     @classmethod
     def check(cls, env: "Environment") -> None:
-        rules.refuse(cfn_rules.check_file(template_path(env)))
+        rules.refuse(policy.without(cfn_rules.check_file(template_path(env)), policy.disabled(env.settings)))
         _certificate_arn(env)
         _region(env)
 

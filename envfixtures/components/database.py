@@ -77,6 +77,11 @@ class LocalDatabase(Component):
 
     def build(self, env: "Environment") -> Facts:
         workdir = env.workdir(self.name)
+        if postgres.blocking_directory(workdir, may_change_under=env.dir) is not None:
+            # The server runs as `postgres`, which cannot reach the state directory (a checkout under a
+            # private home, such as /root on Debian): its files go to a private directory of the system's
+            # temporary directory instead, journaled and removed by the teardown.
+            workdir = env.scratch_dir(self.name)
 
         def spawn(name, argv, user):  # noqa: ANN001, ANN202 - the Spawn signature of envfixtures.drivers.postgres.server
             proc, _record = env.spawn(self.name, name, argv, user=user)

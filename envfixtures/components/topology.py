@@ -48,10 +48,16 @@ class Topology(Component):
 
     @classmethod
     def check(cls, env: "Environment") -> None:
-        defs.load(definitions_path(env))
+        from envfixtures import rules
+        from envfixtures.rules import policy
+        from envfixtures.rules import rabbitmq as rabbitmq_rules
+
+        rules.refuse(policy.without(rabbitmq_rules.check_file(definitions_path(env)), policy.disabled(env.settings)))
 
     def build(self, env: "Environment") -> Facts:
-        desired = defs.load(definitions_path(env))
+        from envfixtures.rules import policy
+
+        desired = defs.load(definitions_path(env), disabled=policy.disabled(env.settings))
         broker = env.facts("broker")
         vhost = env.name
         app_user = f"app-{env.name}"

@@ -23,6 +23,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -170,6 +171,13 @@ class Environment:
     def workdir(self, component: str) -> Path:
         path = self.dir / "work" / component
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
+    def scratch_dir(self, component: str) -> Path:
+        """A private directory (0700) outside the state directory, in the system's temporary directory, for a
+        server that runs as another user who cannot reach the state directory. Journaled; teardown removes it."""
+        path = Path(tempfile.mkdtemp(prefix=f"envfixtures-{self.name}-{component}-"))
+        self.journal.append({"kind": "directory", "component": component, "path": str(path), "state": "created"})
         return path
 
     def log_path(self, component: str, name: str) -> Path:
@@ -461,6 +469,9 @@ class Environment:
             if leftovers:
                 processes.kill_pids(leftovers)
                 leftovers = processes.find_marked(self.name)
+            for path in self.journal.directories():  # scratch directories: removed whatever the builds did
+                shutil.rmtree(path, ignore_errors=True)
+                self.journal.append({"kind": "directory", "path": path, "state": "removed"})
             if not leftovers and not failed_any:
                 # Data directories and configs (which hold generated passwords) go; logs and state stay for
                 # reports. After a failed build they stay too: they are the evidence (node logs, crash dumps).

@@ -51,3 +51,11 @@ class Journal:
             elif rec["state"] == "stopped":
                 live.pop(rec["key"], None)
         return [(key, pid, st) for key, (pid, st) in live.items()]
+
+    def directories(self) -> list[str]:
+        """Paths of the directories the journal says were created outside the state directory, not yet removed."""
+        live: dict[str, bool] = {}
+        for rec in self.records():
+            if rec.get("kind") == "directory":
+                live[rec["path"]] = rec["state"] == "created"
+        return [path for path, alive in live.items() if alive]

@@ -5,16 +5,25 @@ wrong; the rule that found it is kept so that a test can prove each mistake is c
 for it. Nothing here builds or starts anything: these run in ``tests_unit`` (``tox -e unit``), the
 first stage of ``build-and-verify``.
 
+Two kinds of finding. A *validation* finding says the real system (CloudFormation, Marathon, RabbitMQ's
+definitions import) would refuse the input; it cannot be turned off. A *policy* finding says the input breaks
+this project's own rule, stricter than the real system (encryption, image tags, open CIDRs ...): each policy
+rule has an id and a reason in :mod:`.policy`, and a platform turns it off with the setting ``rules_off``.
+A *warning* (``severity="warning"``) is reported and never refuses (a field Marathon ignores, say).
+
 Modules: :mod:`.cloudformation` (the stack template, as rendered, and cfn-lint), :mod:`.marathon`
-(the app templates), :mod:`.rabbitmq` (the broker's definitions).
+(the app templates), :mod:`.rabbitmq` (the broker's definitions), :mod:`.policy` (the policy rules' ids and
+reasons, and which are turned off).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from envfixtures.core.errors import TemplateError
+from envfixtures.rules.errors import TemplateError
 
 #: Keys whose value is a secret when literal (matched case-insensitively, anywhere in the key).
 SECRET_KEY_WORDS = (
@@ -34,17 +43,26 @@ SECRET_KEY_WORDS = (
 NOT_SECRET_KEYS = frozenset({"httptokens", "secret_ref", "secretsmanagersecretid"})
 
 
+ERROR, WARNING = "error", "warning"
+
+
 @dataclass(frozen=True)
 class Finding:
-    """One problem: ``file:place: message [rule]``."""
+    """One problem: ``file:place: message [rule]`` (``file:place: warning: message [rule]`` for a warning)."""
 
     file: str
     place: str
     rule: str
     message: str
+    severity: str = ERROR
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.place}: {self.message} [{self.rule}]"
+        note = "warning: " if self.severity == WARNING else ""
+        return f"{self.file}:{self.place}: {note}{self.message} [{self.rule}]"
+
+    @property
+    def refuses(self) -> bool:
+        return self.severity != WARNING
 
 
 def from_error(exc: TemplateError, rule: str) -> Finding:
@@ -52,25 +70,70 @@ def from_error(exc: TemplateError, rule: str) -> Finding:
     return Finding(exc.path, exc.where, rule, exc.problem)
 
 
+#: The last word of a key that names *where* a secret is, or something about it, not the secret itself
+#: (``ParentSecretStack``, ``DbSecretArn``, ``TokenLength``, ``PASSWORD_FILE``).
+NOT_SECRET_LAST_WORDS = frozenset(
+    {"stack", "arn", "id", "ids", "name", "names", "length", "policy", "type", "enabled", "version", "kmskeyid"}
+    | {"file", "path", "ref", "url", "uri", "rotation", "template", "string"}
+)
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+
+def key_words(key: object) -> list[str]:
+    """``ParentSecretStack`` -> parent, secret, stack; ``DB_PASSWORD_FILE`` -> db, password, file."""
+    return [w.lower() for w in _WORDS.findall(str(key))]
+
+
 def secret_like(key: object) -> bool:
-    """Whether ``key`` names a secret (``DbPassword``, ``API_TOKEN``, ``client-secret`` ...)."""
+    """Whether ``key`` names a secret (``DbPassword``, ``API_TOKEN``, ``client-secret`` ...).
+
+    Not a key whose last word says it names a stack, an ARN, an id, a file ... (``ParentSecretStack``).
+    """
     lowered = str(key).lower()
     if lowered in NOT_SECRET_KEYS:
         return False
-    return any(word in lowered for word in SECRET_KEY_WORDS)
+    if not any(word in lowered for word in SECRET_KEY_WORDS):
+        return False
+    words = key_words(key)
+    return not (len(words) > 1 and words[-1] in NOT_SECRET_LAST_WORDS)
 
 
-def report(findings: list[Finding]) -> str:
+def report(findings: Iterable[Finding]) -> str:
     """One line per finding, for an assertion message."""
     return "\n".join(str(f) for f in findings)
 
 
+def errors(findings: Iterable[Finding]) -> list[Finding]:
+    """The findings that refuse (not warnings)."""
+    return [f for f in findings if f.refuses]
+
+
+def summary(findings: Iterable[Finding], files: Iterable[Path | str] = ()) -> list[str]:
+    """One line per file: ``FILE: N error(s), M warning(s) (rule ids)``; ``FILE: ok`` for a file in ``files``
+    without findings."""
+    by_file: dict[str, list[Finding]] = {str(f): [] for f in files}
+    for f in findings:
+        by_file.setdefault(f.file, []).append(f)
+    lines = []
+    for name, found in by_file.items():
+        if not found:
+            lines.append(f"{name}: ok")
+            continue
+        n_err = len(errors(found))
+        n_warn = len(found) - n_err
+        ids = ", ".join(sorted({f.rule for f in found}))
+        lines.append(f"{name}: {n_err} error(s), {n_warn} warning(s) ({ids})")
+    return lines
+
+
 def refuse(findings: list[Finding]) -> None:
-    """Raise the first finding as a one-line :class:`TemplateError`, saying how many more there are.
+    """Raise the first refusing finding as a one-line :class:`TemplateError`, saying how many more there are.
 
     Components call this from ``check()``, so a template that breaks a rule is refused at configure
     time, before anything is built, however the gate was started; ``tox -e unit`` lists every finding.
+    Warnings never refuse.
     """
+    findings = errors(findings)
     if findings:
         first = findings[0]
         more = f" (and {len(findings) - 1} more: tox -e unit lists them)" if len(findings) > 1 else ""
@@ -82,12 +145,13 @@ def templates_dir(root: Path | str) -> Path:
     return Path(root) / "templates"
 
 
-def check_all(root: Path | str) -> list[Finding]:
-    """Every static rule on the templates of the project at ``root`` (cfn-lint included)."""
-    from envfixtures.rules import cloudformation, marathon, rabbitmq
+def check_all(root: Path | str, disabled: Iterable[str] = ()) -> list[Finding]:
+    """Every static rule on the templates of the project at ``root`` (cfn-lint included), less the policy
+    rules in ``disabled`` (see :func:`.policy.disabled`)."""
+    from envfixtures.rules.__init__ import cloudformation, marathon, policy, rabbitmq
 
     base = templates_dir(root)
     findings = cloudformation.check_file(base / "cloudformation" / "environment.yaml", lint=True)
     findings += marathon.check_dir(base / "marathon")
     findings += rabbitmq.check_file(base / "rabbitmq" / "definitions.json")
-    return findings
+    return policy.without(findings, disabled)

@@ -6,6 +6,10 @@ parameters are replaced by example values (parameter defaults, an example enviro
 so that a rule sees ``FromPort: 8000`` where the file says ``!Ref AppPort``. Rules that look for
 secrets read the template as written (a rendered ``!Ref`` is an example value, not a literal).
 
+Rules reason about values, not text: a CIDR is parsed (``192.168.1.0/0`` is all of IPv4), ports are
+numbers, a value under ``Fn::If`` is each of its branches, and messages name resources, not raw intrinsics.
+All rules here are policy rules (:mod:`.policy`): CloudFormation would accept what they refuse.
+
 Which security group is which is read from the template's structure, not from logical ids:
 the load balancer's groups are those of ``AWS::ElasticLoadBalancingV2::LoadBalancer``; the database's
 those of ``AWS::RDS::DBInstance`` / ``DBCluster``; a host role's groups are those of the launch
@@ -17,6 +21,8 @@ A group may always reach itself (cluster members talking to each other).
 from __future__ import annotations
 
 import copy
+import ipaddress
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -34,6 +40,29 @@ BROKER_ROLES = frozenset({"rabbitmq"})
 
 SOURCE_KEYS = ("CidrIp", "CidrIpv6", "SourcePrefixListId", "SourceSecurityGroupId")
 WORLD = frozenset({"0.0.0.0/0", "::/0"})
+#: The ports a database engine listens on when the instance sets no ``Port``.
+ENGINE_PORTS = {
+    "postgres": 5432,
+    "aurora-postgresql": 5432,
+    "mysql": 3306,
+    "mariadb": 3306,
+    "aurora-mysql": 3306,
+    "aurora": 3306,
+    "oracle": 1521,
+    "sqlserver": 1433,
+}
+#: The broker's service ports (AMQP, AMQPS, management HTTP/HTTPS) open to clients.
+BROKER_PORTS = frozenset({5671, 5672, 15671, 15672})
+#: Properties with which a DB instance or cluster inherits its storage encryption (CloudFormation forbids
+#: setting StorageEncrypted with them: a read replica, a restore from a snapshot, a cluster member).
+INHERITS_ENCRYPTION = (
+    "SourceDBInstanceIdentifier",
+    "SourceDBClusterIdentifier",
+    "DBSnapshotIdentifier",
+    "DBClusterSnapshotIdentifier",
+    "SnapshotIdentifier",
+    "DBClusterIdentifier",
+)
 EXAMPLE_SHA = "0123456789abcdef0123456789abcdef01234567"
 EXAMPLE_ENV = naming.env_name(EXAMPLE_SHA, "abcd")
 PSEUDO = {
@@ -128,6 +157,12 @@ def render(template: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, 
                     text = _sub(arg, known, walk)
                     if text is not None:
                         return _like(node, text)
+                if key == "Fn::If" and isinstance(arg, list) and len(arg) == 3:
+                    branches = [walk(b) for b in arg[1:]]  # a branch of AWS::NoValue stays one (not dropped)
+                    kept = [{"Ref": "AWS::NoValue"} if b is _NO_VALUE else b for b in branches]
+                    out_if = copy.copy(node)
+                    out_if[key] = [arg[0], *kept]
+                    return out_if
             out = copy.copy(node)
             out.clear()
             for k, v in node.items():
@@ -189,6 +224,51 @@ def key_of(mapping: Any, key: str) -> Any:
 
 
 # ---------------------------------------------------------------------------- structure helpers
+
+
+def name_of(node: Any) -> str:
+    """What a reader calls ``node`` in a message: a resource's or parameter's name, not a raw intrinsic."""
+    if isinstance(node, Mapping) and len(node) == 1:
+        ((key, arg),) = node.items()
+        if key == "Ref":
+            return str(arg)
+        if key == "Fn::GetAtt":
+            parts = arg.split(".", 1) if isinstance(arg, str) else [str(a) for a in arg]
+            return str(parts[0]) if parts[-1] == "GroupId" else ".".join(str(p) for p in parts)
+        if key == "Fn::Sub":
+            return str(arg[0] if isinstance(arg, list) and arg else arg)
+        if key == "Fn::ImportValue":
+            return f"the export {name_of(arg)}"
+        if key == "Fn::If" and isinstance(arg, list) and len(arg) == 3:
+            return f"{name_of(arg[1])} or {name_of(arg[2])} (if {arg[0]})"
+        if key == "Fn::Join" and isinstance(arg, list) and len(arg) == 2 and isinstance(arg[1], list):
+            return str(arg[0]).join(name_of(a) for a in arg[1])
+        if str(key).startswith("Fn::"):
+            return f"a value computed by {key}"
+    if isinstance(node, (Mapping, list)):
+        return json.dumps(node, default=str)
+    return str(node)
+
+
+def _values(node: Any) -> list[Any]:
+    """The values ``node`` may take: both branches of an ``Fn::If`` (``None`` for ``AWS::NoValue``)."""
+    if isinstance(node, Mapping) and len(node) == 1:
+        ((key, arg),) = node.items()
+        if key == "Fn::If" and isinstance(arg, list) and len(arg) == 3:
+            return _values(arg[1]) + _values(arg[2])
+        if key == "Ref" and arg == "AWS::NoValue":
+            return [None]
+    return [node]
+
+
+def world_prefix(cidr: Any) -> bool:
+    """Whether ``cidr`` is a /0 prefix of IPv4 or IPv6 however written (``192.168.1.0/0`` is all of IPv4)."""
+    if not isinstance(cidr, str):
+        return False
+    try:
+        return ipaddress.ip_network(cidr.strip(), strict=False).prefixlen == 0
+    except ValueError:
+        return False
 
 
 def sg_ref(node: Any) -> str | None:
@@ -277,6 +357,12 @@ class Ingress:
     group: str | None
     rule: Mapping[str, Any]
     where: Any  # a node carrying the line
+    group_node: Any = None
+
+    @property
+    def name(self) -> str:
+        """The group's name for a message."""
+        return self.group or name_of(self.group_node)
 
 
 def ingress_rules(doc: Document) -> Iterator[Ingress]:
@@ -287,43 +373,58 @@ def ingress_rules(doc: Document) -> Iterator[Ingress]:
                 yield Ingress(rid, rule, rule)
     for _, res in doc.resources("AWS::EC2::SecurityGroupIngress"):
         props = res.get("Properties") or {}
-        yield Ingress(sg_ref(props.get("GroupId")), props, props)
+        yield Ingress(sg_ref(props.get("GroupId")), props, props, props.get("GroupId"))
 
 
 def _ports(rule: Mapping[str, Any]) -> str:
-    if str(rule.get("IpProtocol")) == "-1":
+    if str(rule.get("IpProtocol")) in ("-1", "all"):
         return "all ports"
-    lo, hi = rule.get("FromPort"), rule.get("ToPort")
+    lo, hi = name_of(rule.get("FromPort")), name_of(rule.get("ToPort"))
     return f"port {lo}" if lo == hi else f"ports {lo}-{hi}"
+
+
+def _port_range(rule: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(from, to) of an ingress rule; (0, 65535) for all protocols; ``None`` when not known statically."""
+    if str(rule.get("IpProtocol")) in ("-1", "all"):
+        return (0, 65535)
+    try:
+        lo, hi = int(rule.get("FromPort")), int(rule.get("ToPort"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if lo == -1 or hi == -1:
+        return (0, 65535)
+    return (lo, hi)
 
 
 def _source(rule: Mapping[str, Any]) -> str:
     for key in ("CidrIp", "CidrIpv6", "SourcePrefixListId"):
         if rule.get(key) is not None:
-            return str(rule[key])
-    ref = sg_ref(rule.get("SourceSecurityGroupId"))
-    return f"group {ref}" if ref else "an unknown source"
+            return name_of(rule[key])
+    source = rule.get("SourceSecurityGroupId")
+    return f"group {sg_ref(source) or name_of(source)}" if source is not None else "an unknown source"
 
 
 # ---------------------------------------------------------------------------- rules
 
 
 def world_open(doc: Document) -> list[Finding]:
-    """Nothing but the load balancer's security group is reachable from 0.0.0.0/0 or ::/0."""
+    """Nothing but the load balancer's security group is reachable from any /0 prefix of IPv4 or IPv6."""
     lb = load_balancer_groups(doc)
     out = []
     for ing in ingress_rules(doc):
-        key = "CidrIp" if ing.rule.get("CidrIp") is not None else "CidrIpv6"
-        cidr = ing.rule.get(key)
-        if str(cidr) in WORLD and ing.group not in lb:
-            out.append(
-                doc.finding(
-                    "cfn-world-open",
-                    key_of(ing.rule, key),
-                    f"security group {ing.group} is open to {cidr} on {_ports(ing.rule)}; only the load balancer's "
-                    f"group ({', '.join(sorted(lb)) or 'none'}) may be reachable from the internet",
+        for key in ("CidrIp", "CidrIpv6"):
+            cidr = ing.rule.get(key)
+            if world_prefix(cidr) and ing.group not in lb:
+                canonical = "0.0.0.0/0" if key == "CidrIp" else "::/0"
+                written = f"{cidr} (that is {canonical})" if str(cidr).strip() != canonical else canonical
+                out.append(
+                    doc.finding(
+                        "cfn-world-open",
+                        key_of(ing.rule, key),
+                        f"security group {ing.name} is open to {written} on {_ports(ing.rule)}; only the load "
+                        f"balancer's group ({', '.join(sorted(lb)) or 'none'}) may be reachable from the internet",
+                    )
                 )
-            )
     return out
 
 
@@ -343,8 +444,53 @@ def private_sources(doc: Document) -> list[Finding]:
             doc.finding(
                 "cfn-private-sources",
                 key_of(ing.rule, source_key),
-                f"{guarded[ing.group]} security group {ing.group} admits {_source(ing.rule)} on {_ports(ing.rule)}; "
+                f"{guarded[ing.group]} security group {ing.name} admits {_source(ing.rule)} on {_ports(ing.rule)}; "
                 f"it may be reached only from the apps' group ({', '.join(sorted(apps)) or 'none found'})",
+            )
+        )
+    return out
+
+
+def database_ports(doc: Document) -> dict[str, set[int]]:
+    """Database group -> the ports its instances and clusters listen on (``Port``, else the engine's)."""
+    out: dict[str, set[int]] = {}
+    for _, res in doc.resources("AWS::RDS::DBInstance", "AWS::RDS::DBCluster"):
+        props = res.get("Properties") or {}
+        try:
+            port = int(props["Port"]) if props.get("Port") is not None else None
+        except (TypeError, ValueError):
+            port = None
+        if port is None:
+            port = ENGINE_PORTS.get(str(props.get("Engine", "")).lower())
+        for group in _refs(props.get("VPCSecurityGroups")):
+            out.setdefault(group, set()).update({port} if port else set())
+    return out
+
+
+def port_ranges(doc: Document) -> list[Finding]:
+    """Least privilege: ingress to the database's and the broker's groups opens one service port, no wider range
+    (the database's port; AMQP and management for the broker). A group reaching itself (a cluster) is exempt."""
+    allowed = {g: ("database", ports) for g, ports in database_ports(doc).items()}
+    allowed |= {g: ("broker", set(BROKER_PORTS)) for g in broker_groups(doc)}
+    out = []
+    for ing in ingress_rules(doc):
+        if ing.group not in allowed or sg_ref(ing.rule.get("SourceSecurityGroupId")) == ing.group:
+            continue
+        role, ports = allowed[ing.group]
+        span = _port_range(ing.rule)
+        if span is None or not ports:
+            continue
+        lo, hi = span
+        if lo == hi and lo in ports:
+            continue
+        where = "FromPort" if "FromPort" in ing.rule else "IpProtocol"
+        out.append(
+            doc.finding(
+                "cfn-port-range",
+                key_of(ing.rule, where),
+                f"{role} security group {ing.name} opens {_ports(ing.rule)} to {_source(ing.rule)}; open only "
+                f"its service port ({', '.join(str(p) for p in sorted(ports))}), one rule per port",
+                ing.where,
             )
         )
     return out
@@ -359,29 +505,35 @@ def _databases(doc: Document) -> Iterator[tuple[str, Mapping[str, Any], Mapping[
         yield rid, res, res.get("Properties") or {}
 
 
+def _inherits_encryption(props: Mapping[str, Any]) -> bool:
+    """Set (in every branch of an ``Fn::If``) one of the properties that make storage encryption inherited."""
+    return any(
+        props.get(key) is not None and all(v not in (None, "") for v in _values(props[key]))
+        for key in INHERITS_ENCRYPTION
+    )
+
+
+def _encrypted(value: Any) -> bool:
+    return value is not None and all(v is None or _truthy(v) for v in _values(value))
+
+
 def database_encrypted(doc: Document) -> list[Finding]:
-    """Every DB instance has StorageEncrypted: true (a DB in a cluster inherits the cluster's)."""
+    """Every DB instance and cluster has StorageEncrypted: true, except those that inherit it (a read replica,
+    a restore from a snapshot, a member of a cluster: CloudFormation forbids setting it there)."""
     out = []
-    for rid, res, props in _databases(doc):
-        if props.get("DBClusterIdentifier") is not None:
-            continue
-        if not _truthy(props.get("StorageEncrypted")):
-            out.append(
-                doc.finding(
-                    "cfn-db-encrypted",
-                    key_of(props, "StorageEncrypted"),
-                    f"database {rid} must set StorageEncrypted: true",
-                    res,
-                )
-            )
-    for rid, res in doc.resources("AWS::RDS::DBCluster"):
+    for rid, res in doc.resources("AWS::RDS::DBInstance", "AWS::RDS::DBCluster"):
         props = res.get("Properties") or {}
-        if not _truthy(props.get("StorageEncrypted")):
+        if _inherits_encryption(props):
+            continue
+        value = props.get("StorageEncrypted")
+        if not _encrypted(value):
+            kind = "database cluster" if res.get("Type") == "AWS::RDS::DBCluster" else "database"
+            shown = "" if value is None else f" (is {name_of(value)})"
             out.append(
                 doc.finding(
                     "cfn-db-encrypted",
                     key_of(props, "StorageEncrypted"),
-                    f"database cluster {rid} must set StorageEncrypted: true",
+                    f"{kind} {rid} must set StorageEncrypted: true{shown}",
                     res,
                 )
             )
@@ -393,12 +545,12 @@ def database_private(doc: Document) -> list[Finding]:
     out = []
     for rid, res, props in _databases(doc):
         value = props.get("PubliclyAccessible")
-        if value is None or _truthy(value):
+        if value is None or any(v is None or _truthy(v) for v in _values(value)):
             out.append(
                 doc.finding(
                     "cfn-db-public",
                     key_of(props, "PubliclyAccessible"),
-                    f"database {rid} must set PubliclyAccessible: false (is {value!r})",
+                    f"database {rid} must set PubliclyAccessible: false (is {name_of(value)})",
                     res,
                 )
             )
@@ -409,8 +561,8 @@ def database_backups(doc: Document) -> list[Finding]:
     """Every DB instance keeps backups: BackupRetentionPeriod set and at least 1."""
     out = []
     for rid, res, props in _databases(doc):
-        if props.get("DBClusterIdentifier") is not None:
-            continue
+        if props.get("DBClusterIdentifier") is not None or props.get("SourceDBInstanceIdentifier") is not None:
+            continue  # a cluster keeps the backups of its members; a read replica's source keeps them
         value = props.get("BackupRetentionPeriod")
         try:
             ok = value is not None and int(value) >= 1
@@ -421,7 +573,7 @@ def database_backups(doc: Document) -> list[Finding]:
                 doc.finding(
                     "cfn-db-backups",
                     key_of(props, "BackupRetentionPeriod"),
-                    f"database {rid} must set BackupRetentionPeriod >= 1 (is {value!r})",
+                    f"database {rid} must set BackupRetentionPeriod >= 1 (is {name_of(value)})",
                     res,
                 )
             )
@@ -498,7 +650,7 @@ def imdsv2(doc: Document) -> list[Finding]:
                 doc.finding(
                     "cfn-imdsv2",
                     where,
-                    f"{rid} allows IMDSv1 (MetadataOptions.HttpTokens is {options.get('HttpTokens')!r}); "
+                    f"{rid} allows IMDSv1 (MetadataOptions.HttpTokens is {name_of(options.get('HttpTokens'))}); "
                     "set HttpTokens: required",
                     res,
                 )
@@ -549,7 +701,7 @@ def secret_literals(doc: Document) -> list[Finding]:
                     and value
                     and secret_like(key)
                     and not lowered.endswith(_NOT_SECRET_SUFFIXES)
-                    and not value.startswith("{{resolve:")
+                    and not value.startswith(("{{resolve:", "arn:"))
                 ):
                     out.append(
                         doc.finding(
@@ -575,6 +727,7 @@ def secret_literals(doc: Document) -> list[Finding]:
 RULES: dict[str, Callable[[Document], list[Finding]]] = {
     "cfn-world-open": world_open,
     "cfn-private-sources": private_sources,
+    "cfn-port-range": port_ranges,
     "cfn-db-encrypted": database_encrypted,
     "cfn-db-public": database_private,
     "cfn-db-backups": database_backups,

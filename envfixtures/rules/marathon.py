@@ -4,8 +4,9 @@ Each template is parsed, rendered with an example SHA and environment name by th
 (:mod:`envfixtures.drivers.marathon.render`, facts of requirements as stand-ins), validated against Marathon's
 schema and rules (:mod:`envfixtures.drivers.marathon.validation`), then held to ours: the image tag is the
 SHA, health checks exist with sane intervals, ``cpus`` and ``mem`` are set, and no secret is a literal
-in ``env`` or ``labels``. Places are paths in Marathon's notation (``/healthChecks(0)/intervalSeconds``),
-the same as Marathon's 422 answers and the apps component's errors; a parse error is ``line L column C``.
+in ``env`` or ``labels`` (policy rules, see :mod:`.policy`). A field Marathon ignores is a warning.
+Places are paths in Marathon's notation (``/healthChecks(0)/intervalSeconds``), the same as Marathon's 422
+answers and the apps component's errors; a parse error is ``line L column C``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 
 from envfixtures.core.errors import TemplateError
 from envfixtures.drivers.marathon import render
-from envfixtures.drivers.marathon.validation import marathon_path, validate_app
-from envfixtures.rules import Finding, from_error, secret_like
+from envfixtures.drivers.marathon.validation import marathon_path, unknown_fields, validate_app
+from envfixtures.rules import WARNING, Finding, from_error, secret_like
 from envfixtures.rules.cloudformation import EXAMPLE_ENV, EXAMPLE_SHA
 
 #: Marathon's defaults when a health check leaves them out.
@@ -73,6 +74,14 @@ def schema(app: App) -> list[Finding]:
     """Valid against Marathon's schema and Marathon's own rules (every error, not only the first)."""
     return [
         Finding(str(app.path), d["path"], "marathon-schema", "; ".join(d["errors"])) for d in validate_app(app.rendered)
+    ]
+
+
+def unknown(app: App) -> list[Finding]:
+    """Fields Marathon 1.10 does not know: it ignores them, so a typo does nothing (a warning, never an error)."""
+    return [
+        Finding(str(app.path), path, "marathon-unknown-field", "Marathon ignores this field (unknown)", WARNING)
+        for path in unknown_fields(app.rendered)
     ]
 
 
@@ -179,6 +188,7 @@ def secret_literals(app: App) -> list[Finding]:
 
 RULES: dict[str, Callable[[App], list[Finding]]] = {
     "marathon-schema": schema,
+    "marathon-unknown-field": unknown,
     "marathon-image-sha": image_is_sha,
     "marathon-health": health_checks,
     "marathon-resources": resources,

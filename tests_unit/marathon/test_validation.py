@@ -10,7 +10,13 @@ import pytest
 from envfixtures.core.errors import TemplateError
 from envfixtures.core.facts import Facts
 from envfixtures.drivers.marathon import render
-from envfixtures.drivers.marathon.validation import absolute_id, validate_app, validate_group
+from envfixtures.drivers.marathon.validation import (
+    absolute_id,
+    group_unknown_fields,
+    unknown_fields,
+    validate_app,
+    validate_group,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 VALUES = {
@@ -47,7 +53,6 @@ VALUES = {
         ),
         ({"id": "/a", "cmd": "x", "fetch": [{"url": "x"}]}, "/fetch(0)/uri", "error.path.missing"),
         ({"id": "/a", "cmd": "x", "cpus": "many"}, "/cpus", "error.expected.jsnumber"),
-        ({"id": "/a", "cmd": "x", "colour": "red"}, "/colour", "is not a known property"),
         ({"id": "/a", "cmd": "x", "env": {"P": {"secret": "s1"}}}, "/env/P", "undefined secret"),
     ],
 )
@@ -61,6 +66,43 @@ def test_valid_apps_pass() -> None:
     assert validate_app({"id": "web", "cmd": "x", "healthChecks": [{"protocol": "HTTP", "portIndex": 0}]}) == []
     assert validate_app({"id": "/a/b", "args": ["sleep", "1"], "tty": True}) == []  # newer RAML field accepted
     assert validate_app({"id": "/a", "container": {"type": "DOCKER", "docker": {"image": "x:1"}}}) == []
+
+
+def test_unknown_fields_are_ignored_as_marathon_does_and_listed() -> None:
+    """Marathon 1.10 ignores a field it does not know (the old validator refused it: a false error)."""
+    app = {"id": "/a", "cmd": "x", "colour": "red", "container": {"type": "DOCKER", "docker": {"image": "i:1"}}}
+    app["container"]["docker"]["requirePorts"] = True  # an old field Marathon's own system tests still send
+    app["container"]["forcePullImage"] = True
+    assert validate_app(app) == []
+    assert unknown_fields(app) == ["/colour", "/container/docker/requirePorts", "/container/forcePullImage"]
+    assert group_unknown_fields({"id": "/g", "owner": "me", "apps": [app]}) == [
+        "/owner",
+        "/apps(0)/colour",
+        "/apps(0)/container/docker/requirePorts",
+        "/apps(0)/container/forcePullImage",
+    ]
+
+
+def test_current_fields_nulls_and_default_ports() -> None:
+    current = {
+        "id": "/a",
+        "cmd": "x",
+        "container": {
+            "type": "MESOS",
+            "linuxInfo": {"seccomp": {"unconfined": True}},
+            "volumes": [{"containerPath": "/run/s", "secret": "db"}],
+        },
+        "secrets": {"db": {"source": "db-password"}},
+    }
+    assert validate_app(current) == [] and unknown_fields(current) == []
+    as_got = {"id": "/a", "cmd": "x", "user": None, "ipAddress": None, "residency": None, "container": None}
+    assert validate_app(as_got) == []
+    hc = [{"protocol": "HTTP", "portIndex": 0}]
+    for network in ("HOST", "BRIDGE"):  # Marathon gives the app one default port
+        docker = {"type": "DOCKER", "docker": {"image": "i:1", "network": network}}
+        assert validate_app({"id": "/a", "container": docker, "healthChecks": hc}) == [], network
+    none = {"id": "/a", "cmd": "x", "portDefinitions": [], "healthChecks": hc}
+    assert validate_app(none)[0]["path"] == "/healthChecks(0)"
 
 
 def test_group_paths_and_ids() -> None:

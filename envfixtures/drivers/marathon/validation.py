@@ -1,11 +1,19 @@
-"""Validate Marathon app and group definitions; errors come in Marathon's 422 body shape.
+"""Validate Marathon app and group definitions as Marathon 1.10 does; errors come in Marathon's 422 body shape.
 
-Two layers, as in Marathon: the last JSON schema Marathon published (``schema/AppDefinition.json``, 1.7,
-Apache-2.0, copied from the reference folder) and the rules the schema cannot express (one of ``cmd`` /
-``args``, or a ``container``; health-check port indices; ``env`` secrets that reference ``secrets``; app ids
-inside their group). Paths are written the way Marathon writes them: ``/healthChecks(0)/portIndex``.
-The schema predates fields added in Marathon 1.8+ (``tty``, ``role``, ``resourceLimits``, ``check``); those
-are checked here by type and not refused as unknown.
+Hand-written around a schema because no maintained library validates Marathon definitions: Marathon's own
+validation is Scala (``AppValidation``, ``AppNormalization``) and its last JSON schema is 1.7's.
+
+Two layers, as in Marathon: that schema (``schema/AppDefinition.json``, 1.7, Apache-2.0, copied from the
+reference folder) for types and ranges, and the rules the schema cannot express (one of ``cmd`` / ``args``, or
+a ``container``; health-check port indices against the ports Marathon assigns by default; ``env`` secrets
+that reference ``secrets``; app ids inside their group). Paths are written the way Marathon writes them:
+``/healthChecks(0)/portIndex``.
+
+As Marathon 1.10 reads a definition: an unknown field is ignored (reported by :func:`unknown_fields`, a
+warning in the static report, never an error); a field newer than the 1.7 schema (``tty``, ``role``,
+``resourceLimits``, ``check``, ``container.linuxInfo``, secret volumes ...) is known; ``null`` is the same as
+absent (a GET returns nulls); an app without ports gets Marathon's default port (one port definition on host
+networking, one port mapping on bridge or container networking).
 """
 
 from __future__ import annotations
@@ -30,6 +38,22 @@ NEWER_FIELDS: dict[str, tuple[type, ...]] = {
     "resourceLimits": (dict,),
     "check": (dict,),
 }
+
+#: Paths (``*`` for any list index or map key) of fields in Marathon 1.10's RAML that the 1.7 schema does not
+#: know; everything under a path ending in ``**`` is known too.
+NEWER_PATHS: tuple[tuple[str, ...], ...] = (
+    ("tty",),
+    ("role",),
+    ("resourceLimits", "**"),
+    ("check", "**"),
+    ("container", "linuxInfo", "**"),
+    ("container", "volumes", "*", "secret"),
+    ("container", "volumes", "*", "external", "**"),
+    ("container", "volumes", "*", "persistent", "**"),
+    ("container", "portMappings", "*", "networkNames"),
+    ("container", "docker", "portMappings", "*", "networkNames"),
+    ("networks", "*", "**"),
+)
 
 #: Status fields of ``AppInfo`` that a GET returns; they are ignored when a definition is sent back.
 STATUS_FIELDS = frozenset(
@@ -66,9 +90,128 @@ def app_schema() -> dict[str, Any]:
     return json.loads((SCHEMA_DIR / "AppDefinition.json").read_text())
 
 
+def _open(node: Any) -> Any:
+    """The schema without ``additionalProperties: false``: Marathon ignores fields it does not know."""
+    if isinstance(node, dict):
+        return {k: _open(v) for k, v in node.items() if not (k == "additionalProperties" and v is False)}
+    if isinstance(node, list):
+        return [_open(v) for v in node]
+    return node
+
+
 @cache
 def _validator() -> jsonschema.Draft4Validator:
-    return jsonschema.Draft4Validator(app_schema())
+    return jsonschema.Draft4Validator(_open(app_schema()))
+
+
+def without_nulls(value: Any) -> Any:
+    """``value`` with every ``null`` member removed: Marathon reads ``"field": null`` as an absent field."""
+    if isinstance(value, Mapping):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
+def _known(path: tuple[str, ...]) -> bool:
+    for known in NEWER_PATHS:
+        if known[-1] == "**":
+            head = known[:-1]
+            if len(path) >= len(head) and all(k in ("*", p) for k, p in zip(head, path, strict=False)):
+                return True
+        elif len(known) == len(path) and all(k in ("*", p) for k, p in zip(known, path, strict=True)):
+            return True
+    return False
+
+
+def _properties(schema: Mapping[str, Any]) -> tuple[set[str], bool]:
+    """The property names a schema node declares (through ``oneOf``/``anyOf``), and whether it closes them."""
+    names = set(schema.get("properties") or {})
+    closed = schema.get("additionalProperties") is False
+    for key in ("oneOf", "anyOf", "allOf"):
+        for branch in schema.get(key) or []:
+            if isinstance(branch, Mapping) and (branch.get("type") == "object" or "properties" in branch):
+                more, more_closed = _properties(branch)
+                names |= more
+                closed = closed or more_closed
+    return names, closed
+
+
+def unknown_fields(app: Any, prefix: str = "") -> list[str]:
+    """Paths (Marathon notation) of the fields of ``app`` that Marathon 1.10 does not know and ignores."""
+    out: list[str] = []
+    root = app_schema()
+
+    def resolve(schema: Any) -> Mapping[str, Any]:
+        if isinstance(schema, Mapping) and "$ref" in schema:
+            return root["definitions"][schema["$ref"].rsplit("/", 1)[-1]]
+        return schema if isinstance(schema, Mapping) else {}
+
+    def walk(value: Any, schema: Any, path: tuple[Any, ...], names: tuple[str, ...]) -> None:
+        schema = resolve(schema)
+        if isinstance(value, Mapping):
+            declared, closed = _properties(schema)
+            patterns = schema.get("patternProperties") or {}
+            for key, item in value.items():
+                here = (*names, str(key))
+                if key in declared:
+                    walk(
+                        item,
+                        (schema.get("properties") or {}).get(key) or _branch_property(schema, key),
+                        (*path, key),
+                        here,
+                    )
+                elif patterns:
+                    walk(item, next(iter(patterns.values())), (*path, key), (*names, "*"))
+                elif closed and not path and key in STATUS_FIELDS:
+                    continue
+                elif closed and not _known(here):
+                    out.append(marathon_path([*path, key], prefix))
+        elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+            for i, item in enumerate(value):
+                walk(item, schema["items"], (*path, i), (*names, "*"))
+
+    if isinstance(app, Mapping):
+        walk(without_nulls(app), root, (), ())
+    return out
+
+
+def _branch_property(schema: Mapping[str, Any], key: str) -> Any:
+    for k in ("oneOf", "anyOf", "allOf"):
+        for branch in schema.get(k) or []:
+            if isinstance(branch, Mapping) and key in (branch.get("properties") or {}):
+                return branch["properties"][key]
+    return {}
+
+
+def network_mode(app: Mapping[str, Any]) -> str:
+    """``host``, ``container/bridge`` or ``container``: the app's networking as Marathon normalizes it."""
+    networks = app.get("networks")
+    if isinstance(networks, list) and networks:
+        modes = [n.get("mode", "container") for n in networks if isinstance(n, Mapping)]
+        return "host" if not modes or "host" in modes else modes[0]
+    container = app.get("container") if isinstance(app.get("container"), Mapping) else {}
+    docker = container.get("docker") if isinstance(container.get("docker"), Mapping) else {}
+    legacy = {"BRIDGE": "container/bridge", "USER": "container"}
+    if docker.get("network") in legacy:
+        return legacy[docker["network"]]
+    if isinstance(app.get("ipAddress"), Mapping):
+        return "container"
+    return "host"
+
+
+def port_count(app: Mapping[str, Any]) -> int:
+    """How many ports the app has once Marathon has applied its defaults (``AppNormalization``)."""
+    container = app.get("container") if isinstance(app.get("container"), Mapping) else {}
+    if network_mode(app) == "host":
+        ports = app.get("portDefinitions")
+        if ports is None:
+            ports = app.get("ports")
+        return len(ports) if isinstance(ports, list) else 1  # Apps.DefaultPortDefinitions
+    mappings = container.get("portMappings")
+    if mappings is None and isinstance(container.get("docker"), Mapping):
+        mappings = container["docker"].get("portMappings")
+    return len(mappings) if isinstance(mappings, list) and mappings else 1  # Apps.DefaultPortMappings
 
 
 def marathon_path(parts: Iterable[Any], prefix: str = "") -> str:
@@ -108,6 +251,7 @@ def validate_app(app: Any, *, prefix: str = "", base: str = "/") -> list[dict[st
 
     if not isinstance(app, Mapping):
         return [{"path": prefix or "/", "errors": ["error.expected.jsobject"]}]
+    app = without_nulls(app)
     body = {k: v for k, v in app.items() if k not in STATUS_FIELDS and k not in NEWER_FIELDS}
     for key, kinds in NEWER_FIELDS.items():
         if key in app and not isinstance(app[key], kinds):
@@ -116,11 +260,6 @@ def validate_app(app: Any, *, prefix: str = "", base: str = "/") -> list[dict[st
         if err.validator == "not" and list(err.absolute_path) == []:
             continue  # cmd + args: reported below with Marathon's own wording
         path = list(err.absolute_path)
-        if err.validator == "additionalProperties":
-            extra = re.findall(r"'([^']+)'", err.message.split("(")[-1])
-            for name in extra or ["?"]:
-                add(marathon_path(path + [name], prefix), "is not a known property")
-            continue
         if err.validator == "required":
             missing = re.findall(r"'([^']+)'", err.message)[:1]
             add(marathon_path(path + missing, prefix), "error.path.missing")
@@ -145,14 +284,7 @@ def validate_app(app: Any, *, prefix: str = "", base: str = "/") -> list[dict[st
     if (has_cmd and has_args) or not (has_cmd or has_args or app.get("container")):
         add(prefix or "/", COMMAND_RULE)
 
-    ports = app.get("portDefinitions")
-    if ports is None:
-        ports = app.get("ports")
-    # Without ports, Marathon gives a host-networked app one port (PortDefinition(0, name="default")).
-    n_ports = len(ports) if isinstance(ports, list) else (0 if app.get("container") else 1)
-    container = app.get("container") if isinstance(app.get("container"), Mapping) else {}
-    mappings = container.get("portMappings") or ((container.get("docker") or {}).get("portMappings")) or []
-    n_ports = max(n_ports, len(mappings) if isinstance(mappings, list) else 0)
+    n_ports = port_count(app)
     for i, check in enumerate(app.get("healthChecks") or []):
         if not isinstance(check, Mapping):
             continue
@@ -187,12 +319,9 @@ def validate_group(group: Any, *, group_id: str = "/", prefix: str = "") -> list
     """422 ``details`` for a group body of PUT/POST /v2/groups (apps and child groups, recursively)."""
     if not isinstance(group, Mapping):
         return [{"path": prefix or "/", "errors": ["error.expected.jsobject"]}]
+    group = without_nulls(group)
     details: list[dict[str, Any]] = []
     gid = absolute_id(str(group.get("id") or group_id), group_id if group.get("id") else "/")
-    known = {"id", "apps", "groups", "dependencies", "version", "scaleBy", "enforceRole", "pods"}
-    for key in group:
-        if key not in known:
-            details.append({"path": f"{prefix}/{key}", "errors": ["is not a known property"]})
     apps = group.get("apps") or []
     if not isinstance(apps, list):
         return details + [{"path": f"{prefix}/apps", "errors": ["error.expected.jsarray"]}]
@@ -209,6 +338,22 @@ def validate_group(group: Any, *, group_id: str = "/", prefix: str = "") -> list
         base = absolute_id(child_id, gid) if isinstance(child_id, str) else gid
         details += validate_group(child, group_id=base, prefix=f"{prefix}/groups({j})")
     return details
+
+
+GROUP_FIELDS = frozenset({"id", "apps", "groups", "dependencies", "version", "scaleBy", "enforceRole", "pods"})
+
+
+def group_unknown_fields(group: Any, prefix: str = "") -> list[str]:
+    """Paths of the fields of a group body (its apps and child groups too) that Marathon ignores."""
+    if not isinstance(group, Mapping):
+        return []
+    group = without_nulls(group)
+    out = [f"{prefix}/{key}" for key in group if key not in GROUP_FIELDS]
+    for i, app in enumerate(group.get("apps") or [] if isinstance(group.get("apps"), list) else []):
+        out += unknown_fields(app, prefix=f"{prefix}/apps({i})")
+    for j, child in enumerate(group.get("groups") or [] if isinstance(group.get("groups"), list) else []):
+        out += group_unknown_fields(child, prefix=f"{prefix}/groups({j})")
+    return out
 
 
 _JSON_TYPES = {

@@ -69,21 +69,20 @@ def server_user() -> str | None:
     return SERVER_USER if running_as_root() else None
 
 
-def grant_traverse(path: Path, *, may_change_under: Path | None = None) -> None:
-    """Make sure the server user can reach ``path`` (search permission on every directory above it).
-
-    Directories at or under ``may_change_under`` (the environment's own state directory) get the
-    "others may traverse" bit (x only: their listing stays private); any other directory that blocks
-    the way is refused with :class:`ConfigError` naming it.
-    """
+def _traverse_plan(path: Path, may_change_under: Path | None) -> tuple[list[Path], Path | None]:
+    """The directories above ``path`` the server user cannot traverse: those we may open (at or under
+    ``may_change_under``), and the first one outside it that blocks the way (or None)."""
     user = server_user()
     if user is None:
-        return
+        return [], None
     pw = pwd.getpwnam(user)
     groups = set(os.getgrouplist(user, pw.pw_gid))
     path = Path(path).resolve()
     limit = Path(may_change_under).resolve() if may_change_under else None
+    to_open: list[Path] = []
     for directory in [path, *path.parents]:
+        if not directory.exists():
+            continue
         st = directory.stat()
         if st.st_uid == pw.pw_uid and st.st_mode & stat.S_IXUSR:
             continue
@@ -92,12 +91,36 @@ def grant_traverse(path: Path, *, may_change_under: Path | None = None) -> None:
         if st.st_mode & stat.S_IXOTH:
             continue
         if limit is not None and (directory == limit or limit in directory.parents):
-            os.chmod(directory, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
+            to_open.append(directory)
             continue
+        return to_open, directory
+    return to_open, None
+
+
+def blocking_directory(path: Path, *, may_change_under: Path | None = None) -> Path | None:
+    """The first directory above ``path``, outside ``may_change_under``, that the server user cannot traverse.
+
+    None when nothing blocks it (or when the server runs as ourselves). A checkout under ``/root`` (0700 on
+    Debian) is the usual case: then the server's files must live elsewhere.
+    """
+    return _traverse_plan(path, may_change_under)[1]
+
+
+def grant_traverse(path: Path, *, may_change_under: Path | None = None) -> None:
+    """Make sure the server user can reach ``path`` (search permission on every directory above it).
+
+    Directories at or under ``may_change_under`` (the environment's own state directory) get the
+    "others may traverse" bit (x only: their listing stays private); any other directory that blocks
+    the way is refused with :class:`ConfigError` naming it.
+    """
+    to_open, blocked = _traverse_plan(path, may_change_under)
+    if blocked is not None:
         raise ConfigError(
-            f"{directory}: user {user!r} cannot traverse it, so PostgreSQL cannot reach {path}; "
-            f"give others search permission (chmod o+x {directory}) or use another state directory"
+            f"{blocked}: user {server_user()!r} cannot traverse it, so PostgreSQL cannot reach {path}; "
+            f"give others search permission (chmod o+x {blocked}) or use another state directory"
         )
+    for directory in to_open:
+        os.chmod(directory, stat.S_IMODE(directory.stat().st_mode) | stat.S_IXOTH)
 
 
 def _chown_to_server(path: Path) -> None:

@@ -5,3 +5,7 @@
 - :mod:`.definitions`: load and validate ``templates/rabbitmq/definitions.json`` before anything is built.
 - :mod:`.topology`: import definitions into a vhost, read the live topology, diff it against the desired one.
 """
+
+#: The plugins the environment's broker enables (written to its ``enabled_plugins`` file); the definitions
+#: validator refuses an exchange type whose plugin is not among them.
+ENABLED_PLUGINS: tuple[str, ...] = ("rabbitmq_management",)

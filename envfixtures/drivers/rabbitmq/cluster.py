@@ -29,6 +29,7 @@ from envfixtures.core.errors import BuildError, WaitTimeout
 from envfixtures.core.ports import free_port
 from envfixtures.core.processes import ProcessRecord, group_members, start_time
 from envfixtures.core.waiting import wait_for
+from envfixtures.drivers.rabbitmq import ENABLED_PLUGINS
 from envfixtures.drivers.rabbitmq.management import Management
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def plan(
         cookie.chmod(0o600)
     cookie.write_text(secrets.token_hex(20))
     cookie.chmod(0o400)
-    (directory / "enabled_plugins").write_text("[rabbitmq_management].\n")
+    (directory / "enabled_plugins").write_text(f"[{','.join(ENABLED_PLUGINS)}].\n")
     for node in nodes:
         (node.dir / "log").mkdir(parents=True, exist_ok=True)
         conf = node.dir / "rabbitmq.conf"
