@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from envfixtures.rules.errors import TemplateError
+from envfixtures.core.errors import TemplateError
 
 #: Keys whose value is a secret when literal (matched case-insensitively, anywhere in the key).
 SECRET_KEY_WORDS = (
@@ -148,7 +148,7 @@ def templates_dir(root: Path | str) -> Path:
 def check_all(root: Path | str, disabled: Iterable[str] = ()) -> list[Finding]:
     """Every static rule on the templates of the project at ``root`` (cfn-lint included), less the policy
     rules in ``disabled`` (see :func:`.policy.disabled`)."""
-    from envfixtures.rules.__init__ import cloudformation, marathon, policy, rabbitmq
+    from envfixtures.rules import cloudformation, marathon, policy, rabbitmq
 
     base = templates_dir(root)
     findings = cloudformation.check_file(base / "cloudformation" / "environment.yaml", lint=True)
