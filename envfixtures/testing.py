@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 from envfixtures.core.component import Component
@@ -18,23 +19,30 @@ SECRET = "sleeper-secret-7f3a9c"
 class Sleeper(Component):
     name = "sleeper"
 
-    def build(self, env):  # type: ignore[no-untyped-def]
-        proc, _ = env.spawn(self.name, "sleep", ["sleep", "600"])
-        env.add_secret("sleeper token", SECRET)
-        if env.settings.get("sleeper_fail") == "true":
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        """Fail the build on purpose; make it slow (to interrupt it)."""
+
+        sleeper_fail: bool = False
+        sleeper_build_seconds: float = 0.0
+
+    def build(self, ctx):  # type: ignore[no-untyped-def]
+        proc, _ = ctx.spawn("sleep", ["sleep", "600"])
+        ctx.add_secret("sleeper token", SECRET)
+        if ctx.settings.sleeper_fail:
             raise BuildError(f"sleeper was told to fail (and its secret is {SECRET})")
         # A slow build, to interrupt mid-way: waits on an event nobody sets, bounded by the setting.
-        threading.Event().wait(float(env.settings.get("sleeper_build_seconds", "0")))
+        threading.Event().wait(ctx.settings.sleeper_build_seconds)
         return Facts({"pid": proc.pid, "token": SECRET, "versions": {"sleep": "600"}}, secrets=["token"])
 
-    def diagnose(self, env, facts):  # type: ignore[no-untyped-def]
+    def diagnose(self, ctx, facts):  # type: ignore[no-untyped-def]
         """The sleep's pid and state, and the tail of its log. It names the token on purpose: the caller must redact."""
         from envfixtures.core import processes
         from envfixtures.pytest.evidence import tail
 
         pid = facts["pid"]
         alive = "alive" if processes.start_time(pid) is not None else "gone"
-        log = tail(env.log_path(self.name, "sleep"), 5) or ["(empty log)"]
+        log = tail(ctx.log_path("sleep"), 5) or ["(empty log)"]
         return f"sleeper pid {pid} ({alive}), token {facts['token']}\nsleep log (last lines):\n  " + "\n  ".join(log)
 
 
@@ -42,9 +50,9 @@ class Dependent(Component):
     name = "dependent"
     requires = ("sleeper",)
 
-    def build(self, env):  # type: ignore[no-untyped-def]
-        proc, _ = env.spawn(self.name, "sleep", ["sleep", "600"])
-        return Facts({"pid": proc.pid, "sleeper_pid": env.facts("sleeper")["pid"]})
+    def build(self, ctx):  # type: ignore[no-untyped-def]
+        proc, _ = ctx.spawn("sleep", ["sleep", "600"])
+        return Facts({"pid": proc.pid, "sleeper_pid": ctx.facts("sleeper")["pid"]})
 
 
 class Templated(Component):
@@ -53,19 +61,19 @@ class Templated(Component):
     name = "templated"
 
     @classmethod
-    def check(cls, env):  # type: ignore[no-untyped-def]
+    def check(cls, ctx):  # type: ignore[no-untyped-def]
         import json
 
         from envfixtures.core.errors import TemplateError
 
-        path = env.root / "templates" / "templated.json"
+        path = ctx.root / "templates" / "templated.json"
         try:
             json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise TemplateError(path, f"line {exc.lineno}", exc.msg) from None
 
-    def build(self, env):  # type: ignore[no-untyped-def]
-        proc, _ = env.spawn(self.name, "sleep", ["sleep", "600"])
+    def build(self, ctx):  # type: ignore[no-untyped-def]
+        proc, _ = ctx.spawn("sleep", ["sleep", "600"])
         return Facts({"pid": proc.pid})
 
 
@@ -75,14 +83,21 @@ class Listener(Component):
 
     name = "listener"
 
-    def build(self, env):  # type: ignore[no-untyped-def]
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        """The address to listen on; also listen on a port nobody recorded."""
+
+        listener_host: str = "127.0.0.1"
+        listener_extra_port: bool = False
+
+    def build(self, ctx):  # type: ignore[no-untyped-def]
         import socket
         import sys
 
         from envfixtures.core.ports import free_port
         from envfixtures.core.waiting import wait_for
 
-        host = env.settings.get("listener_host", "127.0.0.1")
+        host = ctx.settings.listener_host
         port = free_port()
         code = (
             "import socket, sys, threading\n"
@@ -92,8 +107,8 @@ class Listener(Component):
             "    s.bind((sys.argv[1], port)); s.listen(); socks.append(s)\n"
             "threading.Event().wait()\n"
         )
-        ports = [str(port)] + ([str(free_port())] if env.settings.get("listener_extra_port") == "true" else [])
-        proc, _ = env.spawn(self.name, "listen", [sys.executable, "-c", code, host, *ports])
+        ports = [str(port)] + ([str(free_port())] if ctx.settings.listener_extra_port else [])
+        proc, _ = ctx.spawn("listen", [sys.executable, "-c", code, host, *ports])
 
         def listening() -> bool:
             with socket.socket() as s:

@@ -277,3 +277,21 @@ def test_cli_ls_into_a_closed_pipe_ends_quietly(project: Project) -> None:
     _, err = proc.communicate(timeout=60)
     assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("sleeper_fial=true", "unknown setting 'sleeper_fial'; known: "),
+        ("sleeper_build_seconds=soon", "sleeper_build_seconds='soon': expected a number"),
+    ],
+    ids=["unknown-key", "wrong-type"],
+)
+def test_a_bad_setting_is_a_usage_error_before_anything_starts(project: Project, setting: str, message: str) -> None:
+    project.pytester.makepyfile(test_x="def test_t(sleeper):\n    pass\n")
+    result = project.run("--env-set", setting)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+    if "known" in message:
+        assert "sleeper_build_seconds" in result.stderr.str() and "listener_host" not in result.stderr.str()
+    assert project.envs() == []

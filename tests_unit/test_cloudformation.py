@@ -385,7 +385,7 @@ def test_real_aws_code_path_against_moto_standing_in(
     assert EXPECTED_OUTPUTS <= set(facts["outputs"])
     s3 = aws_clients.make_client("s3", endpoint_url=None, region="us-east-1")
     s3.put_object(Bucket=facts["outputs"]["ArtifactBucket"], Key="build/app.tar.gz", Body=b"artifact")
-    diagnosis = aws_component.RealAws().diagnose(env, facts)
+    diagnosis = aws_component.RealAws().diagnose(env.context("aws"), facts)
     assert "CREATE_COMPLETE" in diagnosis and facts["db_master_password"] not in diagnosis
     problems = env.teardown()
     # The artifact is gone (emptied first: on AWS a full bucket blocks the delete; see test_empty_bucket),

@@ -1,6 +1,6 @@
 """The ``api`` component: one base URL that spreads requests over the healthy tasks of the orders API.
 
-``local``: :mod:`envfixtures.drivers.marathon.proxy` started with ``env.spawn`` on a free loopback port, in the
+``local``: :mod:`envfixtures.drivers.marathon.proxy` started with ``ctx.spawn`` on a free loopback port, in the
 manner of a load balancer: round-robin over the healthy tasks of the orders API app, its task list refreshed from
 the scheduler every second. ``aws``: the stack's load balancer, ``https://<output LoadBalancerDns>``.
 Both builds end when ``<base_url>/health`` answers 200 through that URL (bounded: setting ``api_timeout``).
@@ -10,6 +10,7 @@ Facts: ``base_url``, ``app_id`` (and locally ``marathon_url``, ``pid``).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,16 +25,16 @@ from envfixtures.core.ports import free_port
 from envfixtures.core.waiting import wait_for
 
 if TYPE_CHECKING:
-    from envfixtures.core.environment import Environment
+    from envfixtures.core.context import BuildContext
 
 #: The app, among the ``apps`` component's ``app_ids``, whose tasks the base URL serves.
 API_APP_SUFFIX = "/orders-api"
 DEFAULT_TIMEOUT = 120.0
 
 
-def orders_api_target(env: "Environment") -> tuple[str, str]:
+def orders_api_target(ctx: "BuildContext") -> tuple[str, str]:
     """(scheduler URL, orders API app id): the one place that knows where the ``apps`` facts keep them."""
-    apps = env.facts("apps")
+    apps = ctx.facts("apps")
     app_ids = [str(a) for a in apps.get("app_ids") or []]
     matching = [a for a in app_ids if a.endswith(API_APP_SUFFIX)]
     if len(matching) != 1:
@@ -41,7 +42,7 @@ def orders_api_target(env: "Environment") -> tuple[str, str]:
             f"expected exactly one app ending in {API_APP_SUFFIX!r} among the deployed apps, "
             f"found {matching or 'none'} (app ids: {', '.join(app_ids) or 'none'})"
         )
-    url = apps.get("url") or env.facts("scheduler")["url"]
+    url = apps.get("url") or ctx.facts("scheduler")["url"]
     return str(url), matching[0]
 
 
@@ -69,15 +70,22 @@ class LocalApi(Component):
     name = "api"
     requires = ("apps",)
 
-    def build(self, env: "Environment") -> Facts:
-        marathon_url, app_id = orders_api_target(env)
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        """Seconds to wait for a healthy task behind the proxy; seconds between its task-list refreshes."""
+
+        api_timeout: float = DEFAULT_TIMEOUT
+        api_refresh: float = 1.0
+
+    def build(self, ctx: "BuildContext") -> Facts:
+        marathon_url, app_id = orders_api_target(ctx)
         port = free_port()
         argv = [sys.executable, "-m", "envfixtures.drivers.marathon.proxy", "--port", str(port),
                 "--marathon", marathon_url, "--app-id", app_id,
-                "--refresh", env.settings.get("api_refresh", "1.0")]  # fmt: skip
-        proc, _ = env.spawn(self.name, "proxy", argv, cwd=Path(env.root))
+                "--refresh", str(ctx.settings.api_refresh)]  # fmt: skip
+        proc, _ = ctx.spawn("proxy", argv, cwd=Path(ctx.root))
         base_url = f"http://127.0.0.1:{port}"
-        log_path = env.log_path(self.name, "proxy")
+        log_path = ctx.log_path("proxy")
 
         def died() -> str | None:
             code = proc.poll()
@@ -87,12 +95,12 @@ class LocalApi(Component):
                 else f"the proxy exited with code {code}; last lines of {log_path}:\n{_tail(log_path)}"
             )
 
-        wait_healthy(base_url, timeout=float(env.settings.get("api_timeout", DEFAULT_TIMEOUT)), failed=died)
-        env.progress(f"api: {base_url} -> healthy tasks of {app_id}")
+        wait_healthy(base_url, timeout=ctx.settings.api_timeout, failed=died)
+        ctx.progress(f"api: {base_url} -> healthy tasks of {app_id}")
         return Facts({"base_url": base_url, "app_id": app_id, "marathon_url": marathon_url, "pid": proc.pid})
 
-    def diagnose(self, env: "Environment", facts: Facts) -> str:
-        path = env.log_path(self.name, "proxy")
+    def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:
+        path = ctx.log_path("proxy")
         return f"api proxy log ({path}):\n{_tail(path)}"
 
 
@@ -102,16 +110,22 @@ class StackApi(Component):
     name = "api"
     requires = ("aws", "apps")
 
-    def build(self, env: "Environment") -> Facts:
-        outputs = env.facts("aws").get("outputs") or {}
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        """Seconds to wait until the load balancer answers /health."""
+
+        api_timeout: float = 300.0
+
+    def build(self, ctx: "BuildContext") -> Facts:
+        outputs = ctx.facts("aws").get("outputs") or {}
         dns = outputs.get("LoadBalancerDns")
         if not dns:
-            raise BuildError(f"the stack of {env.name} has no output LoadBalancerDns (outputs: {sorted(outputs)})")
-        _, app_id = orders_api_target(env)
+            raise BuildError(f"the stack of {ctx.name} has no output LoadBalancerDns (outputs: {sorted(outputs)})")
+        _, app_id = orders_api_target(ctx)
         base_url = f"https://{dns}"
-        wait_healthy(base_url, timeout=float(env.settings.get("api_timeout", "300")))
-        env.progress(f"api: {base_url} (load balancer) -> {app_id}")
+        wait_healthy(base_url, timeout=ctx.settings.api_timeout)
+        ctx.progress(f"api: {base_url} (load balancer) -> {app_id}")
         return Facts({"base_url": base_url, "app_id": app_id})
 
-    def teardown(self, env: "Environment", facts: Facts) -> None:
+    def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         """Nothing to stop: the load balancer belongs to the stack, which the ``aws`` component deletes."""

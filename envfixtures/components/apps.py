@@ -10,10 +10,12 @@ secret-free: ``env`` values are dropped) and ``templates`` (app id -> template f
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from envfixtures import rules
 from envfixtures.core.component import Component
 from envfixtures.core.errors import BuildError, TemplateError
 from envfixtures.core.facts import Facts
@@ -21,24 +23,20 @@ from envfixtures.core.waiting import wait_for
 from envfixtures.drivers.marathon import render
 from envfixtures.drivers.marathon.client import MarathonClient, MarathonError, NotFound, Unavailable
 from envfixtures.drivers.marathon.validation import absolute_id
+from envfixtures.rules import marathon as marathon_rules
+from envfixtures.rules import policy
 
 if TYPE_CHECKING:
-    from envfixtures.core.environment import Environment
+    from envfixtures.core.context import BuildContext
 
 
-def template_dir(env: "Environment") -> Path:
-    return Path(env.root) / "templates" / "marathon"
+def template_dir(ctx: "BuildContext") -> Path:
+    return Path(ctx.root) / "templates" / "marathon"
 
 
-def context_values(env: "Environment") -> dict[str, str]:
+def context_values(ctx: "BuildContext") -> dict[str, str]:
     """Plain placeholders of the templates (facts of the requirements come in as ``facts.<name>.<key>``)."""
-    return {
-        "sha": env.sha,
-        "short_sha": env.sha[:12],
-        "env_name": env.name,
-        "group": f"/{env.name}",
-        "root": str(env.root),
-    }
+    return render.placeholders(ctx.sha, ctx.name, ctx.root)
 
 
 class Apps(Component):
@@ -48,27 +46,30 @@ class Apps(Component):
     #: Components whose facts the templates may use; add e.g. "broker", "database" here.
     requires: tuple[str, ...] = ("scheduler", "artifact", "database", "topology")
 
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        """Seconds to wait for the deployment and every app healthy."""
+
+        apps_timeout: float = 300.0
+
     @classmethod
-    def check(cls, env: "Environment") -> None:
-        from envfixtures import rules
-        from envfixtures.rules import marathon as marathon_rules  # it renders with this module's context: import late
-        from envfixtures.rules import policy
+    def check(cls, ctx: "BuildContext") -> None:
+        render.render_dir(template_dir(ctx), render.check_context(context_values(ctx), cls.requires))
+        findings = marathon_rules.check_dir(template_dir(ctx), requires=cls.requires)
+        rules.refuse(policy.without(findings, policy.disabled(ctx.environment_settings.rules_off)))
 
-        render.render_dir(template_dir(env), render.check_context(context_values(env), cls.requires))
-        rules.refuse(policy.without(marathon_rules.check_dir(template_dir(env)), policy.disabled(env.settings)))
-
-    def build(self, env: "Environment") -> Facts:
-        facts = {name: env.facts(name) for name in self.requires}
-        rendered = render.render_dir(template_dir(env), render.build_context(context_values(env), facts))
+    def build(self, ctx: "BuildContext") -> Facts:
+        facts = {name: ctx.facts(name) for name in self.requires}
+        rendered = render.render_dir(template_dir(ctx), render.build_context(context_values(ctx), facts))
         _refuse_leaked_secrets(rendered, [v for f in facts.values() for v in f.secret_values()])
-        group = f"/{env.name}"
+        group = f"/{ctx.name}"
         body = render.group_body(group, [app for _, app in rendered])
         app_ids = [absolute_id(a["id"], group) for a in body["apps"]]
-        client = MarathonClient(env.facts("scheduler")["url"])
-        timeout = float(env.settings.get("apps_timeout", "300"))
+        client = MarathonClient(ctx.facts("scheduler")["url"])
+        timeout = ctx.settings.apps_timeout
         started = time.time()
         result = client.put_group(group, body, force=True)
-        env.progress(f"apps: deploying {len(app_ids)} app(s) as {group} (deployment {result.deployment_id})")
+        ctx.progress(f"apps: deploying {len(app_ids)} app(s) as {group} (deployment {result.deployment_id})")
         client.wait_for_deployment(result.deployment_id, timeout=timeout, app_ids=app_ids, since=started)
         wait_for(
             lambda: _all_healthy(client, app_ids),
@@ -77,10 +78,10 @@ class Apps(Component):
             failed=lambda: client.failure_since(app_ids, started),
             first_delay=0.1,
         )
-        env.progress(f"apps: {len(app_ids)} app(s) healthy in {time.time() - started:.1f}s")
+        ctx.progress(f"apps: {len(app_ids)} app(s) healthy in {time.time() - started:.1f}s")
         desired = {absolute_id(a["id"], group): _without_env_values(a) for a in body["apps"]}
         live = {a.id: a.version for a in client.list_apps(app_id=group)}
-        versions = {app_id: f"{live.get(app_id)} (image tag {env.sha[:12]})" for app_id in app_ids}
+        versions = {app_id: f"{live.get(app_id)} (image tag {ctx.sha[:12]})" for app_id in app_ids}
         return Facts(
             {
                 "versions": versions,
@@ -93,24 +94,24 @@ class Apps(Component):
             }
         )
 
-    def teardown(self, env: "Environment", facts: Facts) -> None:
+    def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         """Delete the group (its tasks stop) and wait for that deployment; tolerate a scheduler already gone."""
         url = facts.get("url")
         if not url:
             try:
-                url = env.facts("scheduler")["url"]
+                url = ctx.facts("scheduler")["url"]
             except Exception:  # noqa: BLE001 - nothing was deployed if the scheduler never got built
                 return
         client = MarathonClient(url, timeout=5.0)
         try:
-            result = client.delete_group(f"/{env.name}", force=True)
+            result = client.delete_group(f"/{ctx.name}", force=True)
             client.wait_for_deployment(result.deployment_id, timeout=60)
         except (NotFound, Unavailable):
             return
         except MarathonError as exc:
-            raise BuildError(f"could not delete Marathon group /{env.name}: {exc}") from exc
+            raise BuildError(f"could not delete Marathon group /{ctx.name}: {exc}") from exc
 
-    def diagnose(self, env: "Environment", facts: Facts) -> str:
+    def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:
         try:
             client = MarathonClient(facts["url"], timeout=5.0)
             lines = []

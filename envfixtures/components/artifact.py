@@ -7,6 +7,7 @@ the moto server (``local``) and on a real bucket (``aws``). Facts: ``key``, ``sh
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from envfixtures.core.component import Component
@@ -15,29 +16,35 @@ from envfixtures.drivers import artifact
 from envfixtures.drivers.aws import clients as aws_clients
 
 if TYPE_CHECKING:
-    from envfixtures.core.environment import Environment
+    from envfixtures.core.context import BuildContext
 
 
 class Artifact(Component):
     name = "artifact"
     requires = ("aws",)
 
-    def build(self, env: "Environment") -> Facts:
-        built = artifact.build(env.root, env.sha, env.workdir(self.name))
-        aws = env.facts("aws")
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        """How long the presigned fetch URL stays valid."""
+
+        artifact_url_seconds: int = 21600
+
+    def build(self, ctx: "BuildContext") -> Facts:
+        built = artifact.build(ctx.root, ctx.sha, ctx.workdir())
+        aws = ctx.facts("aws")
         bucket = aws["outputs"]["ArtifactBucket"]
-        key = f"{env.name}/{built.path.name}"
-        env.record(self.name, "s3-object", bucket=bucket, key=key)
+        key = f"{ctx.name}/{built.path.name}"
+        ctx.record("s3-object", bucket=bucket, key=key)
         s3 = aws_clients.client(aws, "s3")
         s3.upload_file(
-            str(built.path), bucket, key, ExtraArgs={"Metadata": {"sha256": built.sha256, "git-sha": env.sha}}
+            str(built.path), bucket, key, ExtraArgs={"Metadata": {"sha256": built.sha256, "git-sha": ctx.sha}}
         )
         url = s3.generate_presigned_url(
             "get_object",
             Params={"Bucket": bucket, "Key": key},
-            ExpiresIn=int(env.settings.get("artifact_url_seconds", "21600")),
+            ExpiresIn=ctx.settings.artifact_url_seconds,
         )
-        env.progress(f"artifact: {built.path.name} sha256 {built.sha256[:12]} stored as s3://{bucket}/{key}")
+        ctx.progress(f"artifact: {built.path.name} sha256 {built.sha256[:12]} stored as s3://{bucket}/{key}")
         return Facts(
             {
                 "bucket": bucket,
@@ -49,5 +56,5 @@ class Artifact(Component):
             }
         )
 
-    def teardown(self, env: "Environment", facts: Facts) -> None:
+    def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         """The object goes with the bucket (local: with the moto server; aws: the stack empties it)."""

@@ -15,6 +15,7 @@ generated per environment, passed to AWS as a NoEcho parameter through the API, 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -35,7 +36,7 @@ from envfixtures.rules import cloudformation as cfn_rules
 from envfixtures.rules import policy
 
 if TYPE_CHECKING:
-    from envfixtures.core.environment import Environment
+    from envfixtures.core.context import BuildContext
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ TEMPLATE = Path("templates") / "cloudformation" / "environment.yaml"
 SECRET_KEYS = ("db_master_password",)
 
 
-def template_path(env: "Environment") -> Path:
-    return Path(env.root) / TEMPLATE
+def template_path(ctx: "BuildContext") -> Path:
+    return Path(ctx.root) / TEMPLATE
 
 
 def generate_password() -> str:
@@ -53,7 +54,7 @@ def generate_password() -> str:
 
 
 def build_stack(
-    env: "Environment",
+    ctx: "BuildContext",
     *,
     backend: str,
     endpoint_url: str | None,
@@ -65,20 +66,20 @@ def build_stack(
     """Create the environment's stack (named like the environment) and return the component's facts."""
     cf = aws_clients.make_client("cloudformation", endpoint_url=endpoint_url, region=region)
     password = generate_password()
-    env.add_secret("database master password", password)
-    env.record("aws", "stack", name=env.name, region=region, endpoint_url=endpoint_url)
-    env.progress(f"aws: creating stack {env.name} in {region}{' at ' + endpoint_url if endpoint_url else ''}")
+    ctx.add_secret("database master password", password)
+    ctx.record("stack", name=ctx.name, region=region, endpoint_url=endpoint_url)
+    ctx.progress(f"aws: creating stack {ctx.name} in {region}{' at ' + endpoint_url if endpoint_url else ''}")
     stack_id = cloudformation.create_stack(
         cf,
-        name=env.name,
-        template_path=template_path(env),
+        name=ctx.name,
+        template_path=template_path(ctx),
         parameters={
-            "EnvName": env.name,
-            "GitSha": env.sha,
+            "EnvName": ctx.name,
+            "GitSha": ctx.sha,
             "CertificateArn": certificate_arn,
             "DbMasterPassword": password,
         },
-        tags={"EnvName": env.name, "GitSha": env.sha},
+        tags={"EnvName": ctx.name, "GitSha": ctx.sha},
         secrets=[password],
         timeout=timeout,
         max_delay=max_delay,
@@ -89,7 +90,7 @@ def build_stack(
             "backend": backend,
             "endpoint_url": endpoint_url,
             "region": region,
-            "stack_name": env.name,
+            "stack_name": ctx.name,
             "stack_id": stack_id,
             "certificate_arn": certificate_arn,
             "outputs": outputs,
@@ -116,17 +117,27 @@ class LocalAws(Component):
 
     name = "aws"
 
-    @classmethod
-    def check(cls, env: "Environment") -> None:
-        rules.refuse(policy.without(cfn_rules.check_file(template_path(env)), policy.disabled(env.settings)))
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        """Seconds to wait for the stack on the moto server."""
 
-    def build(self, env: "Environment") -> Facts:
+        aws_stack_timeout: float = 60.0
+
+    @classmethod
+    def check(cls, ctx: "BuildContext") -> None:
+        rules.refuse(
+            policy.without(
+                cfn_rules.check_file(template_path(ctx)), policy.disabled(ctx.environment_settings.rules_off)
+            )
+        )
+
+    def build(self, ctx: "BuildContext") -> Facts:
         port = free_port()
         endpoint_url = f"http://127.0.0.1:{port}"
-        proc, _ = env.spawn(
+        proc, _ = ctx.spawn(
             self.name, "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
         )
-        log_path = env.log_path(self.name, "moto")
+        log_path = ctx.log_path("moto")
 
         def exited() -> str | None:
             code = proc.poll()
@@ -134,21 +145,21 @@ class LocalAws(Component):
 
         wait_for(lambda: _answers(endpoint_url), what=f"moto server on {endpoint_url}", timeout=30, failed=exited)
         acm = aws_clients.make_client("acm", endpoint_url=endpoint_url, region=aws_clients.LOCAL_REGION)
-        certificate_arn = acm.request_certificate(DomainName=f"{env.name}.envfixtures.test")["CertificateArn"]
+        certificate_arn = acm.request_certificate(DomainName=f"{ctx.name}.envfixtures.test")["CertificateArn"]
         return build_stack(
-            env,
+            ctx,
             backend="local",
             endpoint_url=endpoint_url,
             region=aws_clients.LOCAL_REGION,
             certificate_arn=certificate_arn,
-            timeout=float(env.settings.get("aws_stack_timeout", "60")),
+            timeout=ctx.settings.aws_stack_timeout,
             max_delay=0.5,
         )
 
-    def diagnose(self, env: "Environment", facts: Facts) -> str:
+    def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:
         if not facts.get("endpoint_url"):
             return ""
-        return stack_diagnosis(facts, facts.get("stack_id") or env.name)
+        return stack_diagnosis(facts, facts.get("stack_id") or ctx.name)
 
 
 class RealAws(Component):
@@ -161,41 +172,51 @@ class RealAws(Component):
 
     name = "aws"
 
-    @classmethod
-    def check(cls, env: "Environment") -> None:
-        rules.refuse(policy.without(cfn_rules.check_file(template_path(env)), policy.disabled(env.settings)))
-        _certificate_arn(env)
-        _region(env)
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        """The stack's wait; the load balancer's certificate (else $ENVFIXTURES_AWS_CERTIFICATE_ARN); the region."""
 
-    def build(self, env: "Environment") -> Facts:
+        aws_stack_timeout: float = 3600.0
+        aws_certificate_arn: str = ""
+        aws_region: str = ""
+
+    @classmethod
+    def check(cls, ctx: "BuildContext") -> None:
+        rules.refuse(
+            policy.without(
+                cfn_rules.check_file(template_path(ctx)), policy.disabled(ctx.environment_settings.rules_off)
+            )
+        )
+        _certificate_arn(ctx)
+        _region(ctx)
+
+    def build(self, ctx: "BuildContext") -> Facts:
         return build_stack(
-            env,
+            ctx,
             backend="aws",
             endpoint_url=None,
-            region=_region(env),
-            certificate_arn=_certificate_arn(env),
-            timeout=float(env.settings.get("aws_stack_timeout", "3600")),
+            region=_region(ctx),
+            certificate_arn=_certificate_arn(ctx),
+            timeout=ctx.settings.aws_stack_timeout,
             max_delay=15.0,
         )
 
-    def teardown(self, env: "Environment", facts: Facts) -> None:
+    def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         """Empty the artifact bucket, delete the stack and verify it is gone (tolerates partial facts)."""
-        region = facts.get("region") or _region(env)
-        stack = facts.get("stack_id") or env.name
+        region = facts.get("region") or _region(ctx)
+        stack = facts.get("stack_id") or ctx.name
         bucket = (facts.get("outputs") or {}).get("ArtifactBucket")
         if bucket:
             empty_bucket(aws_clients.make_client("s3", endpoint_url=None, region=region), bucket)
         cf = aws_clients.make_client("cloudformation", endpoint_url=None, region=region)
-        env.progress(f"aws: deleting stack {env.name}")
-        cloudformation.delete_stack(
-            cf, stack, timeout=float(env.settings.get("aws_stack_timeout", "3600")), max_delay=15.0
-        )
-        super().teardown(env, facts)
+        ctx.progress(f"aws: deleting stack {ctx.name}")
+        cloudformation.delete_stack(cf, stack, timeout=ctx.settings.aws_stack_timeout, max_delay=15.0)
+        super().teardown(ctx, facts)
 
-    def diagnose(self, env: "Environment", facts: Facts) -> str:
+    def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:
         return stack_diagnosis(
-            Facts({"endpoint_url": None, "region": facts.get("region") or _region(env)}),
-            facts.get("stack_id") or env.name,
+            Facts({"endpoint_url": None, "region": facts.get("region") or _region(ctx)}),
+            facts.get("stack_id") or ctx.name,
         )
 
 
@@ -219,8 +240,8 @@ def _answers(endpoint_url: str) -> bool:
         return answer.status == 200
 
 
-def _certificate_arn(env: "Environment") -> str:
-    arn = env.settings.get("aws_certificate_arn") or os.environ.get("ENVFIXTURES_AWS_CERTIFICATE_ARN")
+def _certificate_arn(ctx: "BuildContext") -> str:
+    arn = ctx.settings.aws_certificate_arn or os.environ.get("ENVFIXTURES_AWS_CERTIFICATE_ARN")
     if not arn:
         raise ConfigError(
             "the aws backend needs the ACM certificate of the public HTTPS listener: "
@@ -229,10 +250,10 @@ def _certificate_arn(env: "Environment") -> str:
     return arn
 
 
-def _region(env: "Environment") -> str:
+def _region(ctx: "BuildContext") -> str:
     import boto3
 
-    region = env.settings.get("aws_region") or boto3.Session().region_name
+    region = ctx.settings.aws_region or boto3.Session().region_name
     if not region:
         raise ConfigError("the aws backend needs a region: --env-set aws_region=... or AWS_REGION / AWS_DEFAULT_REGION")
     return region

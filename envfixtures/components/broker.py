@@ -15,6 +15,7 @@ Facts (both backends): ``nodes`` (node names), ``amqp`` (list of ``{"node", "hos
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -29,7 +30,7 @@ from envfixtures.core.processes import ProcessRecord
 from envfixtures.drivers.rabbitmq import cluster as rmq
 
 if TYPE_CHECKING:
-    from envfixtures.core.environment import Environment
+    from envfixtures.core.context import BuildContext
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +59,10 @@ def broker_facts(
     )
 
 
-def node_count(env: "Environment") -> int:
-    raw = env.settings.get("broker_nodes", str(DEFAULT_NODES))
-    try:
-        count = int(raw)
-    except ValueError:
-        count = 0
+def node_count(ctx: "BuildContext") -> int:
+    count = ctx.settings.broker_nodes
     if count < 1:
-        raise ConfigError(f"setting broker_nodes={raw!r}: must be a whole number of nodes, at least 1")
+        raise ConfigError(f"setting broker_nodes={count!r}: must be a whole number of nodes, at least 1")
     return count
 
 
@@ -85,22 +82,28 @@ class LocalBroker(Component):
     name = "broker"
     requires: tuple[str, ...] = ()
 
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        """How many RabbitMQ nodes form the cluster."""
+
+        broker_nodes: int = DEFAULT_NODES
+
     @classmethod
-    def check(cls, env: "Environment") -> None:
-        node_count(env)
+    def check(cls, ctx: "BuildContext") -> None:
+        node_count(ctx)
         server = rmq.RABBITMQ_BIN / "rabbitmq-server"
         if not server.exists():
             raise ConfigError(f"{server} not found: install RabbitMQ (apt-get install -y rabbitmq-server)")
 
-    def build(self, env: "Environment") -> Facts:
-        count = node_count(env)
-        spec = rmq.plan(env.workdir(self.name) / "cluster", count)
-        env.add_secret("broker administrator password", spec.admin_password)
+    def build(self, ctx: "BuildContext") -> Facts:
+        count = node_count(ctx)
+        spec = rmq.plan(ctx.workdir() / "cluster", count)
+        ctx.add_secret("broker administrator password", spec.admin_password)
 
         def spawn(name: str, argv: Sequence[str], environ: Mapping[str, str]):  # noqa: ANN202
-            return env.spawn(self.name, name, argv, env=environ)
+            return ctx.spawn(name, argv, env=environ)
 
-        env.progress(f"starting {count} RabbitMQ node(s)")
+        ctx.progress(f"starting {count} RabbitMQ node(s)")
         cluster = rmq.Cluster(spec, spawn)
         cluster.start()
         return broker_facts(
@@ -114,18 +117,18 @@ class LocalBroker(Component):
             cluster_dir=str(spec.dir),
         )
 
-    def teardown(self, env: "Environment", facts: Facts) -> None:
+    def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         """SIGKILL every node's group at once (the data is thrown away), then epmd; see cluster.stop."""
         records = [
             ProcessRecord(pid, st)
-            for key, pid, st in env.journal.processes()
+            for key, pid, st in ctx.processes()
             if key.startswith(f"{self.name}/") and not key.endswith("/epmd")
         ]
         took = rmq.stop_records(records, grace=0.0)
         log.info("stopped %d RabbitMQ node(s) in %.2fs", len(records), took)
-        env.stop_processes(self.name, timeout=5.0)
+        ctx.stop_processes(timeout=5.0)
 
-    def diagnose(self, env: "Environment", facts: Facts) -> str:
+    def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:
         if not facts.get("management_url"):
             return "broker has no facts (its build did not finish)"
         lines = []
@@ -152,15 +155,22 @@ class StackBroker(Component):
     name = "broker"
     requires: tuple[str, ...] = ("aws",)
 
-    def build(self, env: "Environment") -> Facts:
-        outputs = env.facts("aws").get("outputs") or {}
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        """The broker's administrator (prefer $ENVFIXTURES_BROKER_ADMIN_PASSWORD: off command lines)."""
+
+        broker_admin_user: str = ""
+        broker_admin_password: str = ""
+
+    def build(self, ctx: "BuildContext") -> Facts:
+        outputs = ctx.facts("aws").get("outputs") or {}
         try:
             amqp_endpoint = outputs["BrokerAmqpEndpoint"]
             management_url = outputs["BrokerManagementUrl"]
         except KeyError as exc:
             raise ConfigError(f"the stack has no output {exc.args[0]}; see templates/cloudformation") from None
-        user = env.settings.get("broker_admin_user") or os.environ.get("ENVFIXTURES_BROKER_ADMIN_USER")
-        password = env.settings.get("broker_admin_password") or os.environ.get("ENVFIXTURES_BROKER_ADMIN_PASSWORD")
+        user = ctx.settings.broker_admin_user or os.environ.get("ENVFIXTURES_BROKER_ADMIN_USER")
+        password = ctx.settings.broker_admin_password or os.environ.get("ENVFIXTURES_BROKER_ADMIN_PASSWORD")
         if not user or not password:
             raise ConfigError(
                 "broker on aws: set ENVFIXTURES_BROKER_ADMIN_USER and ENVFIXTURES_BROKER_ADMIN_PASSWORD "
@@ -182,5 +192,5 @@ class StackBroker(Component):
             admin_password=password,
         )
 
-    def teardown(self, env: "Environment", facts: Facts) -> None:
+    def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         """Nothing: the broker belongs to the stack, which the ``aws`` component deletes."""

@@ -24,7 +24,7 @@ from envfixtures.drivers.postgres import migrations
 from envfixtures.drivers.postgres import server as postgres
 
 if TYPE_CHECKING:
-    from envfixtures.core.environment import Environment
+    from envfixtures.core.context import BuildContext
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ def conninfo_of(facts: Facts) -> str:
     )
 
 
-def _migrations(env: "Environment") -> list[migrations.Migration]:
-    return migrations.from_git(env.root, env.sha)
+def _migrations(ctx: "BuildContext") -> list[migrations.Migration]:
+    return migrations.from_git(ctx.root, ctx.sha)
 
 
 class LocalDatabase(Component):
@@ -72,26 +72,26 @@ class LocalDatabase(Component):
     requires = ()
 
     @classmethod
-    def check(cls, env: "Environment") -> None:
-        _migrations(env)
+    def check(cls, ctx: "BuildContext") -> None:
+        _migrations(ctx)
 
-    def build(self, env: "Environment") -> Facts:
-        workdir = env.workdir(self.name)
-        if postgres.blocking_directory(workdir, may_change_under=env.dir) is not None:
+    def build(self, ctx: "BuildContext") -> Facts:
+        workdir = ctx.workdir()
+        if postgres.blocking_directory(workdir, may_change_under=ctx.state_dir) is not None:
             # The server runs as `postgres`, which cannot reach the state directory (a checkout under a
             # private home, such as /root on Debian): its files go to a private directory of the system's
             # temporary directory instead, journaled and removed by the teardown.
-            workdir = env.scratch_dir(self.name)
+            workdir = ctx.scratch_dir()
 
         def spawn(name, argv, user):  # noqa: ANN001, ANN202 - the Spawn signature of envfixtures.drivers.postgres.server
-            proc, _record = env.spawn(self.name, name, argv, user=user)
+            proc, _record = ctx.spawn(name, argv, user=user)
             return proc
 
         port = free_port()
-        env.progress(f"database: initdb and start PostgreSQL on 127.0.0.1:{port}")
-        server = postgres.start(workdir=workdir, port=port, spawn=spawn, may_change_under=env.dir)
-        env.add_secret("database superuser password", server.admin_password)
-        password = env.new_secret("database application password")
+        ctx.progress(f"database: initdb and start PostgreSQL on 127.0.0.1:{port}")
+        server = postgres.start(workdir=workdir, port=port, spawn=spawn, may_change_under=ctx.state_dir)
+        ctx.add_secret("database superuser password", server.admin_password)
+        password = ctx.new_secret("database application password")
         postgres.create_app_database(
             port=port, admin_password=server.admin_password, role=APP_ROLE, password=password, dbname=APP_DB
         )
@@ -100,18 +100,18 @@ class LocalDatabase(Component):
             admin_password=server.admin_password, pid=server.pid, server_version=server.version,
             timings=server.timings, versions={"postgresql": server.version},
         )  # fmt: skip
-        facts["migrations"] = migrations.apply(conninfo_of(facts), _migrations(env))
-        env.progress(f"database: applied {len(facts['migrations'])} migration(s)")
+        facts["migrations"] = migrations.apply(conninfo_of(facts), _migrations(ctx))
+        ctx.progress(f"database: applied {len(facts['migrations'])} migration(s)")
         return facts
 
-    def teardown(self, env: "Environment", facts: Facts) -> None:
+    def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         # SIGINT is PostgreSQL's fast shutdown (SIGTERM would wait for every client to leave).
         if facts.get("pid"):
             postgres.stop_pid(int(facts["pid"]))
-        env.stop_processes(self.name)
+        ctx.stop_processes()
 
-    def diagnose(self, env: "Environment", facts: Facts) -> str:
-        path = env.log_path(self.name, "postgres")
+    def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:
+        path = ctx.log_path("postgres")
         try:
             tail = path.read_text(errors="replace").splitlines()[-15:]
         except OSError:
@@ -126,11 +126,11 @@ class StackDatabase(Component):
     requires = ("aws",)
 
     @classmethod
-    def check(cls, env: "Environment") -> None:
-        _migrations(env)
+    def check(cls, ctx: "BuildContext") -> None:
+        _migrations(ctx)
 
-    def build(self, env: "Environment") -> Facts:
-        aws = env.facts("aws")
+    def build(self, ctx: "BuildContext") -> Facts:
+        aws = ctx.facts("aws")
         outputs = aws.get("outputs") or {}
         missing = [k for k in ("DatabaseEndpoint", "DatabasePort", "DatabaseName") if not outputs.get(k)]
         if missing:
@@ -147,8 +147,8 @@ class StackDatabase(Component):
             migrations_applied=[],
         )
         postgres.wait_ready_app(conninfo_of(facts), timeout=600)
-        facts["migrations"] = migrations.apply(conninfo_of(facts), _migrations(env))
+        facts["migrations"] = migrations.apply(conninfo_of(facts), _migrations(ctx))
         return facts
 
-    def teardown(self, env: "Environment", facts: Facts) -> None:
+    def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         """Nothing to do: the instance goes with the stack."""

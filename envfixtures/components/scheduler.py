@@ -1,6 +1,6 @@
 """The ``scheduler`` component: a Marathon endpoint.
 
-``local``: the local scheduler (:mod:`envfixtures.drivers.marathon.server`) started with ``env.spawn`` on a free
+``local``: the local scheduler (:mod:`envfixtures.drivers.marathon.server`) started with ``ctx.spawn`` on a free
 loopback port; it inherits ``ENVFIXTURES_ENV`` and so do its tasks. Its teardown (SIGTERM to its group)
 makes it stop every task before it exits. ``aws``: Marathon of the stack, URL from the output ``MarathonUrl``.
 Facts: ``url`` (and ``pid``, ``workdir`` locally).
@@ -8,6 +8,7 @@ Facts: ``url`` (and ``pid``, ``workdir`` locally).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ from envfixtures.core.waiting import wait_for
 from envfixtures.drivers.marathon.client import MarathonClient
 
 if TYPE_CHECKING:
-    from envfixtures.core.environment import Environment
+    from envfixtures.core.context import BuildContext
 
 PING_TIMEOUT = 30.0
 
@@ -38,9 +39,9 @@ class LocalScheduler(Component):
     name = "scheduler"
     requires = ()
 
-    def build(self, env: "Environment") -> Facts:
+    def build(self, ctx: "BuildContext") -> Facts:
         port = free_port()
-        workdir = env.workdir(self.name)
+        workdir = ctx.workdir()
         argv = [
             sys.executable,
             "-m",
@@ -50,22 +51,22 @@ class LocalScheduler(Component):
             "--workdir",
             str(workdir),
         ]
-        proc, _ = env.spawn(self.name, "marathon", argv, cwd=workdir)
+        proc, _ = ctx.spawn("marathon", argv, cwd=workdir)
         url = f"http://127.0.0.1:{port}"
         client = MarathonClient(url, timeout=2.0)
-        log_path = env.log_path(self.name, "marathon")
+        log_path = ctx.log_path("marathon")
 
         def died() -> str | None:
             code = proc.poll()
             return None if code is None else f"exited with code {code}; last lines of {log_path}:\n{_tail(log_path)}"
 
         wait_for(client.ping, what=f"local Marathon on {url}", timeout=PING_TIMEOUT, failed=died)
-        env.progress(f"scheduler: local Marathon on {url}")
+        ctx.progress(f"scheduler: local Marathon on {url}")
         versions = {"marathon": f"{client.info().version} (envfixtures local scheduler)"}
         return Facts({"url": url, "pid": proc.pid, "workdir": str(workdir), "backend": "local", "versions": versions})
 
-    def diagnose(self, env: "Environment", facts: Facts) -> str:
-        log_path = env.log_path(self.name, "marathon")
+    def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:
+        log_path = ctx.log_path("marathon")
         return "\n".join(
             filter(None, [_task_failures(facts["url"]), f"local Marathon log ({log_path}):", _tail(log_path)])
         )
@@ -90,15 +91,21 @@ class StackScheduler(Component):
     name = "scheduler"
     requires = ("aws",)
 
-    def build(self, env: "Environment") -> Facts:
-        outputs = env.facts("aws").get("outputs") or {}
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        """Seconds to wait until the stack's Marathon answers."""
+
+        marathon_timeout: float = 300.0
+
+    def build(self, ctx: "BuildContext") -> Facts:
+        outputs = ctx.facts("aws").get("outputs") or {}
         url = outputs.get("MarathonUrl")
         if not url:
-            raise BuildError(f"the stack of {env.name} has no output MarathonUrl (outputs: {sorted(outputs)})")
+            raise BuildError(f"the stack of {ctx.name} has no output MarathonUrl (outputs: {sorted(outputs)})")
         client = MarathonClient(url, timeout=5.0)
-        wait_for(client.ping, what=f"Marathon at {url}", timeout=float(env.settings.get("marathon_timeout", "300")))
-        env.progress(f"scheduler: Marathon at {url} (leader {client.leader()})")
+        wait_for(client.ping, what=f"Marathon at {url}", timeout=ctx.settings.marathon_timeout)
+        ctx.progress(f"scheduler: Marathon at {url} (leader {client.leader()})")
         return Facts({"url": url, "backend": "aws", "versions": {"marathon": client.info().version}})
 
-    def teardown(self, env: "Environment", facts: Facts) -> None:
+    def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         """Nothing to stop: Marathon belongs to the stack, which the ``aws`` component deletes."""

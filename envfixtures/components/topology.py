@@ -25,15 +25,15 @@ from envfixtures.drivers.rabbitmq import topology
 from envfixtures.drivers.rabbitmq.management import Management, ManagementError
 
 if TYPE_CHECKING:
-    from envfixtures.core.environment import Environment
+    from envfixtures.core.context import BuildContext
 
 log = logging.getLogger(__name__)
 
 DEFINITIONS = Path("templates") / "rabbitmq" / "definitions.json"
 
 
-def definitions_path(env: "Environment") -> Path:
-    return Path(env.root) / DEFINITIONS
+def definitions_path(ctx: "BuildContext") -> Path:
+    return Path(ctx.root) / DEFINITIONS
 
 
 def admin_client(broker: Facts, timeout: float = 60.0) -> Management:
@@ -47,28 +47,32 @@ class Topology(Component):
     requires = ("broker",)
 
     @classmethod
-    def check(cls, env: "Environment") -> None:
+    def check(cls, ctx: "BuildContext") -> None:
         from envfixtures import rules
         from envfixtures.rules import policy
         from envfixtures.rules import rabbitmq as rabbitmq_rules
 
-        rules.refuse(policy.without(rabbitmq_rules.check_file(definitions_path(env)), policy.disabled(env.settings)))
+        rules.refuse(
+            policy.without(
+                rabbitmq_rules.check_file(definitions_path(ctx)), policy.disabled(ctx.environment_settings.rules_off)
+            )
+        )
 
-    def build(self, env: "Environment") -> Facts:
+    def build(self, ctx: "BuildContext") -> Facts:
         from envfixtures.rules import policy
 
-        desired = defs.load(definitions_path(env), disabled=policy.disabled(env.settings))
-        broker = env.facts("broker")
-        vhost = env.name
-        app_user = f"app-{env.name}"
-        app_password = env.new_secret("broker application password")
-        env.record(self.name, "rabbitmq_vhost", vhost=vhost, user=app_user)
+        desired = defs.load(definitions_path(ctx), disabled=policy.disabled(ctx.environment_settings.rules_off))
+        broker = ctx.facts("broker")
+        vhost = ctx.name
+        app_user = f"app-{ctx.name}"
+        app_password = ctx.new_secret("broker application password")
+        ctx.record("rabbitmq_vhost", vhost=vhost, user=app_user)
         mgmt = admin_client(broker)
         try:
             mgmt.put_vhost(vhost)
             mgmt.put_user(app_user, app_password)
             mgmt.put_permissions(vhost, app_user)
-            env.progress(f"importing {len(desired.queues)} queues into vhost {vhost}")
+            ctx.progress(f"importing {len(desired.queues)} queues into vhost {vhost}")
             topology.import_definitions(mgmt, vhost, desired)
         finally:
             mgmt.close()
@@ -81,17 +85,17 @@ class Topology(Component):
                 "amqp": broker["amqp"],
                 "amqp_url": f"amqp://{quote(app_user, safe='')}@{first['host']}:{first['port']}/"
                 f"{quote(vhost, safe='')}",
-                "definitions": str(definitions_path(env)),
+                "definitions": str(definitions_path(ctx)),
             },
             secrets=["app_password"],
         )
 
-    def teardown(self, env: "Environment", facts: Facts) -> None:
+    def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         """Delete the vhost and the user (on ``local`` the cluster goes away next anyway)."""
         if not facts.get("vhost"):
             return
         try:
-            broker = env.facts("broker")
+            broker = ctx.facts("broker")
         except Exception:  # noqa: BLE001 - no broker facts: nothing was created on it
             return
         mgmt = admin_client(broker, timeout=30)
@@ -99,7 +103,7 @@ class Topology(Component):
             mgmt.delete_vhost(facts["vhost"])
             mgmt.delete_user(facts["app_user"])
         except ManagementError as exc:
-            if env.backend != "local":
+            if ctx.backend != "local":
                 raise TeardownError(f"vhost {facts['vhost']} or user {facts['app_user']} not deleted: {exc}") from None
             log.warning("topology teardown skipped (%s)", exc)
         finally:

@@ -1,40 +1,44 @@
-"""The component contract: a named part of an environment with requirements and three operations."""
+"""The component contract: a named part of an environment with requirements, typed settings and four operations."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
 from envfixtures.core.facts import Facts
+from envfixtures.core.settings import NoSettings
 
 if TYPE_CHECKING:
-    from envfixtures.core.environment import Environment
+    from envfixtures.core.context import BuildContext
 
 
 class Component:
     """A part of an environment.
 
-    Subclasses set ``name`` and ``requires`` and implement ``build``. ``check`` validates the
-    component's inputs (templates, definitions) without building anything; it runs for every
-    component before the first build, so bad input fails the run before any process starts.
-    ``teardown`` must tolerate partial facts: it also runs after a failed or interrupted build.
-    Whatever a component starts with ``env.spawn`` is stopped by the environment afterwards even
-    if ``teardown`` forgets it.
+    Subclasses set ``name`` and ``requires``, declare the settings they read as a frozen dataclass ``Settings``
+    (keys of the flat ``--env-set`` namespace, typed; checked at configure time), and implement ``build``.
+    Every operation receives a :class:`~envfixtures.core.context.BuildContext` — all a component sees of its
+    environment. ``check`` validates the component's inputs (templates, definitions) without building
+    anything; it runs for every component before the first build, so bad input fails the run before any
+    process starts. ``teardown`` must tolerate partial facts: it also runs after a failed or interrupted build.
+    Whatever a component starts with ``ctx.spawn`` is stopped by the environment afterwards even if
+    ``teardown`` forgets it.
     """
 
     name: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()
+    Settings: ClassVar[type] = NoSettings
 
     @classmethod
-    def check(cls, env: "Environment") -> None:
+    def check(cls, ctx: "BuildContext") -> None:
         """Refuse bad input with :class:`~envfixtures.core.errors.TemplateError` (file and place)."""
 
-    def build(self, env: "Environment") -> Facts:
+    def build(self, ctx: "BuildContext") -> Facts:
         raise NotImplementedError
 
-    def teardown(self, env: "Environment", facts: Facts) -> None:
+    def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         """Release what ``build`` made. The default stops the component's journaled processes."""
-        env.stop_processes(self.name)
+        ctx.stop_processes()
 
-    def diagnose(self, env: "Environment", facts: Facts) -> str:
+    def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:
         """Evidence for a failing test that used this component (redacted by the caller)."""
         return ""

@@ -34,7 +34,9 @@ from typing import Any
 from filelock import FileLock
 
 from envfixtures.core import processes, registry
+from envfixtures.core import settings as settings_mod
 from envfixtures.core.component import Component
+from envfixtures.core.context import BuildContext
 from envfixtures.core.errors import (
     BuildError,
     ComponentFailed,
@@ -46,6 +48,7 @@ from envfixtures.core.errors import (
 from envfixtures.core.facts import Facts
 from envfixtures.core.journal import Journal
 from envfixtures.core.redaction import Redactor
+from envfixtures.core.settings import EnvironmentSettings
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +77,9 @@ class Environment:
         self.root = Path(root)
         self.home = Path(home)
         self.dir = self.home / "envs" / name
-        self.settings: Mapping[str, str] = dict(settings or {})
+        self.settings: Mapping[str, str] = dict(settings or {})  # raw KEY=VALUE strings, as given
+        #: the environment's own settings, typed (each component's are parsed into its ``Settings``)
+        self.options = settings_mod.parse(EnvironmentSettings, self.settings)
         self.components = tuple(components) if components else tuple(registry.COMPONENTS)
         self.journal = Journal(self.dir / "resources.jsonl", name)
         #: What the state file is written from (name, SHA, owner, dirty, kept); set by whoever names the env.
@@ -243,7 +248,7 @@ class Environment:
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
         with open(self.dir / "logs" / "progress.log", "a") as fh:
             fh.write(f"{time.strftime('%H:%M:%S')} {message}\n")
-        if self.settings.get("quiet") != "true":
+        if not self.options.quiet:
             try:
                 os.write(2, (line + "\n").encode())
             except OSError:
@@ -340,10 +345,28 @@ class Environment:
             visit(name, ())
         return order
 
+    def context(self, component: str, cls: type[Component] | None = None) -> BuildContext:
+        """What ``component`` sees of this environment: its requirements' facts, its typed settings, spawn..."""
+        cls = cls or self.component_class(component)
+        return BuildContext(self, component, cls.requires, settings_mod.parse(cls.Settings, self.settings))
+
+    def check_settings(self) -> None:
+        """Refuse a setting that no component of this environment declares (on any backend), or a bad value."""
+        declared: list[type] = [EnvironmentSettings]
+        for name in self.components:
+            for backend in registry.BACKENDS:
+                try:
+                    declared.append(registry.load(registry.implementation(name, backend)).Settings)
+                except (UnknownName, ImportError, AttributeError):
+                    continue
+        settings_mod.check(self.settings, declared, "--env-set / ini env_settings")
+
     def check(self, names: Iterable[str] | None = None) -> None:
-        """Validate the inputs of the given components (all by default); builds nothing."""
+        """Validate the settings and the inputs of the given components (all by default); builds nothing."""
+        self.check_settings()
         for name in self.required_closure(names if names is not None else self.components):
-            self.component_class(name).check(self)
+            cls = self.component_class(name)
+            cls.check(self.context(name, cls))
 
     def ensure(self, component: str) -> Facts:
         """The facts of ``component``, building it and its requirements first if nobody has yet.
@@ -410,7 +433,7 @@ class Environment:
         )
         self.progress(f"building {component} ...")
         try:
-            facts = cls().build(self)
+            facts = cls().build(self.context(component, cls))
         except BaseException as exc:
             redactor = self.redactor()
             cause = redactor.redact(_one_line(exc))
@@ -457,7 +480,7 @@ class Environment:
                     cls = registry.load(state["impl"]) if state.get("impl") else None
                     facts = Facts.from_json(state["facts"]) if state.get("facts") else Facts()
                     if cls is not None:
-                        cls().teardown(self, facts)
+                        cls().teardown(self.context(name, cls), facts)
                     self.stop_processes(name)
                 except Exception as exc:  # noqa: BLE001 - one component's failure must not stop the rest
                     problems.append(redactor.redact(f"teardown of {name}: {_one_line(exc)}"))

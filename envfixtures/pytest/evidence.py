@@ -62,7 +62,7 @@ def _component(env: "Environment", name: str) -> str:
         return header + (f"\n{error}" if error else "")
     try:
         facts = Facts.from_json(state.get("facts") or {})
-        text = env.component_class(name)().diagnose(env, facts) or "(no diagnosis)"
+        text = env.component_class(name)().diagnose(env.context(name), facts) or "(no diagnosis)"
     except Exception as exc:  # noqa: BLE001 - a diagnosis that fails must not hide the test's own failure
         log.warning("diagnose of %s failed: %s", name, exc)
         text = f"(diagnose failed: {type(exc).__name__}: {exc})"

@@ -15,7 +15,6 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from envfixtures.core.errors import TemplateError
@@ -43,13 +42,14 @@ class App:
 
 
 def context(
-    sha: str = EXAMPLE_SHA, env_name: str = EXAMPLE_ENV, root: Path | str = "/srv/envfixtures"
+    sha: str = EXAMPLE_SHA,
+    env_name: str = EXAMPLE_ENV,
+    root: Path | str = "/srv/envfixtures",
+    requires: tuple[str, ...] | None = None,
 ) -> render.Context:
-    """The check-time context of the apps component (its placeholders, its requirements as stand-ins)."""
-    from envfixtures.components.apps import Apps, context_values
-
-    env = SimpleNamespace(sha=sha, name=env_name, root=Path(root))
-    return render.check_context(context_values(env), Apps.requires)  # type: ignore[arg-type]
+    """The check-time context: the templates' placeholders, stand-ins for the facts of ``requires`` (the apps
+    component passes its own; ``None``, as in the static stage, accepts the facts of any component)."""
+    return render.check_context(render.placeholders(sha, env_name, root), requires)
 
 
 def load(path: Path | str, ctx: render.Context | None = None, sha: str = EXAMPLE_SHA) -> App:
@@ -212,13 +212,13 @@ def check_file(path: Path | str, ctx: render.Context | None = None, sha: str = E
     return check(app)
 
 
-def check_dir(directory: Path | str, sha: str = EXAMPLE_SHA) -> list[Finding]:
+def check_dir(directory: Path | str, sha: str = EXAMPLE_SHA, requires: tuple[str, ...] | None = None) -> list[Finding]:
     """Every ``*.json`` of ``directory``, and app ids unique across them."""
     directory = Path(directory)
     files = sorted(directory.glob("*.json"))
     if not files:
         return [Finding(str(directory), "/", "marathon-parse", "no *.json app templates")]
-    ctx = context(sha)
+    ctx = context(sha, requires=requires)
     findings: list[Finding] = []
     seen: dict[str, Path] = {}
     for path in files:

@@ -29,7 +29,7 @@ class Context:
 
     def __init__(self, values: Mapping[str, str], facts: Mapping[str, Mapping[str, Any]]) -> None:
         self.values = dict(values)
-        self.facts = dict(facts)
+        self.facts = facts if isinstance(facts, AnyComponent) else dict(facts)
 
     def lookup(self, name: str) -> tuple[str, bool] | None:
         """(value, is_secret) for a placeholder name, or None when unknown."""
@@ -54,8 +54,24 @@ class StandIn(dict):
         return f"<{key}>"
 
 
-def check_context(values: Mapping[str, str], requires: tuple[str, ...]) -> Context:
-    return Context(values, {name: StandIn() for name in requires})
+class AnyComponent(dict):
+    """Stand-ins for the facts of any component (the static stage, which does not know the apps' requirements)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> StandIn:
+        return StandIn()
+
+
+def placeholders(sha: str, env_name: str, root: Path | str) -> dict[str, str]:
+    """The plain placeholders of the templates (facts of the requirements come in as ``facts.<name>.<key>``)."""
+    return {"sha": sha, "short_sha": sha[:12], "env_name": env_name, "group": f"/{env_name}", "root": str(root)}
+
+
+def check_context(values: Mapping[str, str], requires: tuple[str, ...] | None) -> Context:
+    """Stand-ins for the facts of ``requires`` (``None``: of any component)."""
+    return Context(values, AnyComponent() if requires is None else {name: StandIn() for name in requires})
 
 
 def build_context(values: Mapping[str, str], facts: Mapping[str, Facts]) -> Context:

@@ -1,0 +1,81 @@
+"""Typed settings, checked once at configure time.
+
+Values arrive as ``KEY=VALUE`` strings (``--env-set``, ini ``env_settings``, ``envfixtures up --set``) into one
+flat namespace. Each component declares the keys it reads as a frozen dataclass (``Component.Settings``); the
+environment's own keys are :class:`EnvironmentSettings`. A key no class declares is refused with the list of
+known keys, and a value of the wrong type is refused naming the key — both before anything is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+from envfixtures.core.errors import ConfigError
+
+S = TypeVar("S")
+
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvironmentSettings:
+    """Keys of the environment itself, whatever its components."""
+
+    #: no progress lines on the terminal (they still go to ``logs/progress.log``)
+    quiet: bool = False
+    #: policy rule ids to turn off (see ``envfixtures.rules.policy``), separated by commas or spaces
+    rules_off: str = ""
+    #: aws host checks: the bastion to reach the stack's hosts through, the user and key to log in with
+    ssh_bastion: str = ""
+    ssh_user: str = "ec2-user"
+    ssh_identity_file: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class NoSettings:
+    """A component that reads no setting."""
+
+
+def known_keys(classes: Iterable[type]) -> list[str]:
+    return sorted({f.name for cls in classes for f in dataclasses.fields(cls)})
+
+
+def check(values: Mapping[str, str], classes: Iterable[type], source: str = "--env-set") -> None:
+    """Refuse a key no class declares (listing the known ones) and a value of the wrong type."""
+    classes = list(classes)
+    known = known_keys(classes)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"{source}: unknown setting {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
+    for cls in classes:
+        parse(cls, values, source)
+
+
+def parse(cls: type[S], values: Mapping[str, str], source: str = "--env-set") -> S:
+    """An instance of ``cls`` from the string ``values`` it declares (others are ignored); defaults for the rest."""
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if field.name in values:
+            kwargs[field.name] = _convert(hints[field.name], values[field.name], f"{source} {field.name}")
+    return cls(**kwargs)
+
+
+def _convert(kind: Any, raw: str, where: str) -> Any:
+    text = str(raw).strip()
+    if kind is bool:
+        if text.lower() in TRUE:
+            return True
+        if text.lower() in FALSE:
+            return False
+        raise ConfigError(f"{where}={raw!r}: expected true or false")
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            raise ConfigError(f"{where}={raw!r}: expected {'a whole number' if kind is int else 'a number'}") from None
+    return text

@@ -1,0 +1,54 @@
+"""Typed settings: a key nobody declares and a value of the wrong type are refused, naming them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from envfixtures.core import settings
+from envfixtures.core.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Broker:
+    broker_nodes: int = 3
+    broker_timeout: float = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Apps:
+    apps_strict: bool = False
+    apps_label: str = "x"
+
+
+def test_values_are_typed_and_defaults_fill_the_rest() -> None:
+    values = {"broker_nodes": "5", "apps_strict": "yes", "apps_label": " blue "}
+    assert settings.parse(Broker, values) == Broker(broker_nodes=5, broker_timeout=60.0)
+    assert settings.parse(Apps, values) == Apps(apps_strict=True, apps_label="blue")
+
+
+def test_an_unknown_key_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings.check({"broker_node": "3"}, [Broker, Apps])
+    assert str(caught.value) == (
+        "--env-set: unknown setting 'broker_node'; known: apps_label, apps_strict, broker_nodes, broker_timeout"
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"broker_nodes": "three"}, "--env-set broker_nodes='three': expected a whole number"),
+        ({"broker_timeout": "soon"}, "--env-set broker_timeout='soon': expected a number"),
+        ({"apps_strict": "maybe"}, "--env-set apps_strict='maybe': expected true or false"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_naming_the_key(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match="^" + message.replace("(", r"\(") + "$"):
+        settings.check(values, [Broker, Apps])
+
+
+def test_the_environment_declares_its_own_keys() -> None:
+    assert settings.parse(settings.EnvironmentSettings, {"quiet": "true"}).quiet is True
+    assert "rules_off" in settings.known_keys([settings.EnvironmentSettings])
