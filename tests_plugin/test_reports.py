@@ -20,7 +20,7 @@ from conftest import SHA, Project
 from envfixtures.core.environment import Environment
 from envfixtures.core.facts import MASK
 from envfixtures.core.redaction import Redactor
-from envfixtures.pytest import promotion, reports
+from envfixtures.pytest import promotion, reports, summary
 from envfixtures.testing import SECRET
 
 XSD = Path(__file__).parent / "data" / "junit-10.xsd"
@@ -265,6 +265,34 @@ def test_redaction_keeps_the_failure_structure() -> None:
     assert SECRET not in str(report.longrepr) and MASK in str(report.longrepr)
     assert report.longrepr.reprcrash.message.startswith(f"AssertionError: assert '{MASK}' == 'x'")
     assert report.sections == [("Captured stdout call", MASK)]
+
+
+def test_report_html_escapes_what_the_run_reports() -> None:
+    """The page is rendered with autoescape on: a failure reason carrying markup shows as text, never as markup."""
+    reason = "AssertionError: assert '<script>alert(1)</script>' == \"x & y\""
+    failure = {"nodeid": "t.py::t[<b>]", "reason": reason, "when": "call", "longrepr": "E   <script>", "evidence": ""}
+    view = {
+        "sha": SHA,
+        "environment": "env",
+        "backend": "local",
+        "dirty": False,
+        "started": "2026-01-01T00:00:00+00:00",
+        "ended": "2026-01-01T00:00:01+00:00",
+        "seconds": 1.0,
+        "counts": {"tests": 1, "failed": 1},
+        "failures": [failure],
+        "timeline": [],
+        "teardown_problems": [],
+        "promotable": False,
+        "refusals": ["not every test passed (1 failed)"],
+    }
+    page = summary.html_page(view)
+    assert "<script>" not in page and "<b>" not in page
+    escaped = "AssertionError: assert &#39;&lt;script&gt;alert(1)&lt;/script&gt;&#39; == &#34;x &amp; y&#34;"
+    assert f"<summary><code>t.py::t[&lt;b&gt;]</code> — {escaped}</summary>" in page
+    assert "<pre>E   &lt;script&gt;</pre>" in page
+    assert html_counts(page) == {"tests": 1, "failed": 1}
+    assert page.startswith("<!DOCTYPE html>") and page.endswith("</body></html>\n")
 
 
 def _facts(project: Project, component: str) -> dict:

@@ -3,7 +3,8 @@
 Status codes, headers (``Location``, ``Marathon-Deployment-Id``) and bodies follow Marathon's RAML
 (``reference/marathon/raml``). The state and task handling live in :mod:`.engine`.
 Run: ``python -m envfixtures.drivers.marathon.server --port P --workdir D``. SIGTERM / SIGINT stop every task, then
-the server. Standard library ``http.server`` is enough here: a few requests per second, JSON only.
+the server. Standard library ``http.server`` is enough here: a few requests per second, JSON only. Requests are
+routed by werkzeug's URL map (:data:`ROUTES`): app ids hold slashes, and its rules say which suffix wins.
 """
 
 from __future__ import annotations
@@ -19,14 +20,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, PathConverter, Rule
+
 from envfixtures.drivers.marathon.engine import ApiError, Engine
 
 log = logging.getLogger(__name__)
 
 
-def _flag(query: dict[str, list[str]], name: str, default: bool = False) -> bool:
+Query = dict[str, list[str]]
+
+
+def _flag(query: Query, name: str, default: bool = False) -> bool:
     values = query.get(name)
     return default if not values else values[-1].lower() in ("true", "1", "")
+
+
+def _last(query: Query, name: str) -> str | None:
+    return (query.get(name) or [None])[-1]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -85,7 +96,8 @@ class Handler(BaseHTTPRequestHandler):
         path = unquote(split.path).rstrip("/") or "/"
         query = parse_qs(split.query, keep_blank_values=True)
         try:
-            self._route(self.command, path, query)
+            endpoint, args = route(self.command, path)
+            getattr(self, endpoint)(query, **args)
         except ApiError as err:
             self._send(err.status, err.body)
         except Exception:  # noqa: BLE001 - a bug answers 500 with a message, like Marathon
@@ -94,92 +106,159 @@ class Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _dispatch
 
-    # -- routes ---------------------------------------------------------------------------------------------
+    # -- endpoints: one per rule of ROUTES, called with the query and the rule's arguments -----------------
 
-    def _route(self, method: str, path: str, query: dict[str, list[str]]) -> None:
-        engine = self.engine
-        force = _flag(query, "force")
-        embed = query.get("embed", [])
-        if path == "/ping" and method in ("GET", "HEAD"):
-            return self._send(200, "pong", content_type="text/plain; charset=utf-8")
-        if path == "/v2/info" and method == "GET":
-            return self._send(200, engine.info())
-        if path == "/v2/leader" and method == "GET":
-            return self._send(200, {"leader": engine.address})
-        if path == "/v2/apps":
-            if method == "GET":
-                return self._send(
-                    200,
-                    engine.list_apps(
-                        embed=embed,
-                        id_filter=(query.get("id") or [None])[-1],
-                        cmd_filter=(query.get("cmd") or [None])[-1],
-                        label=(query.get("label") or [None])[-1],
-                    ),
-                )
-            if method == "POST":
-                body = self._body()
-                if not isinstance(body, dict):
-                    raise ApiError(
-                        400,
-                        {"message": "Invalid JSON", "details": [{"path": "/", "errors": ["error.expected.jsobject"]}]},
-                    )
-                app, dep_id = engine.create_app(body)
-                return self._send(201, app, {"Location": f"/v2/apps{app['id']}", "Marathon-Deployment-Id": dep_id})
-        if path.startswith("/v2/apps/"):
-            return self._route_app(method, path[len("/v2/apps") :], query, force, embed)
-        if path == "/v2/tasks" and method == "GET":
-            return self._send(200, engine.all_tasks())
-        if path == "/v2/groups" or path.startswith("/v2/groups/"):
-            group_id = path[len("/v2/groups") :] or "/"
-            if method == "GET":
-                return self._send(200, engine.get_group(group_id, embed))
-            if method == "PUT":
-                return self._deployed(engine.put_group(group_id, self._body(), force=force))
-            if method == "POST":
-                body = self._body()
-                if not isinstance(body, dict):
-                    raise ApiError(400, {"message": "Invalid JSON"})
-                gid = body.get("id") or group_id
-                if gid in engine.groups and gid != "/":
-                    raise ApiError(409, {"message": f"Group {gid} is already created. Use PUT to change this group."})
-                return self._deployed(engine.put_group(gid, body, force=force), 201, f"/v2/groups{gid}")
-            if method == "DELETE":
-                return self._deployed(engine.delete_group(group_id, force=force))
-        if path == "/v2/deployments" and method == "GET":
-            return self._send(200, engine.list_deployments())
-        if path.startswith("/v2/deployments/") and method == "DELETE":
-            result = engine.cancel_deployment(path[len("/v2/deployments/") :], force=force)
-            if result is None:
-                return self._send(202)
-            return self._deployed(result)
-        if path == "/v2/queue" and method == "GET":
-            return self._send(200, engine.queue())
-        raise ApiError(404, {"message": f"{method} {path} is not part of the local scheduler's API"})
+    def ping(self, query: Query) -> None:
+        self._send(200, "pong", content_type="text/plain; charset=utf-8")
 
-    def _route_app(self, method: str, rest: str, query: dict[str, list[str]], force: bool, embed: list[str]) -> None:
-        engine = self.engine
-        if rest.endswith("/restart") and method == "POST":
-            return self._deployed(engine.restart_app(rest[: -len("/restart")], force=force))
-        if "/tasks" in rest:
-            app_id, _, task_id = rest.partition("/tasks")
-            task_id = task_id.strip("/")
-            if method == "GET" and not task_id:
-                return self._send(200, engine.app_tasks(app_id))
-            if method == "DELETE" and task_id:
-                return self._send(200, engine.kill_task(app_id, task_id, scale=_flag(query, "scale")))
-        if method == "GET":
-            return self._send(200, engine.get_app(rest, embed))
-        if method in ("PUT", "PATCH"):
-            created, result = engine.put_app(
-                rest, self._body(), force=force, partial=method == "PATCH" or _flag(query, "partialUpdate", True)
+    def info(self, query: Query) -> None:
+        self._send(200, self.engine.info())
+
+    def leader(self, query: Query) -> None:
+        self._send(200, {"leader": self.engine.address})
+
+    def list_apps(self, query: Query) -> None:
+        self._send(
+            200,
+            self.engine.list_apps(
+                embed=query.get("embed", []),
+                id_filter=_last(query, "id"),
+                cmd_filter=_last(query, "cmd"),
+                label=_last(query, "label"),
+            ),
+        )
+
+    def create_app(self, query: Query) -> None:
+        body = self._body()
+        if not isinstance(body, dict):
+            raise ApiError(
+                400, {"message": "Invalid JSON", "details": [{"path": "/", "errors": ["error.expected.jsobject"]}]}
             )
-            if created:
-                return self._deployed(result, 201, "/v2/apps/" + rest.strip("/"))
-            return self._deployed(result)
-        if method == "DELETE":
-            return self._deployed(engine.delete_app(rest, force=force))
-        raise ApiError(404, {"message": f"{method} /v2/apps{rest} is not part of the local scheduler's API"})
+        app, dep_id = self.engine.create_app(body)
+        self._send(201, app, {"Location": f"/v2/apps{app['id']}", "Marathon-Deployment-Id": dep_id})
+
+    def get_app(self, query: Query, app_id: str) -> None:
+        self._send(200, self.engine.get_app("/" + app_id, query.get("embed", [])))
+
+    def put_app(self, query: Query, app_id: str) -> None:
+        partial = self.command == "PATCH" or _flag(query, "partialUpdate", True)
+        created, result = self.engine.put_app("/" + app_id, self._body(), force=_flag(query, "force"), partial=partial)
+        if created:
+            return self._deployed(result, 201, "/v2/apps/" + app_id.strip("/"))
+        return self._deployed(result)
+
+    def delete_app(self, query: Query, app_id: str) -> None:
+        self._deployed(self.engine.delete_app("/" + app_id, force=_flag(query, "force")))
+
+    def restart_app(self, query: Query, app_id: str) -> None:
+        self._deployed(self.engine.restart_app("/" + app_id, force=_flag(query, "force")))
+
+    def app_tasks(self, query: Query, app_id: str) -> None:
+        self._send(200, self.engine.app_tasks("/" + app_id))
+
+    def kill_task(self, query: Query, app_id: str, task_id: str) -> None:
+        self._send(200, self.engine.kill_task("/" + app_id, task_id.strip("/"), scale=_flag(query, "scale")))
+
+    def all_tasks(self, query: Query) -> None:
+        self._send(200, self.engine.all_tasks())
+
+    def get_group(self, query: Query, group_id: str = "") -> None:
+        self._send(200, self.engine.get_group("/" + group_id, query.get("embed", [])))
+
+    def put_group(self, query: Query, group_id: str = "") -> None:
+        self._deployed(self.engine.put_group("/" + group_id, self._body(), force=_flag(query, "force")))
+
+    def create_group(self, query: Query, group_id: str = "") -> None:
+        body = self._body()
+        if not isinstance(body, dict):
+            raise ApiError(400, {"message": "Invalid JSON"})
+        gid = body.get("id") or "/" + group_id
+        if gid in self.engine.groups and gid != "/":
+            raise ApiError(409, {"message": f"Group {gid} is already created. Use PUT to change this group."})
+        self._deployed(self.engine.put_group(gid, body, force=_flag(query, "force")), 201, f"/v2/groups{gid}")
+
+    def delete_group(self, query: Query, group_id: str = "") -> None:
+        self._deployed(self.engine.delete_group("/" + group_id, force=_flag(query, "force")))
+
+    def list_deployments(self, query: Query) -> None:
+        self._send(200, self.engine.list_deployments())
+
+    def cancel_deployment(self, query: Query, deployment_id: str) -> None:
+        result = self.engine.cancel_deployment(deployment_id, force=_flag(query, "force"))
+        if result is None:
+            return self._send(202)
+        return self._deployed(result)
+
+    def queue(self, query: Query) -> None:
+        self._send(200, self.engine.queue())
+
+
+class IdConverter(PathConverter):
+    """An app, group, task or deployment id: the rest of the path, slashes included (like ``path``).
+
+    Unlike ``path`` it may start with a slash (``/v2/apps//a`` is app ``/a``: Marathon's ids drop empty
+    segments). Non-greedy, so in ``<id:app_id>/tasks/<id:task_id>`` the app id ends at the first ``/tasks/``.
+    """
+
+    regex = ".+?"
+    part_isolating = False  # werkzeug infers True from a regex without "/"; this one spans segments
+
+
+#: Marathon's v2 REST API as far as the local scheduler serves it; endpoints name the Handler's methods.
+#: Where a path fits more than one rule, werkzeug prefers the rule with more static parts whatever the order
+#: here, so a suffix wins over a bare app id: GET /v2/apps/group/tasks lists the tasks of app /group (as
+#: Marathon's ``{appId:.+}/tasks`` resource does), not app /group/tasks. A path that fits a rule but not its
+#: method falls through to the next rule that fits both (DELETE /v2/apps/a/tasks deletes app /a/tasks).
+#: Trailing slashes are stripped before matching; an unknown path or method is a 404, never a 405.
+ROUTES = Map(
+    [
+        Rule("/ping", endpoint="ping", methods=["GET", "HEAD"]),
+        Rule("/v2/info", endpoint="info", methods=["GET"]),
+        Rule("/v2/leader", endpoint="leader", methods=["GET"]),
+        Rule("/v2/apps", endpoint="list_apps", methods=["GET"]),
+        Rule("/v2/apps", endpoint="create_app", methods=["POST"]),
+        Rule("/v2/apps/<id:app_id>/restart", endpoint="restart_app", methods=["POST"]),
+        Rule("/v2/apps/<id:app_id>/tasks", endpoint="app_tasks", methods=["GET"]),
+        Rule("/v2/apps/<id:app_id>/tasks/<id:task_id>", endpoint="kill_task", methods=["DELETE"]),
+        Rule("/v2/apps/<id:app_id>", endpoint="get_app", methods=["GET"]),
+        Rule("/v2/apps/<id:app_id>", endpoint="put_app", methods=["PUT", "PATCH"]),
+        Rule("/v2/apps/<id:app_id>", endpoint="delete_app", methods=["DELETE"]),
+        Rule("/v2/tasks", endpoint="all_tasks", methods=["GET"]),
+        *(
+            Rule(path, endpoint=endpoint, methods=[method])
+            for path in ("/v2/groups", "/v2/groups/<id:group_id>")
+            for endpoint, method in (
+                ("get_group", "GET"),
+                ("put_group", "PUT"),
+                ("create_group", "POST"),
+                ("delete_group", "DELETE"),
+            )
+        ),
+        Rule("/v2/deployments", endpoint="list_deployments", methods=["GET"]),
+        Rule("/v2/deployments/<id:deployment_id>", endpoint="cancel_deployment", methods=["DELETE"]),
+        Rule("/v2/queue", endpoint="queue", methods=["GET"]),
+    ],
+    converters={"id": IdConverter},
+    strict_slashes=False,  # trailing slashes are stripped before matching: no redirects
+    merge_slashes=False,  # "//" is not redirected either; IdConverter takes it into the id
+)
+
+#: werkzeug lets HEAD into every GET rule; the API answers HEAD on /ping only.
+_HEAD_ENDPOINTS = frozenset({"ping"})
+
+
+def route(method: str, path: str) -> tuple[str, dict[str, str]]:
+    """The endpoint and arguments for ``method path`` (path already unquoted, trailing slashes stripped).
+
+    Raises ApiError 404 when no rule fits, the path or the method (Marathon's API has no 405 here).
+    """
+    try:
+        rule, args = ROUTES.bind("127.0.0.1").match(path, method=method, return_rule=True)
+    except HTTPException:  # NotFound, MethodNotAllowed (RequestRedirect cannot happen: see ROUTES)
+        rule = None
+    if rule is None or (method == "HEAD" and rule.endpoint not in _HEAD_ENDPOINTS):
+        raise ApiError(404, {"message": f"{method} {path} is not part of the local scheduler's API"})
+    return rule.endpoint, args
 
 
 class Server:
