@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from envfixtures.core.ports import free_port  # noqa: E402
 from envfixtures.core.waiting import wait_for  # noqa: E402
 from envfixtures.drivers.marathon import render  # noqa: E402
-from envfixtures.drivers.marathon.client import MarathonClient  # noqa: E402
+from envfixtures.drivers.marathon.client import MarathonClient, Unavailable  # noqa: E402
 
 GOAL_VERIFY_200 = 2.0
 SHA = "0" * 40
@@ -106,7 +106,7 @@ def one_run(workdir: Path) -> dict[str, float]:
     )
     try:
         client = MarathonClient(f"http://127.0.0.1:{port}", timeout=30)
-        wait_for(client.ping, what="scheduler", timeout=30)
+        wait_for(client.ping, what="scheduler", timeout=30, retry_on=(Unavailable,))
         out = {"start": time.perf_counter() - t0}
 
         apps = [platform_like_app("orders-api", 2), platform_like_app("fulfilment-worker", 1)]

@@ -12,17 +12,16 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 
+from envfixtures import lifecycle
 from envfixtures.core import naming, registry
 from envfixtures.core.environment import KEPT, TORN_DOWN, Environment, list_environments
 from envfixtures.core.errors import ConfigError, EnvfixturesError
 from envfixtures.core.facts import Facts
-from envfixtures.pytest.config import git_head, ini_values, parse_settings
+from envfixtures.lifecycle import git_head, ini_values, parse_settings
 
 log = logging.getLogger("envfixtures.cli")
 
@@ -77,18 +76,25 @@ def cmd_up(args: argparse.Namespace) -> int:
     for component in wanted:
         if component not in registry.COMPONENTS:
             raise ConfigError(f"unknown component {component!r}; known: {', '.join(registry.COMPONENTS)}")
-    name = naming.env_name(sha, naming.new_run_id(), os.environ.get("BRANCH_NAME"))
-    common = dict(name=name, sha=sha, backend=args.backend, root=root, home=args.home.resolve(), settings=settings)
-    env = Environment(**common)
-    env.check(wanted)
-    env.description = env.describe(dirty=dirty)
+    env = lifecycle.new_environment(
+        sha=sha,
+        backend=args.backend,
+        root=root,
+        home=args.home.resolve(),
+        branch=os.environ.get("BRANCH_NAME"),
+        settings=settings,
+        components=None,
+        dirty=dirty,
+        check=wanted,
+    )
     env.materialize()
-    _stop_on_sigterm()
+    lifecycle.sigterm_as_interrupt()
     try:
         for component in env.required_closure(wanted):
             env.ensure(component)
     except BaseException:
-        env.teardown()
+        lifecycle.teardown(env)
+        lifecycle.forget(env)
         raise
     env.update_meta(kept=True, status=KEPT)
     print(env.name)
@@ -125,8 +131,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     env = Environment.open(args.home, args.name)
-    problems = env.teardown()
-    env.forget_secrets()
+    problems = lifecycle.teardown(env)
+    lifecycle.forget(env)
     for problem in problems:
         print(problem, file=sys.stderr)
     print(f"{env.name}: torn down")
@@ -141,8 +147,8 @@ def cmd_reap(args: argparse.Namespace) -> int:
         if meta.get("status") == TORN_DOWN or meta.get("kept") or env.owner_alive():
             continue
         try:
-            problems = env.teardown()
-            env.forget_secrets()
+            problems = lifecycle.teardown(env)
+            lifecycle.forget(env)
         except EnvfixturesError as exc:
             problems = [str(exc)]
         reaped += 1
@@ -153,13 +159,6 @@ def cmd_reap(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"up": cmd_up, "ls": cmd_ls, "down": cmd_down, "reap": cmd_reap}
-
-
-def _stop_on_sigterm() -> None:
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _age(seconds: float) -> str:

@@ -96,7 +96,12 @@ def test_broker_quorum_queue_survives_sigkill_of_its_leader(own_cluster: rmq.Clu
         conn.close()
         return None
 
-    conn, ch = wait_for(publish_first, what="a confirmed publish through the survivors", timeout=30)
+    conn, ch = wait_for(
+        publish_first,
+        what="a confirmed publish through the survivors",
+        timeout=30,
+        retry_on=(pika.exceptions.AMQPError,),
+    )
     for body in after[1:]:
         assert _publish(ch, body)
 

@@ -22,7 +22,7 @@ from envfixtures.core.component import Component
 from envfixtures.core.errors import BuildError
 from envfixtures.core.facts import Facts
 from envfixtures.core.ports import free_port
-from envfixtures.core.waiting import wait_for
+from envfixtures.core.waiting import CONNECTION_ERRORS, wait_for
 
 if TYPE_CHECKING:
     from envfixtures.core.context import BuildContext
@@ -52,6 +52,7 @@ def wait_healthy(base_url: str, *, timeout: float, failed: Callable[[], str | No
         lambda: requests.get(f"{base_url}/health", timeout=5).status_code == 200,
         what=f"{base_url}/health answering 200",
         timeout=timeout,
+        retry_on=CONNECTION_ERRORS,
         failed=failed,
         first_delay=0.1,
     )

@@ -75,6 +75,7 @@ class Apps(Component):
             lambda: _all_healthy(client, app_ids),
             what=f"every app of {group} healthy",
             timeout=timeout,
+            retry_on=(Unavailable,),
             failed=lambda: client.failure_since(app_ids, started),
             first_delay=0.1,
         )

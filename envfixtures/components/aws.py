@@ -29,7 +29,7 @@ from envfixtures.core.component import Component
 from envfixtures.core.errors import ConfigError
 from envfixtures.core.facts import Facts
 from envfixtures.core.ports import free_port
-from envfixtures.core.waiting import wait_for
+from envfixtures.core.waiting import CONNECTION_ERRORS, wait_for
 from envfixtures.drivers.aws import clients as aws_clients
 from envfixtures.drivers.aws import cloudformation
 from envfixtures.rules import cloudformation as cfn_rules
@@ -143,7 +143,13 @@ class LocalAws(Component):
             code = proc.poll()
             return None if code is None else f"moto server exited with code {code}; see {log_path}"
 
-        wait_for(lambda: _answers(endpoint_url), what=f"moto server on {endpoint_url}", timeout=30, failed=exited)
+        wait_for(
+            lambda: _answers(endpoint_url),
+            what=f"moto server on {endpoint_url}",
+            timeout=30,
+            retry_on=CONNECTION_ERRORS,
+            failed=exited,
+        )
         acm = aws_clients.make_client("acm", endpoint_url=endpoint_url, region=aws_clients.LOCAL_REGION)
         certificate_arn = acm.request_certificate(DomainName=f"{ctx.name}.envfixtures.test")["CertificateArn"]
         return build_stack(

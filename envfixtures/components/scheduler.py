@@ -18,7 +18,7 @@ from envfixtures.core.errors import BuildError
 from envfixtures.core.facts import Facts
 from envfixtures.core.ports import free_port
 from envfixtures.core.waiting import wait_for
-from envfixtures.drivers.marathon.client import MarathonClient
+from envfixtures.drivers.marathon.client import MarathonClient, Unavailable
 
 if TYPE_CHECKING:
     from envfixtures.core.context import BuildContext
@@ -60,7 +60,9 @@ class LocalScheduler(Component):
             code = proc.poll()
             return None if code is None else f"exited with code {code}; last lines of {log_path}:\n{_tail(log_path)}"
 
-        wait_for(client.ping, what=f"local Marathon on {url}", timeout=PING_TIMEOUT, failed=died)
+        wait_for(
+            client.ping, what=f"local Marathon on {url}", timeout=PING_TIMEOUT, retry_on=(Unavailable,), failed=died
+        )
         ctx.progress(f"scheduler: local Marathon on {url}")
         versions = {"marathon": f"{client.info().version} (envfixtures local scheduler)"}
         return Facts({"url": url, "pid": proc.pid, "workdir": str(workdir), "backend": "local", "versions": versions})
@@ -103,7 +105,7 @@ class StackScheduler(Component):
         if not url:
             raise BuildError(f"the stack of {ctx.name} has no output MarathonUrl (outputs: {sorted(outputs)})")
         client = MarathonClient(url, timeout=5.0)
-        wait_for(client.ping, what=f"Marathon at {url}", timeout=ctx.settings.marathon_timeout)
+        wait_for(client.ping, what=f"Marathon at {url}", timeout=ctx.settings.marathon_timeout, retry_on=(Unavailable,))
         ctx.progress(f"scheduler: Marathon at {url} (leader {client.leader()})")
         return Facts({"url": url, "backend": "aws", "versions": {"marathon": client.info().version}})
 

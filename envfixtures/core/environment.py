@@ -351,9 +351,9 @@ class Environment:
         return BuildContext(self, component, cls.requires, settings_mod.parse(cls.Settings, self.settings))
 
     def check_settings(self) -> None:
-        """Refuse a setting that no component of this environment declares (on any backend), or a bad value."""
+        """Refuse a setting that no known component declares (on any backend), or a value of the wrong type."""
         declared: list[type] = [EnvironmentSettings]
-        for name in self.components:
+        for name in dict.fromkeys([*self.components, *registry.COMPONENTS]):
             for backend in registry.BACKENDS:
                 try:
                     declared.append(registry.load(registry.implementation(name, backend)).Settings)

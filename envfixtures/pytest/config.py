@@ -8,19 +8,16 @@ with ``is not None`` so that an explicit empty or false value still wins. A bad 
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import iniconfig
 import pytest
 
 from envfixtures.core import naming, registry
 from envfixtures.core.errors import ConfigError
+from envfixtures.lifecycle import git_head, parse_settings
 
 #: (option dest, command-line flag, environment variable, ini key, help)
 OPTIONS: list[tuple[str, str, str, str, str]] = [
@@ -163,75 +160,6 @@ def resolve(config: pytest.Config) -> Settings:
                 f"ini env_components: unknown component {name!r}; known: {', '.join(registry.COMPONENTS)}"
             )
     return Settings(backend, sha, dirty, keep, reuse, home, root, branch, components, values)
-
-
-#: pytest's configuration files, in the order pytest looks for them, with the section that makes them count.
-INI_FILES = (("pytest.ini", "pytest"), (".pytest.ini", "pytest"), ("pyproject.toml", None), ("tox.ini", "pytest"),
-             ("setup.cfg", "tool:pytest"))  # fmt: skip
-
-
-def ini_values(start: Path) -> tuple[Path | None, list[str], list[str]]:
-    """``env_components`` and ``env_settings`` from the pytest configuration that pytest would use from ``start``.
-
-    For the ``envfixtures`` command, which runs outside pytest but must build the same environment: the first
-    file found in ``start`` or a parent directory, in pytest's order. Returns (the file, components, settings).
-    """
-    for directory in [start, *start.parents]:
-        for name, section in INI_FILES:
-            path = directory / name
-            if not path.is_file():
-                continue
-            values = _ini_section(path, section)
-            if values is None:
-                continue
-            components = values.get("env_components", "")
-            settings = values.get("env_settings", "")
-            if isinstance(components, str):
-                components = shlex.split(components)
-            if isinstance(settings, str):
-                settings = [line.strip() for line in settings.splitlines() if line.strip()]
-            return path, [str(c) for c in components], [str(s) for s in settings]
-    return None, [], []
-
-
-def _ini_section(path: Path, section: str | None) -> dict[str, Any] | None:
-    try:
-        if section is None:
-            with path.open("rb") as fh:
-                return tomllib.load(fh).get("tool", {}).get("pytest", {}).get("ini_options")
-        ini = iniconfig.IniConfig(str(path))
-        return dict(ini[section].items()) if section in ini else None
-    except (OSError, tomllib.TOMLDecodeError, iniconfig.ParseError) as exc:
-        raise ConfigError(f"{path}: cannot read it: {exc}") from None
-
-
-def parse_settings(lines: list[str], source: str) -> dict[str, str]:
-    """``KEY=VALUE`` lines into a dict; a line without ``=`` or a key is a :class:`ConfigError` naming ``source``."""
-    values = {}
-    for line in lines:
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{source}: expected KEY=VALUE, got {line!r}")
-        values[key.strip()] = value.strip()
-    return values
-
-
-def git_head(root: Path) -> tuple[str, bool]:
-    """The checked-out SHA and whether the working tree has uncommitted changes."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        raise ConfigError(f"--env-sha: {root} is not a git checkout with a commit; pass --env-sha") from None
-    return sha, bool(status.strip())
 
 
 def _backend(value: str) -> str:

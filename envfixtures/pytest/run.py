@@ -9,14 +9,10 @@ the same teardown path runs as for Ctrl-C.
 from __future__ import annotations
 
 import logging
-import os
-import signal
-from types import FrameType
 from typing import Any
 
-from envfixtures.core import naming
-from envfixtures.core.environment import KEPT, TORN_DOWN, Environment
-from envfixtures.core.errors import EnvfixturesError
+from envfixtures import lifecycle
+from envfixtures.core.environment import KEPT, Environment
 from envfixtures.pytest.config import Settings
 
 log = logging.getLogger(__name__)
@@ -33,33 +29,24 @@ class Run:
         self.owner = owner
         self.finished = False
         self.teardown_problems: list[str] = []
-        self._previous_handlers: dict[int, Any] = {}
+        self._previous_sigterm: Any = None
 
     @classmethod
     def for_controller(cls, settings: Settings) -> "Run":
-        """Name the environment (or open the kept one to reuse), after its inputs passed the checks.
-
-        Nothing is written yet: the state directory appears with the first build.
-        """
+        """Name the environment (or open the kept one to reuse), after its inputs passed the checks."""
         if settings.reuse:
-            env = Environment.open(settings.home, settings.reuse)
-            if env.meta.get("status") == TORN_DOWN:
-                raise EnvfixturesError(f"--env-reuse: environment {env.name} was torn down; nothing to reuse")
-            env.check()
-            env.claim()
-            env.description = env.meta
-            return cls(env, settings, owner=False)
-        env = Environment(
-            name=naming.env_name(settings.sha, naming.new_run_id(), settings.branch),
+            return cls(lifecycle.open_for_reuse(settings.home, settings.reuse), settings, owner=False)
+        env = lifecycle.new_environment(
             sha=settings.sha,
             backend=settings.backend,
             root=settings.root,
             home=settings.home,
+            branch=settings.branch,
             settings=settings.values,
             components=settings.components,
+            dirty=settings.dirty,
+            kept=settings.keep,
         )
-        env.check()
-        env.description = env.describe(dirty=settings.dirty, kept=settings.keep)
         return cls(env, settings, owner=True)
 
     @classmethod
@@ -70,18 +57,7 @@ class Run:
 
     def install_signal_handlers(self) -> None:
         """SIGTERM raises KeyboardInterrupt in the main thread, so teardown runs as for Ctrl-C."""
-        self._previous_handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, _interrupt)
-
-    def shield_signals(self) -> None:
-        """During teardown a second Ctrl-C or SIGTERM must not leave the environment half torn down."""
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous_handlers.setdefault(sig, signal.getsignal(sig))
-            signal.signal(sig, _ignored)
-
-    def restore_signals(self) -> None:
-        for sig, handler in self._previous_handlers.items():
-            signal.signal(sig, handler)
-        self._previous_handlers.clear()
+        self._previous_sigterm = lifecycle.sigterm_as_interrupt()
 
     # ------------------------------------------------------------------ the end of the run
 
@@ -101,25 +77,10 @@ class Run:
             )
         if not self.owner:
             return None
-        self.shield_signals()
-        try:
-            self.teardown_problems = self.env.teardown()
-        finally:
-            self.restore_signals()
+        self.teardown_problems = lifecycle.teardown(self.env)
         if self.teardown_problems:
             return "envfixtures: teardown problems:\n  " + "\n  ".join(self.teardown_problems)
         return None
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-
-def _ignored(signum: int, frame: FrameType | None) -> None:
-    try:
-        os.write(2, f"envfixtures: {signal.Signals(signum).name} ignored while tearing down\n".encode())
-    except OSError:
-        pass
 
 
 def is_worker(config: Any) -> bool:

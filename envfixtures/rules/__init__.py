@@ -143,15 +143,3 @@ def refuse(findings: list[Finding]) -> None:
 def templates_dir(root: Path | str) -> Path:
     """The templates of the project at ``root``."""
     return Path(root) / "templates"
-
-
-def check_all(root: Path | str, disabled: Iterable[str] = ()) -> list[Finding]:
-    """Every static rule on the templates of the project at ``root`` (cfn-lint included), less the policy
-    rules in ``disabled`` (see :func:`.policy.disabled`)."""
-    from envfixtures.rules import cloudformation, marathon, policy, rabbitmq
-
-    base = templates_dir(root)
-    findings = cloudformation.check_file(base / "cloudformation" / "environment.yaml", lint=True)
-    findings += marathon.check_dir(base / "marathon")
-    findings += rabbitmq.check_file(base / "rabbitmq" / "definitions.json")
-    return policy.without(findings, disabled)

@@ -156,7 +156,7 @@ class Service:
             return f"exited with {code}: {self.log.read_text()[-800:]}" if code is not None else None
 
         wait_for(lambda: requests.get(self.url + "/health", timeout=2).status_code == 200,
-                 what=f"{self.url}/health", timeout=timeout, failed=failed)  # fmt: skip
+                 what=f"{self.url}/health", timeout=timeout, retry_on=(OSError,), failed=failed)  # fmt: skip
 
     def kill(self) -> None:
         stop_group(self.proc.pid, timeout=0.1, sig=signal.SIGKILL)

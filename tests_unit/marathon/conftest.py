@@ -15,7 +15,7 @@ import pytest
 from envfixtures.core.ports import free_port
 from envfixtures.core.processes import MARKER, find_marked
 from envfixtures.core.waiting import wait_for
-from envfixtures.drivers.marathon.client import MarathonClient
+from envfixtures.drivers.marathon.client import MarathonClient, Unavailable
 
 
 class LocalMarathon:
@@ -49,6 +49,7 @@ class LocalMarathon:
             self.client.ping,
             what="local marathon",
             timeout=20,
+            retry_on=(Unavailable,),
             failed=lambda: None if self.proc.poll() is None else f"exited: {self.log.read_text()[-2000:]}",
         )
 

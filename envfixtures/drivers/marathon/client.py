@@ -294,6 +294,7 @@ class MarathonClient:
             gone,
             what=f"Marathon deployment {deployment_id}",
             timeout=timeout,
+            retry_on=(Unavailable,),
             failed=failed if watched else None,
             first_delay=0.1,
             max_delay=1.0,

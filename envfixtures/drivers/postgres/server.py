@@ -223,7 +223,9 @@ def wait_ready(
             return f"postgres exited with code {proc.returncode} (see its log)"
         return None
 
-    return wait_for(probe, what=f"PostgreSQL on {host}:{port}", timeout=timeout, failed=failed)
+    return wait_for(
+        probe, what=f"PostgreSQL on {host}:{port}", timeout=timeout, retry_on=(psycopg.OperationalError,), failed=failed
+    )
 
 
 def wait_ready_app(conninfo: str, *, timeout: float = 60.0, what: str = "the database") -> bool:
@@ -234,7 +236,7 @@ def wait_ready_app(conninfo: str, *, timeout: float = 60.0, what: str = "the dat
             conn.execute("SELECT 1")
         return True
 
-    return wait_for(probe, what=what, timeout=timeout, max_delay=5.0)
+    return wait_for(probe, what=what, timeout=timeout, retry_on=(psycopg.OperationalError,), max_delay=5.0)
 
 
 def create_app_database(

@@ -30,7 +30,7 @@ from envfixtures.core.ports import free_port
 from envfixtures.core.processes import ProcessRecord, group_members, start_time
 from envfixtures.core.waiting import wait_for
 from envfixtures.drivers.rabbitmq import ENABLED_PLUGINS
-from envfixtures.drivers.rabbitmq.management import Management
+from envfixtures.drivers.rabbitmq.management import Management, ManagementError
 
 log = logging.getLogger(__name__)
 
@@ -202,21 +202,6 @@ class Cluster:
         proc, rec = self._spawn(node.name.split("@")[0], argv, self.spec.node_environ(node))
         self.nodes[node.name] = Started(node.name, proc, rec)
 
-    def _wait_answering(self, nodes: Sequence[NodeSpec], *, timeout: float) -> None:
-        clients = [self.spec.management(n.index - 1, timeout=5) for n in nodes]
-        try:
-            wait_for(
-                lambda: all(c.overview() for c in clients),
-                what=f"management API of {[n.name for n in nodes]}",
-                timeout=timeout,
-                failed=self._dead_reason,
-                first_delay=0.2,
-                max_delay=0.3,
-            )
-        finally:
-            for client in clients:
-                client.close()
-
     def wait_formed(self, *, timeout: float = 120.0) -> None:
         """Wait until every node's management API answers and node 1 sees all nodes running."""
         names = {n.name for n in self.spec.nodes}
@@ -233,6 +218,7 @@ class Cluster:
                 formed,
                 what=f"RabbitMQ cluster of {len(names)} node(s) in {self.spec.dir}",
                 timeout=timeout,
+                retry_on=(ManagementError,),
                 failed=self._dead_reason,
                 first_delay=0.25,
                 max_delay=0.5,
