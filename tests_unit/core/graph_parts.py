@@ -1,0 +1,58 @@
+"""Components for the build graph's own tests: no process, no server; every build and teardown leaves a line in
+the state directory, so the tests can count and order them."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from envfixtures.core.component import Component
+from envfixtures.core.errors import BuildError
+from envfixtures.core.facts import Facts
+
+
+def _log(ctx, what: str) -> None:  # noqa: ANN001
+    with open(ctx.state_dir / f"{what}.log", "a") as fh:
+        fh.write(f"{ctx.component} {os.getpid()} {time.monotonic():.6f}\n")
+
+
+class Part(Component):
+    name = "a"
+
+    def build(self, ctx):  # noqa: ANN001, ANN201
+        _log(ctx, "builds")
+        time.sleep(0.2)  # long enough for every concurrent caller to arrive while it builds
+        return Facts({"by": os.getpid()})
+
+    def teardown(self, ctx, facts):  # noqa: ANN001, ANN201
+        _log(ctx, "teardowns")
+
+
+class A(Part):
+    name = "a"
+
+
+class B(Part):
+    name = "b"
+
+
+class Top(Part):
+    name = "top"
+    requires = ("a", "b")
+
+    def build(self, ctx):  # noqa: ANN001, ANN201
+        assert ctx.facts("a")["by"] and ctx.facts("b")["by"]  # requirements are built first
+        return super().build(ctx)
+
+
+class Broken(Part):
+    name = "broken"
+
+    def build(self, ctx):  # noqa: ANN001, ANN201
+        _log(ctx, "builds")
+        raise BuildError("broken on purpose")
+
+
+class NeedsBroken(Part):
+    name = "needs_broken"
+    requires = ("broken",)
