@@ -61,7 +61,6 @@ def pytest_configure_node(node: Any) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     run = session.config.stash.get(RUN_KEY, None)
     if run is not None and not is_worker(session.config):
-        reports.add_suite_properties(session.config, run)
         narrowed = promotion.selection_narrowed(session.config.option)
         session.config.stash[RESULTS_KEY] = reports.Results(narrowed=narrowed)
         reports.forget_promotion(session.config)
@@ -142,12 +141,6 @@ class _RunPlugin:
         if self.results is not None:
             status = self.config.hook.pytest_report_teststatus(report=report, config=self.config)
             self.results.add(report, status[0] if status else "")
-
-    @pytest.hookimpl(trylast=True, specname="pytest_runtest_logreport")
-    def pytest_runtest_logreport_junit(self, report: pytest.TestReport) -> None:
-        """After junitxml wrote the test's entry: its evidence as the entry's system-out."""
-        if self.results is not None:
-            reports.junit_evidence(self.config, report)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if self.results is not None and report.failed:

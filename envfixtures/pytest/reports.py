@@ -18,6 +18,7 @@ import datetime
 import json
 import logging
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,18 +38,6 @@ log = logging.getLogger(__name__)
 SUMMARY, HTML, PROMOTION = "summary.md", "report.html", "promotion.json"
 REASON_CHARS = 400
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
-
-
-def add_suite_properties(config: pytest.Config, run: "Run") -> None:
-    """SHA, environment name and backend (and a dirty tree) as properties of the JUnit test suite."""
-    xml = _junit(config)
-    if xml is None:
-        return
-    env = run.env
-    xml.add_global_property("envfixtures.sha", env.sha)
-    xml.add_global_property("envfixtures.env", env.name)
-    xml.add_global_property("envfixtures.backend", env.backend)
-    xml.add_global_property("envfixtures.dirty", str(bool((env.description or {}).get("dirty"))).lower())
 
 
 def redact_report(report: pytest.TestReport, redactor: Redactor) -> None:
@@ -104,27 +93,6 @@ def attach_evidence(item: pytest.Item, report: pytest.TestReport, run: "Run") ->
 
 def evidence_of(report: pytest.TestReport) -> str:
     return "\n".join(content for title, content in report.sections if title == evidence.SECTION)
-
-
-def junit_evidence(config: pytest.Config, report: pytest.TestReport) -> None:
-    """Write a failing test's evidence into its JUnit entry as ``<system-out>`` (after junitxml handled the report)."""
-    text = evidence_of(report)
-    xml = _junit(config)
-    if not text or xml is None or not report.failed:
-        return
-    from _pytest.junitxml import bin_xml_escape
-
-    header = f" {evidence.SECTION} ".center(80, "-")
-    element = xml_element("system-out", bin_xml_escape(f"{header}\n{text}\n"))
-    xml.node_reporter(report).append(element)
-
-
-def xml_element(tag: str, text: str) -> Any:
-    import xml.etree.ElementTree as ET
-
-    element = ET.Element(tag)
-    element.text = text
-    return element
 
 
 # ---------------------------------------------------------------------- results
@@ -209,12 +177,72 @@ def failure_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
 # ---------------------------------------------------------------------- the files
 
 
+def junit_path(config: pytest.Config) -> Path | None:
+    """The file of ``--junitxml`` (as pytest's junitxml plugin resolves it), or None."""
+    value = config.option.xmlpath
+    if not value or hasattr(config, "workerinput"):
+        return None
+    return Path(os.path.abspath(os.path.expanduser(os.path.expandvars(value))))
+
+
 def reports_dir(config: pytest.Config) -> Path:
     """The directory of the JUnit file, or ``<rootdir>/reports`` without ``--junitxml``."""
-    xml = _junit(config)
-    if xml is not None:
-        return Path(xml.logfile).parent
-    return Path(config.rootpath) / "reports"
+    path = junit_path(config)
+    return path.parent if path is not None else Path(config.rootpath) / "reports"
+
+
+def complete_junit(config: pytest.Config, run: "Run", results: "Results", redactor: Redactor) -> None:
+    """Add to the JUnit file pytest wrote: the SHA, environment and backend as suite properties, and each failing
+    test's evidence as its ``<system-out>``. Done on the file itself, after pytest's junitxml plugin wrote it, so
+    nothing private of pytest is used."""
+    path = junit_path(config)
+    if path is None or not path.exists():
+        return
+    import xml.etree.ElementTree as ET
+
+    tree = ET.parse(path)
+    root = tree.getroot()
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    if suite is None:
+        return
+    env = run.env
+    properties = suite.find("properties")
+    if properties is None:
+        properties = ET.Element("properties")
+        suite.insert(0, properties)
+    for name, value in (
+        ("envfixtures.sha", env.sha),
+        ("envfixtures.env", env.name),
+        ("envfixtures.backend", env.backend),
+        ("envfixtures.dirty", str(bool((env.description or {}).get("dirty"))).lower()),
+    ):
+        ET.SubElement(properties, "property", name=name, value=value)
+    cases = {(c.get("classname"), c.get("name")): c for c in suite.iter("testcase")}
+    header = f" {evidence.SECTION} ".center(80, "-")
+    done: set[str] = set()
+    for failure in results.failures:
+        if not failure.evidence or failure.nodeid in done:
+            continue
+        case = cases.get(_junit_case(failure.nodeid, config.option.junitprefix))
+        if case is not None:
+            out = ET.SubElement(case, "system-out")
+            out.text = _XML_ILLEGAL.sub("?", redactor.redact(f"{header}\n{failure.evidence}\n"))
+            done.add(failure.nodeid)
+    tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
+#: Characters XML 1.0 cannot carry (pytest's junitxml escapes them too).
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _junit_case(nodeid: str, prefix: str | None) -> tuple[str, str]:
+    """The (classname, name) pytest's junitxml gives a test: the documented mangling of its node id."""
+    path, bracket, params = nodeid.partition("[")
+    names = path.split("::")
+    names[0] = re.sub(r"\.py$", "", names[0].replace("/", "."))
+    names[-1] += bracket + params
+    classname = ".".join(names[:-1])
+    return (f"{prefix}.{classname}" if prefix else classname), names[-1]
 
 
 def forget_promotion(config: pytest.Config) -> None:
@@ -235,6 +263,7 @@ def write(config: pytest.Config, run: "Run", results: Results, exitstatus: int) 
     )
     view = build_view(run, results, refusals)
     redactor = env.redactor()
+    complete_junit(config, run, results, redactor)
     out = reports_dir(config)
     out.mkdir(parents=True, exist_ok=True)
     _write(out / SUMMARY, summary.markdown(view), redactor)
@@ -299,12 +328,6 @@ def _write(path: Path, text: str, redactor: Redactor) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(redactor.redact(text))
     os.replace(tmp, path)
-
-
-def _junit(config: pytest.Config) -> Any:
-    from _pytest.junitxml import xml_key  # the same object record_testsuite_property uses
-
-    return config.stash.get(xml_key, None)
 
 
 def _iso(ts: float) -> str:
