@@ -160,3 +160,13 @@ def test_effective_policy_takes_the_highest_priority(doc: dict, tmp_path: Path) 
     assert defs.effective_policy(d.policies, "orders.created") == "urgent"
     assert defs.effective_policy(d.policies, "orders.fulfilled") == "work-queues"
     assert defs.effective_policy(d.policies, "notifications.email") is None
+
+
+def test_a_per_vhost_export_whose_policies_name_their_vhost_is_per_vhost(doc: dict) -> None:
+    """RabbitMQ 3.10's GET /api/definitions/<vhost> keeps ``vhost`` in policies and parameters only (found by
+    tests_plugin/test_definitions_round_trip.py): still the per-vhost shape, its policies matched to its queues."""
+    export = copy.deepcopy(doc)
+    export.update(rabbit_version="3.10.8", parameters=[])
+    for policy in export["policies"]:
+        policy["vhost"] = "ef-0123456-xprt"
+    assert [p for p in defs.problems(export) if p.severity == "error" or p.rule == "rabbitmq-policy-unused"] == []

@@ -244,7 +244,9 @@ class _Checker:
         if self.import_as == "vhost":
             return False
         has_broker_keys = any(k in doc for k in BROKER_SECTIONS)
-        has_vhosts = any("vhost" in e for s in VHOST_SECTIONS for _, e in sections.get(s, []))
+        # A per-vhost export (GET /api/definitions/<vhost>) still names the vhost in its policies and parameters
+        # (RabbitMQ 3.10 does): only a placed entry (exchange, queue, binding) with a vhost makes it whole-broker.
+        has_vhosts = any("vhost" in e for s in PLACED for _, e in sections.get(s, []))
         if self.import_as == "auto" and not (has_broker_keys or has_vhosts):
             return False
         orphans = [f"$.{s}[{i}]" for s in PLACED for i, e in sections.get(s, []) if "vhost" not in e]
