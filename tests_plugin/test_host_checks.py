@@ -4,6 +4,7 @@ recorded), proven on a pytester project whose ``listener`` component (envfixture
 from __future__ import annotations
 
 import pytest
+
 from conftest import Project
 
 LISTENER = """

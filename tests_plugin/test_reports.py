@@ -15,8 +15,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import SHA, Project
 
+from conftest import SHA, Project
 from envfixtures import promotion, reports
 from envfixtures.environment import Environment
 from envfixtures.facts import MASK
