@@ -52,8 +52,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-chmod 755 "$root"  # it becomes "/": mktemp made it 0700, which no other user (postgres) could traverse
 tar -C "$root" -xf "$cache"
+chmod 755 "$root"  # it becomes "/": mktemp made it 0700, which no other user (postgres) could traverse
 mount -t proc proc "$root/proc" && mounted+=("$root/proc")
 mount -t sysfs sys "$root/sys" && mounted+=("$root/sys")
 mount --bind /dev "$root/dev" && mounted+=("$root/dev")
