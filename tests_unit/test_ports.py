@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from pathlib import Path
 
@@ -26,11 +27,27 @@ def test_ports_are_below_the_ephemeral_range_and_distinct(registry: Path) -> Non
             sock.bind(("127.0.0.1", port))  # each one really was free
 
 
+def _busy_port_with_a_free_neighbour() -> tuple[socket.socket, int]:
+    """A listening socket on a port below the ephemeral range whose next port is free: no outgoing connection can
+    take either of them (the kernel picks local ports of connections from the ephemeral range only)."""
+    for _ in range(200):
+        port = random.randint(ports.LOWEST, ports.ephemeral_range()[0] - 2)
+        busy = socket.socket()
+        try:
+            busy.bind(("127.0.0.1", port))
+        except OSError:
+            busy.close()
+            continue
+        if ports._bindable("127.0.0.1", port + 1):
+            busy.listen()
+            return busy, port
+        busy.close()
+    raise AssertionError("no busy/free pair of ports below the ephemeral range")
+
+
 def test_a_port_in_use_is_never_handed_out(registry: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        taken = busy.getsockname()[1]
+    busy, taken = _busy_port_with_a_free_neighbour()
+    with busy:
         monkeypatch.setattr(ports, "LOWEST", taken)
         monkeypatch.setattr(ports, "ephemeral_range", lambda: (taken + 2, taken + 3))
         assert ports.free_port() == taken + 1  # the only free one in [taken, taken+1]

@@ -8,11 +8,14 @@ controller write to it without a lock. A run killed with SIGKILL leaves the jour
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class Journal:
@@ -21,22 +24,38 @@ class Journal:
     def __init__(self, path: Path, env_name: str) -> None:
         self.path = path
         self.env_name = env_name
+        #: lines of the last read that did not parse
+        self.torn = 0
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps({"t": round(time.time(), 3), "writer": os.getpid(), **record}, sort_keys=True) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            if os.fstat(fd).st_size and os.pread(fd, 1, os.fstat(fd).st_size - 1) != b"\n":
+                line = "\n" + line  # after a torn line, start a line of our own rather than finish that one
             os.write(fd, line.encode())
         finally:
             os.close(fd)
 
     def records(self) -> Iterator[dict[str, Any]]:
+        """Every record. A torn line (a SIGKILL or a full disk in the middle of a write) is skipped and counted in
+        :attr:`torn`: what it would have said is covered by the marker backstop, and teardown must go on."""
+        self.torn = 0
         try:
-            with open(self.path) as fh:
+            with open(self.path, errors="replace") as fh:
                 for line in fh:
-                    if line.strip():
-                        yield json.loads(line)
+                    if not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        record = None
+                    if isinstance(record, dict):
+                        yield record
+                    else:
+                        self.torn += 1
+                        log.warning("%s: skipped a torn line: %r", self.path, line[:80])
         except FileNotFoundError:
             return
 

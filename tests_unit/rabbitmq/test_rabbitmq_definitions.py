@@ -170,3 +170,14 @@ def test_a_per_vhost_export_whose_policies_name_their_vhost_is_per_vhost(doc: di
     for policy in export["policies"]:
         policy["vhost"] = "ef-0123456-xprt"
     assert [p for p in defs.problems(export) if p.severity == "error" or p.rule == "rabbitmq-policy-unused"] == []
+
+
+def test_an_erlang_charlist_in_an_error_body_is_decoded() -> None:
+    from envfixtures.drivers.rabbitmq.management import error_text
+
+    body = '{"error":[84,105,109,101,100,32,111,117,116],"reason":"x"}'
+    assert error_text(body) == "error: Timed out; reason: x"
+    assert error_text('{"error":"Object Not Found","reason":"Not Found"}') == (
+        '{"error":"Object Not Found","reason":"Not Found"}'
+    )
+    assert error_text("<html>502</html>") == "<html>502</html>"

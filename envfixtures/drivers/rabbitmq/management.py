@@ -6,17 +6,24 @@ cover neither bulk ``columns=`` reads nor vhost-scoped definitions; we need abou
 
 from __future__ import annotations
 
+import json as _json
 import logging
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
+from envfixtures.core.waiting import wait_for
+
 log = logging.getLogger(__name__)
 
 
 class ManagementError(Exception):
     """A management API call failed; the message names the method, path and status (never credentials)."""
+
+
+class Transient(ManagementError):
+    """A 500 or 503 of a broker under load (a vhost still initialising on its nodes): worth another try."""
 
 
 def _q(name: str) -> str:
@@ -57,7 +64,8 @@ class Management:
         except requests.RequestException as exc:
             raise ManagementError(f"{method} {path}: {type(exc).__name__}: {exc}") from None
         if resp.status_code not in ok:
-            raise ManagementError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:300]}")
+            error = Transient if resp.status_code in (500, 503) else ManagementError
+            raise error(f"{method} {path}: HTTP {resp.status_code}: {error_text(resp.text)[:300]}")
         if not resp.content:
             return None
         return resp.json()
@@ -85,8 +93,17 @@ class Management:
     def delete_user(self, name: str) -> None:
         self.request("DELETE", f"/users/{_q(name)}", ok=(204, 404))
 
-    def put_vhost(self, vhost: str) -> None:
-        self.request("PUT", f"/vhosts/{_q(vhost)}", json={})
+    def put_vhost(self, vhost: str, *, timeout: float = 60.0) -> None:
+        """Create ``vhost`` (idempotent). Under load a node answers 500 "Timed out while waiting for the vhost to
+        initialise": the PUT is retried within ``timeout``."""
+        wait_for(
+            lambda: self.request("PUT", f"/vhosts/{_q(vhost)}", json={}) or True,
+            what=f"vhost {vhost} created",
+            timeout=timeout,
+            retry_on=(Transient,),
+            first_delay=0.5,
+            max_delay=5.0,
+        )
 
     def delete_vhost(self, vhost: str) -> None:
         self.request("DELETE", f"/vhosts/{_q(vhost)}", ok=(204, 404))
@@ -126,3 +143,23 @@ class Management:
 
     def policies(self, vhost: str) -> list[dict[str, Any]]:
         return self.get(f"/policies/{_q(vhost)}")
+
+
+def error_text(body: str) -> str:
+    """The management API's error body, readable: an Erlang charlist (``{"error":[84,105,109,...]}``, as a vhost
+    still initialising gives) is decoded to its text."""
+    try:
+        data = _json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(data, dict):
+        decoded = {key: _charlist(value) for key, value in data.items()}
+        if decoded != data:
+            return "; ".join(f"{key}: {value}" for key, value in decoded.items())
+    return body
+
+
+def _charlist(value: Any) -> Any:
+    if isinstance(value, list) and value and all(isinstance(c, int) and 0 < c < 0x110000 for c in value):
+        return "".join(map(chr, value))
+    return value
