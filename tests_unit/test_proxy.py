@@ -299,7 +299,7 @@ def test_the_proxy_process_serves_and_stops_cleanly_on_sigterm(backends, maratho
     proc = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: requests.get(base, timeout=1).ok, what="the proxy", timeout=15,
+        wait_for(lambda: requests.get(base, timeout=1).ok, what="the proxy", timeout=15, retry_on=(OSError,),
                  failed=lambda: None if proc.poll() is None else f"exited {proc.returncode}")  # fmt: skip
         assert {requests.get(base, timeout=5).json()["backend"] for _ in range(4)} == {"a", "b"}
         t0 = time.monotonic()
