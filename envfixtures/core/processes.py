@@ -290,17 +290,6 @@ def stop_groups(records: Sequence[ProcessRecord], *, grace: float = 15.0) -> flo
     return time.monotonic() - t0
 
 
-def stop_group(pgid: int, *, timeout: float = 10.0, sig: int = signal.SIGTERM) -> bool:
-    """Send ``sig`` to process group ``pgid``, wait up to ``timeout``, then SIGKILL what is left.
-
-    No identity check: for a group whose leader is a child the caller has not reaped yet (its PID cannot be
-    reused). Prefer :meth:`Process.stop`. Returns True when the group had members.
-    """
-    stopped = _stop_group(pgid, timeout=timeout, sig=sig, what=f"process group {pgid}")
-    _reap(pgid)
-    return stopped
-
-
 def _stop_group(pgid: int, *, timeout: float, sig: int, what: str) -> bool:
     if not group_members(pgid):
         return False
