@@ -24,6 +24,7 @@ import pika
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from envfixtures.core.processes import standalone_spawner  # noqa: E402
 from envfixtures.drivers.rabbitmq import cluster as rmq  # noqa: E402
 from envfixtures.drivers.rabbitmq import definitions as defs  # noqa: E402
 from envfixtures.drivers.rabbitmq import topology as topo  # noqa: E402
@@ -34,7 +35,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "broker.json"
 def start_once(size: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory(prefix="bench-rmq-") as tmp:
         spec = rmq.plan(Path(tmp) / "c", size, prefix=f"bench{size}")
-        cluster = rmq.Cluster(spec, rmq.standalone_spawner(Path(tmp), f"ef-bench-{Path(tmp).name}"))
+        cluster = rmq.Cluster(spec, standalone_spawner(Path(tmp), f"ef-bench-{Path(tmp).name}", component="broker"))
         t0 = time.monotonic()
         try:
             cluster.start(timeout=180)
@@ -47,7 +48,7 @@ def start_once(size: int) -> tuple[float, float]:
 def verify_bench(queues: int, runs: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="bench-rmq-") as tmp:
         spec = rmq.plan(Path(tmp) / "c", 3, prefix="benchq")
-        cluster = rmq.Cluster(spec, rmq.standalone_spawner(Path(tmp), f"ef-bench-{Path(tmp).name}"))
+        cluster = rmq.Cluster(spec, standalone_spawner(Path(tmp), f"ef-bench-{Path(tmp).name}", component="broker"))
         try:
             cluster.start(timeout=180)
             mgmt = spec.management(0, timeout=120)

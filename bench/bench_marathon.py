@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from envfixtures.core.ports import free_port  # noqa: E402
+from envfixtures.core.processes import standalone_spawner  # noqa: E402
 from envfixtures.core.waiting import wait_for  # noqa: E402
 from envfixtures.drivers.marathon import render  # noqa: E402
 from envfixtures.drivers.marathon.client import MarathonClient, Unavailable  # noqa: E402
@@ -86,27 +85,14 @@ def wait_healthy(client: MarathonClient, group: str, count: int, timeout: float)
 
 def one_run(workdir: Path) -> dict[str, float]:
     port = free_port()
-    log = open(workdir / "marathon.log", "ab")
+    spawn = standalone_spawner(workdir, f"ef-bench-{workdir.name}", component="scheduler")
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "envfixtures.drivers.marathon.server",
-            "--port",
-            str(port),
-            "--workdir",
-            str(workdir / "w"),
-            "--log-level",
-            "WARNING",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    argv = [sys.executable, "-m", "envfixtures.drivers.marathon.server", "--port", str(port),
+            "--workdir", str(workdir / "w"), "--log-level", "WARNING"]  # fmt: skip
+    process = spawn("marathon", argv)
     try:
         client = MarathonClient(f"http://127.0.0.1:{port}", timeout=30)
-        wait_for(client.ping, what="scheduler", timeout=30, retry_on=(Unavailable,))
+        process.wait_ready(client.ping, what="scheduler", timeout=30, retry_on=(Unavailable,))
         out = {"start": time.perf_counter() - t0}
 
         apps = [platform_like_app("orders-api", 2), platform_like_app("fulfilment-worker", 1)]
@@ -127,9 +113,7 @@ def one_run(workdir: Path) -> dict[str, float]:
         out["verify-200"] = seconds
         return out
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        log.close()
+        process.stop(timeout=60)  # SIGTERM to its group: the scheduler stops its tasks, SIGKILL after 60 s
 
 
 def platform_like_app(name: str, instances: int) -> dict:

@@ -27,22 +27,21 @@ class Sleeper(Component):
         sleeper_build_seconds: float = 0.0
 
     def build(self, ctx):  # type: ignore[no-untyped-def]
-        proc, _ = ctx.spawn("sleep", ["sleep", "600"])
+        process = ctx.spawn("sleep", ["sleep", "600"])
         ctx.add_secret("sleeper token", SECRET)
         if ctx.settings.sleeper_fail:
             raise BuildError(f"sleeper was told to fail (and its secret is {SECRET})")
         # A slow build, to interrupt mid-way: waits on an event nobody sets, bounded by the setting.
         threading.Event().wait(ctx.settings.sleeper_build_seconds)
-        return Facts({"pid": proc.pid, "token": SECRET, "versions": {"sleep": "600"}}, secrets=["token"])
+        return Facts({"pid": process.pid, "token": SECRET, "versions": {"sleep": "600"}}, secrets=["token"])
 
     def diagnose(self, ctx, facts):  # type: ignore[no-untyped-def]
         """The sleep's pid and state, and the tail of its log. It names the token on purpose: the caller must redact."""
         from envfixtures.core import processes
-        from envfixtures.pytest.evidence import tail
 
         pid = facts["pid"]
         alive = "alive" if processes.start_time(pid) is not None else "gone"
-        log = tail(ctx.log_path("sleep"), 5) or ["(empty log)"]
+        log = processes.log_tail(ctx.log_path("sleep"), 5).splitlines() or ["(empty log)"]
         return f"sleeper pid {pid} ({alive}), token {facts['token']}\nsleep log (last lines):\n  " + "\n  ".join(log)
 
 
@@ -51,8 +50,8 @@ class Dependent(Component):
     requires = ("sleeper",)
 
     def build(self, ctx):  # type: ignore[no-untyped-def]
-        proc, _ = ctx.spawn("sleep", ["sleep", "600"])
-        return Facts({"pid": proc.pid, "sleeper_pid": ctx.facts("sleeper")["pid"]})
+        process = ctx.spawn("sleep", ["sleep", "600"])
+        return Facts({"pid": process.pid, "sleeper_pid": ctx.facts("sleeper")["pid"]})
 
 
 class Templated(Component):
@@ -73,8 +72,8 @@ class Templated(Component):
             raise TemplateError(path, f"line {exc.lineno}", exc.msg) from None
 
     def build(self, ctx):  # type: ignore[no-untyped-def]
-        proc, _ = ctx.spawn("sleep", ["sleep", "600"])
-        return Facts({"pid": proc.pid})
+        process = ctx.spawn("sleep", ["sleep", "600"])
+        return Facts({"pid": process.pid})
 
 
 class Listener(Component):
@@ -95,7 +94,6 @@ class Listener(Component):
         import sys
 
         from envfixtures.core.ports import free_port
-        from envfixtures.core.waiting import wait_for
 
         host = ctx.settings.listener_host
         port = free_port()
@@ -108,14 +106,11 @@ class Listener(Component):
             "threading.Event().wait()\n"
         )
         ports = [str(port)] + ([str(free_port())] if ctx.settings.listener_extra_port else [])
-        proc, _ = ctx.spawn("listen", [sys.executable, "-c", code, host, *ports])
+        process = ctx.spawn("listen", [sys.executable, "-c", code, host, *ports])
 
         def listening() -> bool:
             with socket.socket() as s:
                 return s.connect_ex(("127.0.0.1", port)) == 0
 
-        def died() -> str | None:
-            return None if proc.poll() is None else f"listener exited with code {proc.returncode}"
-
-        wait_for(listening, what=f"listener on {host}:{port}", timeout=15, failed=died)
-        return Facts({"pid": proc.pid, "host": host, "port": port})
+        process.wait_ready(listening, what=f"listener on {host}:{port}", timeout=15)
+        return Facts({"pid": process.pid, "host": host, "port": port})

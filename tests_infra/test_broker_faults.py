@@ -25,7 +25,7 @@ QUEUE = "faults.orders"
 def own_cluster(tmp_path: Path) -> Iterator[rmq.Cluster]:
     marker = f"ef-faults-{uuid.uuid4().hex[:8]}"
     spec = rmq.plan(tmp_path / "cluster", 3, prefix="faults")
-    cluster = rmq.Cluster(spec, rmq.standalone_spawner(tmp_path, marker))
+    cluster = rmq.Cluster(spec, processes.standalone_spawner(tmp_path, marker, component="broker"))
     try:
         cluster.start(timeout=180)
         yield cluster

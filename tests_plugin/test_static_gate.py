@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from envfixtures.core import processes
@@ -84,13 +85,12 @@ def run_gate(path: Path) -> list[subprocess.CompletedProcess[str]]:
 def marked_leftovers() -> list[int]:
     """Processes of any environment of this test (their names carry the branch)."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if f"{processes.MARKER}=ef-{BRANCH}".encode() in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(processes.MARKER, "").startswith(f"ef-{BRANCH}"):
+                found.append(proc.pid)
+        except psutil.Error:  # gone meanwhile, or not ours to read
+            continue
     return found
 
 

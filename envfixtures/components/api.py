@@ -22,6 +22,7 @@ from envfixtures.core.component import Component
 from envfixtures.core.errors import BuildError
 from envfixtures.core.facts import Facts
 from envfixtures.core.ports import free_port
+from envfixtures.core.processes import log_tail
 from envfixtures.core.waiting import CONNECTION_ERRORS, wait_for
 
 if TYPE_CHECKING:
@@ -46,23 +47,20 @@ def orders_api_target(ctx: "BuildContext") -> tuple[str, str]:
     return str(url), matching[0]
 
 
-def wait_healthy(base_url: str, *, timeout: float, failed: Callable[[], str | None] | None = None) -> None:
-    """Until ``<base_url>/health`` answers 200 (the path from the client to a healthy task works)."""
+def health_check(base_url: str) -> Callable[[], bool]:
+    """True when ``<base_url>/health`` answers 200 (the path from the client to a healthy task works)."""
+    return lambda: requests.get(f"{base_url}/health", timeout=5).status_code == 200
+
+
+def wait_healthy(base_url: str, *, timeout: float) -> None:
+    """Until ``<base_url>/health`` answers 200."""
     wait_for(
-        lambda: requests.get(f"{base_url}/health", timeout=5).status_code == 200,
+        health_check(base_url),
         what=f"{base_url}/health answering 200",
         timeout=timeout,
         retry_on=CONNECTION_ERRORS,
-        failed=failed,
         first_delay=0.1,
     )
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 class LocalApi(Component):
@@ -84,25 +82,21 @@ class LocalApi(Component):
         argv = [sys.executable, "-m", "envfixtures.drivers.marathon.proxy", "--port", str(port),
                 "--marathon", marathon_url, "--app-id", app_id,
                 "--refresh", str(ctx.settings.api_refresh)]  # fmt: skip
-        proc, _ = ctx.spawn("proxy", argv, cwd=Path(ctx.root))
+        process = ctx.spawn("proxy", argv, cwd=Path(ctx.root))
         base_url = f"http://127.0.0.1:{port}"
-        log_path = ctx.log_path("proxy")
-
-        def died() -> str | None:
-            code = proc.poll()
-            return (
-                None
-                if code is None
-                else f"the proxy exited with code {code}; last lines of {log_path}:\n{_tail(log_path)}"
-            )
-
-        wait_healthy(base_url, timeout=ctx.settings.api_timeout, failed=died)
+        process.wait_ready(
+            health_check(base_url),
+            what=f"{base_url}/health answering 200",
+            timeout=ctx.settings.api_timeout,
+            retry_on=CONNECTION_ERRORS,
+            first_delay=0.1,
+        )
         ctx.progress(f"api: {base_url} -> healthy tasks of {app_id}")
-        return Facts({"base_url": base_url, "app_id": app_id, "marathon_url": marathon_url, "pid": proc.pid})
+        return Facts({"base_url": base_url, "app_id": app_id, "marathon_url": marathon_url, "pid": process.pid})
 
     def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:
         path = ctx.log_path("proxy")
-        return f"api proxy log ({path}):\n{_tail(path)}"
+        return f"api proxy log ({path}):\n{log_tail(path)}"
 
 
 class StackApi(Component):

@@ -29,7 +29,7 @@ from envfixtures.core.component import Component
 from envfixtures.core.errors import ConfigError
 from envfixtures.core.facts import Facts
 from envfixtures.core.ports import free_port
-from envfixtures.core.waiting import CONNECTION_ERRORS, wait_for
+from envfixtures.core.waiting import CONNECTION_ERRORS
 from envfixtures.drivers.aws import clients as aws_clients
 from envfixtures.drivers.aws import cloudformation
 from envfixtures.rules import cloudformation as cfn_rules
@@ -134,21 +134,12 @@ class LocalAws(Component):
     def build(self, ctx: "BuildContext") -> Facts:
         port = free_port()
         endpoint_url = f"http://127.0.0.1:{port}"
-        proc, _ = ctx.spawn(
-            self.name, "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-        )
-        log_path = ctx.log_path("moto")
-
-        def exited() -> str | None:
-            code = proc.poll()
-            return None if code is None else f"moto server exited with code {code}; see {log_path}"
-
-        wait_for(
+        moto = ctx.spawn("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)])
+        moto.wait_ready(
             lambda: _answers(endpoint_url),
             what=f"moto server on {endpoint_url}",
             timeout=30,
             retry_on=CONNECTION_ERRORS,
-            failed=exited,
         )
         acm = aws_clients.make_client("acm", endpoint_url=endpoint_url, region=aws_clients.LOCAL_REGION)
         certificate_arn = acm.request_certificate(DomainName=f"{ctx.name}.envfixtures.test")["CertificateArn"]

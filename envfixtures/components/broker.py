@@ -18,15 +18,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from envfixtures.core import processes
 from envfixtures.core.component import Component
 from envfixtures.core.errors import ConfigError
 from envfixtures.core.facts import Facts
-from envfixtures.core.processes import ProcessRecord
 from envfixtures.drivers.rabbitmq import cluster as rmq
 
 if TYPE_CHECKING:
@@ -100,11 +99,8 @@ class LocalBroker(Component):
         spec = rmq.plan(ctx.workdir() / "cluster", count)
         ctx.add_secret("broker administrator password", spec.admin_password)
 
-        def spawn(name: str, argv: Sequence[str], environ: Mapping[str, str]):  # noqa: ANN202
-            return ctx.spawn(name, argv, env=environ)
-
         ctx.progress(f"starting {count} RabbitMQ node(s)")
-        cluster = rmq.Cluster(spec, spawn)
+        cluster = rmq.Cluster(spec, ctx.spawn)
         cluster.start()
         return broker_facts(
             versions=versions(spec.nodes[0].management_url, spec.admin_user, spec.admin_password),
@@ -119,12 +115,8 @@ class LocalBroker(Component):
 
     def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         """SIGKILL every node's group at once (the data is thrown away), then epmd; see cluster.stop."""
-        records = [
-            ProcessRecord(pid, st)
-            for key, pid, st in ctx.processes()
-            if key.startswith(f"{self.name}/") and not key.endswith("/epmd")
-        ]
-        took = rmq.stop_records(records, grace=0.0)
+        records = [p.record for p in ctx.processes() if p.name != "epmd"]
+        took = processes.stop_groups(records, grace=0.0)  # only groups still led by the recorded node
         log.info("stopped %d RabbitMQ node(s) in %.2fs", len(records), took)
         ctx.stop_processes(timeout=5.0)
 
@@ -144,7 +136,7 @@ class LocalBroker(Component):
         for node in facts["nodes"]:
             log_file = cluster_dir / f"node-{node.split('@')[0].rsplit('-', 1)[-1]}" / "log" / f"{node}.log"
             if log_file.exists():
-                tail = log_file.read_text(errors="replace").splitlines()[-5:]
+                tail = processes.log_tail(log_file, 5).splitlines()
                 lines.append(f"{log_file} (last lines):\n  " + "\n  ".join(tail))
         return "\n".join(lines)
 

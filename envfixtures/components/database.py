@@ -16,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from envfixtures.core import processes
 from envfixtures.core.component import Component
 from envfixtures.core.errors import BuildError
 from envfixtures.core.facts import Facts
@@ -83,13 +84,9 @@ class LocalDatabase(Component):
             # temporary directory instead, journaled and removed by the teardown.
             workdir = ctx.scratch_dir()
 
-        def spawn(name, argv, user):  # noqa: ANN001, ANN202 - the Spawn signature of envfixtures.drivers.postgres.server
-            proc, _record = ctx.spawn(name, argv, user=user)
-            return proc
-
         port = free_port()
         ctx.progress(f"database: initdb and start PostgreSQL on 127.0.0.1:{port}")
-        server = postgres.start(workdir=workdir, port=port, spawn=spawn, may_change_under=ctx.state_dir)
+        server = postgres.start(workdir=workdir, port=port, spawn=ctx.spawn, may_change_under=ctx.state_dir)
         ctx.add_secret("database superuser password", server.admin_password)
         password = ctx.new_secret("database application password")
         postgres.create_app_database(
@@ -105,18 +102,17 @@ class LocalDatabase(Component):
         return facts
 
     def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
-        # SIGINT is PostgreSQL's fast shutdown (SIGTERM would wait for every client to leave).
-        if facts.get("pid"):
-            postgres.stop_pid(int(facts["pid"]))
+        # The journaled server, SIGINT first (PostgreSQL's fast shutdown; SIGTERM would wait for every client to
+        # leave), and only while its PID is still the server that was started.
+        for process in ctx.processes():
+            if process.name == "postgres":
+                postgres.stop(process)
         ctx.stop_processes()
 
     def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:
         path = ctx.log_path("postgres")
-        try:
-            tail = path.read_text(errors="replace").splitlines()[-15:]
-        except OSError:
-            tail = []
-        return f"PostgreSQL on {facts.get('host')}:{facts.get('port')}; last lines of {path}:\n" + "\n".join(tail)
+        tail = processes.log_tail(path, 15)
+        return f"PostgreSQL on {facts.get('host')}:{facts.get('port')}; last lines of {path}:\n{tail}"
 
 
 class StackDatabase(Component):

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envfixtures.core.component import Component
 from envfixtures.core.errors import BuildError
 from envfixtures.core.facts import Facts
 from envfixtures.core.ports import free_port
+from envfixtures.core.processes import log_tail
 from envfixtures.core.waiting import wait_for
 from envfixtures.drivers.marathon.client import MarathonClient, Unavailable
 
@@ -24,13 +24,6 @@ if TYPE_CHECKING:
     from envfixtures.core.context import BuildContext
 
 PING_TIMEOUT = 30.0
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 class LocalScheduler(Component):
@@ -51,26 +44,20 @@ class LocalScheduler(Component):
             "--workdir",
             str(workdir),
         ]
-        proc, _ = ctx.spawn("marathon", argv, cwd=workdir)
+        process = ctx.spawn("marathon", argv, cwd=workdir)
         url = f"http://127.0.0.1:{port}"
         client = MarathonClient(url, timeout=2.0)
-        log_path = ctx.log_path("marathon")
-
-        def died() -> str | None:
-            code = proc.poll()
-            return None if code is None else f"exited with code {code}; last lines of {log_path}:\n{_tail(log_path)}"
-
-        wait_for(
-            client.ping, what=f"local Marathon on {url}", timeout=PING_TIMEOUT, retry_on=(Unavailable,), failed=died
-        )
+        process.wait_ready(client.ping, what=f"local Marathon on {url}", timeout=PING_TIMEOUT, retry_on=(Unavailable,))
         ctx.progress(f"scheduler: local Marathon on {url}")
         versions = {"marathon": f"{client.info().version} (envfixtures local scheduler)"}
-        return Facts({"url": url, "pid": proc.pid, "workdir": str(workdir), "backend": "local", "versions": versions})
+        return Facts(
+            {"url": url, "pid": process.pid, "workdir": str(workdir), "backend": "local", "versions": versions}
+        )
 
     def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:
         log_path = ctx.log_path("marathon")
         return "\n".join(
-            filter(None, [_task_failures(facts["url"]), f"local Marathon log ({log_path}):", _tail(log_path)])
+            filter(None, [_task_failures(facts["url"]), f"local Marathon log ({log_path}):", log_tail(log_path)])
         )
 
 

@@ -7,14 +7,13 @@ answers only for what the component ``requires``.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envfixtures.core.errors import BuildError
 from envfixtures.core.facts import Facts
-from envfixtures.core.processes import ProcessRecord
+from envfixtures.core.processes import Process
 
 if TYPE_CHECKING:
     from envfixtures.core.environment import Environment
@@ -71,15 +70,18 @@ class BuildContext:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         user: str | None = None,
-    ) -> tuple[subprocess.Popen, ProcessRecord]:
+    ) -> Process:
         """Start a process of this component in its own session, journaled before it starts; its output goes to
-        :meth:`log_path` ``(name)``. Stopped by the environment's teardown whatever the component does."""
+        :meth:`log_path` ``(name)``. Stopped by the environment's teardown whatever the component does.
+
+        The :class:`~envfixtures.core.processes.Process` returned waits for readiness (failing at once if the
+        process exits) and stops its group. This is a :class:`~envfixtures.core.processes.Spawner`."""
         return self._env.spawn(self.component, name, argv, env=env, cwd=cwd, user=user)
 
-    def processes(self) -> list[tuple[str, int, int]]:
-        """(key, pid, start time) of this component's journaled processes still recorded as running."""
-        prefix = f"{self.component}/"
-        return [p for p in self._env.journal.processes() if p[0].startswith(prefix)]
+    def processes(self) -> list[Process]:
+        """This component's journaled processes still recorded as running (whichever process started them),
+        to stop with :meth:`Process.stop <envfixtures.core.processes.Process.stop>` (which checks their identity)."""
+        return self._env.journaled_processes(self.component)
 
     def stop_processes(self, *, timeout: float = 10.0) -> None:
         self._env.stop_processes(self.component, timeout=timeout)

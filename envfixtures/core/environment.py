@@ -22,7 +22,6 @@ import os
 import secrets
 import shutil
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -206,8 +205,9 @@ class Environment:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         user: str | None = None,
-    ) -> tuple[subprocess.Popen, processes.ProcessRecord]:
-        """Start a process of ``component`` in its own session, journaled before it starts."""
+    ) -> processes.Process:
+        """Start a process of ``component`` in its own session, journaled before it starts; see
+        :class:`~envfixtures.core.processes.Process`."""
         if self.meta.get("status") in (TEARING_DOWN, TORN_DOWN):
             raise BuildError(f"{self.name} is being torn down: {component}/{name} not started")
         return processes.spawn(
@@ -229,13 +229,21 @@ class Environment:
 
         def stop(item: tuple[str, int, int]) -> None:
             key, pid, st = item
-            if processes.start_time(pid) == st:
-                processes.stop_group(pid, timeout=timeout)
+            processes.Process.from_record(key, pid, st).stop(timeout=timeout)  # only if still the one started
             self.journal.append({"kind": "process", "key": key, "state": "stopped", "pid": pid})
 
         if mine:
             with ThreadPoolExecutor(max_workers=len(mine)) as pool:
                 list(pool.map(stop, reversed(mine)))
+
+    def journaled_processes(self, component: str) -> list[processes.Process]:
+        """The journaled processes of ``component`` still recorded as running (started by any process)."""
+        prefix = f"{component}/"
+        return [
+            processes.Process.from_record(key, pid, st, self.log_path(component, key[len(prefix) :]))
+            for key, pid, st in self.journal.processes()
+            if key.startswith(prefix)
+        ]
 
     def record(self, component: str, kind: str, **data: Any) -> None:
         """Journal a resource that is not a process (a stack, a vhost) before creating it."""

@@ -1,8 +1,19 @@
 """Processes of an environment: started in their own session, recorded before they exist, stopped by group.
 
+One executor for every server, in the manner of mirakuru's: :func:`spawn` (and the spawners built on it,
+``Environment.spawn``, ``BuildContext.spawn``, :func:`standalone_spawner`) starts a command and returns a
+:class:`Process`; the caller supplies only its readiness check to :meth:`Process.wait_ready`, which fails at
+once, with the tail of the process's log, when the process exits during the wait. :meth:`Process.stop`
+signals only the process that was started (same kernel start time: a reused PID is never hit) and returns
+when every member of its process group has exited.
+
 Every process gets ``ENVFIXTURES_ENV=<env name>`` in its environment. Children inherit it, so even a
 process whose PID never reached the journal (a run killed by SIGKILL between fork and write) is found
 by :func:`find_marked` and stopped by ``envfixtures reap``.
+
+The process table is read with psutil. A process's start time is kept in the kernel's clock ticks since
+boot: it never changes and does not depend on the wall clock, so a record journaled by one process
+compares equal in another.
 """
 
 from __future__ import annotations
@@ -12,15 +23,30 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
+import psutil
+
+from envfixtures.core.errors import WaitTimeout
 from envfixtures.core.journal import Journal
+from envfixtures.core.waiting import wait_for
 
 log = logging.getLogger(__name__)
 
 MARKER = "ENVFIXTURES_ENV"
+#: Lines of a process's log quoted when it exits during a readiness wait.
+TAIL_LINES = 20
+#: Seconds to wait for a group to disappear after SIGKILL (only a process stuck in the kernel takes long).
+KILL_WAIT = 10.0
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_DEAD = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -31,7 +57,136 @@ class ProcessRecord:
     start_time: int
 
     def alive(self) -> bool:
-        return start_time(self.pid) == self.start_time and not _zombie(self.pid)
+        """Still the process that was started (same start time), and running (not a zombie)."""
+        return self.is_same() and not _zombie(self.pid)
+
+    def is_same(self) -> bool:
+        """The PID still belongs to the process that was started (a zombie still holds it)."""
+        return start_time(self.pid) == self.start_time
+
+
+@dataclass
+class Process:
+    """A process started by :func:`spawn`: its key (``component/name``), Popen, record and log file.
+
+    ``popen`` is None for a process known only from a journal (another process started it): then its exit code
+    is unknown, and :meth:`exit_reason` says that it is gone.
+    """
+
+    key: str
+    popen: subprocess.Popen | None
+    record: ProcessRecord
+    log_path: Path | None = None
+
+    @classmethod
+    def from_record(cls, key: str, pid: int, start_time: int, log_path: Path | None = None) -> Process:
+        """A journaled process (``(key, pid, start time)`` of :meth:`Journal.processes`), to watch or stop."""
+        return cls(key, None, ProcessRecord(int(pid), int(start_time)), log_path)
+
+    @property
+    def pid(self) -> int:
+        return self.record.pid
+
+    @property
+    def name(self) -> str:
+        """The process's name within its component (the key without the component)."""
+        return self.key.rsplit("/", 1)[-1]
+
+    def returncode(self) -> int | None:
+        """The exit code when it exited (and we are its parent), else None."""
+        return None if self.popen is None else self.popen.poll()
+
+    def running(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        return self.record.alive()
+
+    def log_tail(self, lines: int = TAIL_LINES) -> str:
+        """The last ``lines`` lines of the process's output ("" when there is none)."""
+        return log_tail(self.log_path, lines)
+
+    def exit_reason(self, lines: int = TAIL_LINES) -> str | None:
+        """None while the process runs; else which process exited, its code and the last lines of its log."""
+        if self.popen is not None:
+            code = self.popen.poll()
+            if code is None:
+                return None
+            what = f"{self.key} exited with code {code}"
+        elif self.record.alive():
+            return None
+        else:
+            what = f"{self.key} (pid {self.pid}) is no longer running"
+        if self.log_path is None:
+            return what
+        tail = self.log_tail(lines)
+        return f"{what}; last lines of {self.log_path}:\n{tail}" if tail else f"{what}; {self.log_path} is empty"
+
+    def wait_ready(
+        self,
+        check: Callable[[], T | None],
+        *,
+        what: str,
+        timeout: float,
+        retry_on: tuple[type[BaseException], ...] = (),
+        first_delay: float = 0.05,
+        max_delay: float = 1.0,
+    ) -> T:
+        """Call ``check`` until it returns something truthy (see :func:`~envfixtures.core.waiting.wait_for`);
+        fails at once with :class:`~envfixtures.core.errors.FailedState` and the log's tail if the process exits."""
+        return wait_for(
+            check,
+            what=what,
+            timeout=timeout,
+            retry_on=retry_on,
+            failed=self.exit_reason,
+            first_delay=first_delay,
+            max_delay=max_delay,
+        )
+
+    def stop(self, *, timeout: float = 10.0, sig: int = signal.SIGTERM) -> bool:
+        """Send ``sig`` to the process's group, SIGKILL what is left after ``timeout``; return when every member
+        of the group has exited. True when there was something to stop.
+
+        Nothing is signalled unless the PID still belongs to the process that was started (same kernel start
+        time), so a reused PID is never hit. A leader that already exited but is not reaped yet (a zombie)
+        still holds its PID, and with it its group id: the rest of its group is stopped.
+        """
+        if not self.record.is_same():
+            log.debug("%s (pid %d) is gone or its PID was reused: not signalled", self.key, self.pid)
+            self._reap()
+            return False
+        stopped = _stop_group(self.pid, timeout=timeout, sig=sig, what=self.key)
+        self._reap()
+        return stopped
+
+    def _reap(self) -> None:
+        """Collect the leader's exit status when it is our child, so that it does not linger as a zombie."""
+        if self.popen is not None:
+            try:
+                self.popen.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                log.warning("%s (pid %d) did not exit", self.key, self.pid)
+        else:
+            _reap(self.pid)
+
+
+class Spawner(Protocol):
+    """``spawn(name, argv, *, env=None, cwd=None, user=None) -> Process``: how a driver starts a server.
+
+    ``env`` replaces the inherited environment when given (the marker is always added); ``user`` runs the
+    process as that user (for servers that refuse root). ``BuildContext.spawn`` is one; outside an environment
+    :func:`standalone_spawner` makes one.
+    """
+
+    def __call__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        user: str | None = None,
+    ) -> Process: ...
 
 
 def spawn(
@@ -44,8 +199,8 @@ def spawn(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     user: str | None = None,
-) -> tuple[subprocess.Popen, ProcessRecord]:
-    """Start ``argv`` in a new session with the environment's marker; journal intent, then PID.
+) -> Process:
+    """Start ``argv`` in a new session with the journal's marker; journal intent, then PID and start time.
 
     Output goes to ``log_path``. ``env`` replaces the inherited environment when given (the marker
     is always added). ``user`` runs the process as that user (for servers that refuse root).
@@ -68,35 +223,93 @@ def spawn(
             group=user,
             extra_groups=[] if user else None,
         )
+    # Our child: until we reap it, its PID (and start time) stay even if it exits at once.
     record = ProcessRecord(proc.pid, start_time(proc.pid) or 0)
     journal.append(
         {"kind": "process", "key": key, "state": "started", "pid": record.pid, "start_time": record.start_time}
     )
     log.debug("started %s as pid %d", key, proc.pid)
-    return proc, record
+    return Process(key, proc, record, log_path)
 
 
-def stop_group(pgid: int, *, timeout: float = 10.0, sig: int = signal.SIGTERM) -> bool:
-    """Send ``sig`` to process group ``pgid``, wait up to ``timeout``, then SIGKILL what is left.
+def standalone_spawner(directory: Path, marker: str, *, component: str = "standalone") -> Spawner:
+    """A :class:`Spawner` outside any environment (fault tests, benches, the services' integration tests).
 
-    Returns True when the group had members. Works for groups this process did not start.
+    Processes are journaled in ``directory/journal.jsonl`` (intent, then PID and start time), log to
+    ``directory/logs/<name>.log`` and carry ``ENVFIXTURES_ENV=marker``, so ``find_marked(marker)`` finds any
+    that survive.
     """
-    members = group_members(pgid)
-    if not members:
+    directory = Path(directory)
+    journal = Journal(directory / "journal.jsonl", marker)
+
+    def _spawn(
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        user: str | None = None,
+    ) -> Process:
+        return spawn(
+            journal, component=component, name=name, argv=argv, log_path=directory / "logs" / f"{name}.log",
+            env=env, cwd=cwd, user=user,
+        )  # fmt: skip
+
+    return _spawn
+
+
+def stop_groups(records: Sequence[ProcessRecord], *, grace: float = 15.0) -> float:
+    """Stop the process groups of ``records`` together: SIGTERM, SIGKILL after ``grace`` (0: SIGKILL at once).
+
+    Only groups whose leader is still the recorded process (same start time) are signalled, so a reused PID
+    is never hit. Returns the seconds until every member of every group was gone.
+    """
+    t0 = time.monotonic()
+    live = [r for r in records if r.is_same()]
+
+    def all_gone() -> bool:
+        return not any(group_members(r.pid) for r in live)
+
+    if grace > 0:
+        for rec in live:
+            _killpg(rec.pid, signal.SIGTERM)
+        try:
+            wait_for(all_gone, what="process groups to stop", timeout=grace, first_delay=0.05, max_delay=0.2)
+        except WaitTimeout:
+            log.warning(
+                "process groups %s still alive %.0fs after SIGTERM; killing them",
+                [r.pid for r in live if group_members(r.pid)],
+                grace,
+            )
+    for rec in live:
+        if group_members(rec.pid):
+            _killpg(rec.pid, signal.SIGKILL)
+    wait_for(all_gone, what="process groups to die after SIGKILL", timeout=KILL_WAIT, first_delay=0.02, max_delay=0.1)
+    for rec in live:
+        _reap(rec.pid)
+    return time.monotonic() - t0
+
+
+def _stop_group(pgid: int, *, timeout: float, sig: int, what: str) -> bool:
+    if not group_members(pgid):
         return False
     _killpg(pgid, sig)
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while group_members(pgid) and time.monotonic() < deadline:
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.25)
-    if group_members(pgid):
-        log.warning("process group %d did not stop within %.0fs of signal %d; killing it", pgid, timeout, sig)
-        _killpg(pgid, signal.SIGKILL)
-        deadline = time.monotonic() + 5
+    if sig != signal.SIGKILL:
+        deadline = time.monotonic() + timeout
+        delay = 0.02
         while group_members(pgid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    _reap_children()
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+        if group_members(pgid):
+            log.warning("%s (group %d) did not stop within %.0fs of signal %d; killing it", what, pgid, timeout, sig)
+            _killpg(pgid, signal.SIGKILL)
+    wait_for(
+        lambda: not group_members(pgid),
+        what=f"{what} (group {pgid}) to die after SIGKILL",
+        timeout=KILL_WAIT,
+        first_delay=0.02,
+        max_delay=0.1,
+    )
     return True
 
 
@@ -123,64 +336,79 @@ def kill_pids(pids: Sequence[int], *, timeout: float = 5.0) -> None:
 
 def find_marked(env_name: str) -> list[int]:
     """PIDs of every live process whose environment carries this environment's marker."""
-    needle = f"{MARKER}={env_name}".encode()
     found = []
     me = os.getpid()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
+    for pid in psutil.pids():
+        if pid == me:
             continue
         try:
-            with open(f"/proc/{entry.name}/environ", "rb") as fh:
-                environ = fh.read().split(b"\0")
-        except OSError:
+            proc = psutil.Process(pid)
+            if proc.environ().get(MARKER) == env_name and proc.status() not in _DEAD:
+                found.append(pid)
+        except psutil.Error:  # gone meanwhile, or not ours to read
             continue
-        if needle in environ and not _zombie(int(entry.name)):
-            found.append(int(entry.name))
     return sorted(found)
 
 
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes whose process group is ``pgid``."""
     members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+    for pid in psutil.pids():
+        try:
+            if os.getpgid(pid) == pgid and psutil.Process(pid).status() not in _DEAD:
+                members.append(pid)
+        except (OSError, psutil.Error):  # gone meanwhile
             continue
-        stat = _stat(int(entry.name))
-        if stat and stat[2] != "Z" and int(stat[4]) == pgid:
-            members.append(int(entry.name))
     return members
 
 
 def start_time(pid: int) -> int | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), or None when it does not exist."""
-    stat = _stat(pid)
-    return int(stat[21]) if stat else None
-
-
-def _stat(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            raw = fh.read()
-    except OSError:
+    """The kernel's start time of ``pid`` in clock ticks since boot, or None when it does not exist."""
+    if pid <= 0:
         return None
-    # The command name is in parentheses and may contain spaces; fields after it are plain.
-    head, _, tail = raw.rpartition(")")
-    return [head.split(" (", 1)[0], head.split(" (", 1)[-1]] + tail.split()
+    try:
+        proc = psutil.Process(pid)
+        # create_time() is boot time + ticks / CLK_TCK; the ticks never change, the boot time follows the clock.
+        return round((proc.create_time() - psutil.boot_time()) * _CLOCK_TICKS)
+    except psutil.Error:
+        return None
 
 
 def _zombie(pid: int) -> bool:
-    stat = _stat(pid)
-    return stat is None or stat[2] in ("Z", "X")
+    """A zombie, or no such process."""
+    try:
+        return psutil.Process(pid).status() in _DEAD
+    except psutil.Error:
+        return True
 
 
 def _running(pid: int) -> bool:
     return not _zombie(pid)
 
 
+def log_tail(path: Path | None, lines: int = TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log file ("" when it does not exist)."""
+    if path is None:
+        return ""
+    try:
+        with open(path, errors="replace") as fh:
+            return "\n".join(line.rstrip("\n") for line in deque(fh, maxlen=lines))
+    except OSError:
+        return ""
+
+
 def _killpg(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of ``pid`` if it is a finished child of ours (else nothing)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
         pass
 
 

@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ ROOT = SERVICES.parent
 sys.path.insert(0, str(ROOT))
 
 from envfixtures.core.ports import free_port  # noqa: E402
-from envfixtures.core.processes import stop_group  # noqa: E402
+from envfixtures.core.processes import Spawner, find_marked, standalone_spawner  # noqa: E402
 from envfixtures.core.waiting import wait_for  # noqa: E402
 from envfixtures.drivers.postgres import migrations  # noqa: E402
 from envfixtures.drivers.postgres import server as postgres  # noqa: E402
@@ -103,9 +102,17 @@ def scratch():
 
 
 @pytest.fixture(scope="module")
-def database(scratch):
+def spawner(scratch):
+    """Every process of the module, journaled in the scratch directory and marked; none may survive the module."""
+    marker = f"services-it-{os.getpid()}"
+    yield standalone_spawner(scratch / "processes", marker)
+    assert find_marked(marker) == [], "processes of the integration test survived it"
+
+
+@pytest.fixture(scope="module")
+def database(scratch, spawner):
     port = free_port()
-    server = postgres.start(workdir=scratch / "pg", port=port, may_change_under=scratch)
+    server = postgres.start(workdir=scratch / "pg", port=port, spawn=spawner, may_change_under=scratch)
     try:
         password = postgres.generate_password()
         postgres.create_app_database(port=port, admin_password=server.admin_password, role="platform",
@@ -118,11 +125,11 @@ def database(scratch):
 
 
 @pytest.fixture(scope="module")
-def broker(scratch):
-    from envfixtures.drivers.rabbitmq.cluster import Cluster, plan, standalone_spawner
+def broker(scratch, spawner):
+    from envfixtures.drivers.rabbitmq.cluster import Cluster, plan
 
     spec = plan(scratch / "rabbit", size=1)
-    cluster = Cluster(spec, standalone_spawner(scratch / "rabbit", f"services-it-{os.getpid()}"))
+    cluster = Cluster(spec, spawner)
     try:
         cluster.start(timeout=90)
         mgmt = spec.management()
@@ -141,45 +148,37 @@ def broker(scratch):
 class Service:
     """One service process started from the source tree, stopped by process group."""
 
-    def __init__(self, module: str, environ: dict[str, str], log: Path) -> None:
+    def __init__(self, spawn: Spawner, module: str, environ: dict[str, str], name: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
         env = {**os.environ, **environ, "PORT0": str(self.port), "PYTHONPATH": str(SERVICES)}
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", module], env=env, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        self.process = spawn(name, [sys.executable, "-m", module], env=env)
+        self.log = self.process.log_path
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
-        def failed() -> str | None:
-            code = self.proc.poll()
-            return f"exited with {code}: {self.log.read_text()[-800:]}" if code is not None else None
-
-        wait_for(lambda: requests.get(self.url + "/health", timeout=2).status_code == 200,
-                 what=f"{self.url}/health", timeout=timeout, retry_on=(OSError,), failed=failed)  # fmt: skip
+        self.process.wait_ready(lambda: requests.get(self.url + "/health", timeout=2).status_code == 200,
+                                what=f"{self.url}/health", timeout=timeout, retry_on=(OSError,))  # fmt: skip
 
     def kill(self) -> None:
-        stop_group(self.proc.pid, timeout=0.1, sig=signal.SIGKILL)
-        self.proc.wait(timeout=5)
+        self.process.stop(timeout=0, sig=signal.SIGKILL)
 
     def stop(self) -> None:
-        stop_group(self.proc.pid, timeout=10)
-        self.proc.wait(timeout=5)
+        self.process.stop(timeout=10)
 
 
 @pytest.fixture(scope="module")
-def platform(scratch, database, broker):
+def platform(spawner, database, broker):
     environ = {"DATABASE_URL": database["conninfo"], "AMQP_URL": broker["url"], "GIT_SHA": SHA,
                "ORDERS_QUEUE": QUEUE}  # fmt: skip
     started: list[Service] = []
     try:
-        apis = [Service("platform_services.api", environ, scratch / f"api-{i}.log") for i in range(2)]
+        apis = [Service(spawner, "platform_services.api", environ, f"api-{i}") for i in range(2)]
         started += apis
-        worker = Service("platform_services.worker", environ, scratch / "worker.log")
+        worker = Service(spawner, "platform_services.worker", environ, "worker")
         started.append(worker)
         for service in started:
             service.wait_healthy()
-        yield {"apis": apis, "worker": worker, "environ": environ, "started": started}
+        yield {"apis": apis, "worker": worker, "environ": environ, "started": started, "spawner": spawner}
     finally:
         for service in started:
             service.stop()
@@ -289,7 +288,7 @@ def test_killing_the_worker_loses_no_order(platform):
     platform["worker"].kill()
     ids = [create(base, {**ORDER, "customer_id": f"kill-{i}"}).json()["id"] for i in range(20)]
     assert all(requests.get(f"{base}/orders/{i}", timeout=5).json()["status"] == "created" for i in ids)
-    replacement = Service("platform_services.worker", platform["environ"], platform["worker"].log)
+    replacement = Service(platform["spawner"], "platform_services.worker", platform["environ"], "worker")
     platform["started"].append(replacement)
     platform["worker"] = replacement
     replacement.wait_healthy()

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from envfixtures.core.ports import free_port
-from envfixtures.core.processes import MARKER, find_marked
-from envfixtures.core.waiting import wait_for
+from envfixtures.core.processes import find_marked, standalone_spawner
 from envfixtures.drivers.marathon.client import MarathonClient, Unavailable
 
 
@@ -26,32 +25,13 @@ class LocalMarathon:
         self.marker = f"ef-test-{uuid.uuid4().hex[:10]}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = workdir / "marathon.log"
-        env = dict(os.environ, **{MARKER: self.marker})
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "envfixtures.drivers.marathon.server",
-                    "--port",
-                    str(self.port),
-                    "--workdir",
-                    str(workdir / "w"),
-                ],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        argv = [sys.executable, "-m", "envfixtures.drivers.marathon.server", "--port", str(self.port),
+                "--workdir", str(workdir / "w")]  # fmt: skip
+        self.process = standalone_spawner(workdir, self.marker, component="marathon")("marathon", argv)
+        self.proc = self.process.popen
+        self.log = self.process.log_path
         self.client = MarathonClient(self.url, timeout=5)
-        wait_for(
-            self.client.ping,
-            what="local marathon",
-            timeout=20,
-            retry_on=(Unavailable,),
-            failed=lambda: None if self.proc.poll() is None else f"exited: {self.log.read_text()[-2000:]}",
-        )
+        self.process.wait_ready(self.client.ping, what="local marathon", timeout=20, retry_on=(Unavailable,))
 
     def marked(self) -> list[int]:
         """Live processes of this scheduler (itself and its tasks)."""
@@ -67,17 +47,13 @@ class LocalMarathon:
 
 
 def pid_of_task(task_id: str) -> int | None:
-    """The task's leader process, found by MESOS_TASK_ID in /proc/*/environ (local scheduler only)."""
-    needle = f"MESOS_TASK_ID={task_id}".encode()
+    """The task's leader process, found by MESOS_TASK_ID in its environment (local scheduler only)."""
     found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    for proc in psutil.process_iter():
         try:
-            with open(f"/proc/{entry.name}/environ", "rb") as fh:
-                if needle in fh.read().split(b"\0"):
-                    found.append(int(entry.name))
-        except OSError:
+            if proc.environ().get("MESOS_TASK_ID") == task_id:
+                found.append(proc.pid)
+        except psutil.Error:  # gone meanwhile, or not ours to read
             continue
     return min(found) if found else None
 

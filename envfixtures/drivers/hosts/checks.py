@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from envfixtures.core import processes
 
 _SS_LINE = re.compile(r"^LISTEN\s+\d+\s+\d+\s+(?P<local>\S+)\s+\S+\s*(?P<users>.*)$")
@@ -80,15 +82,7 @@ def listeners(host: Any) -> list[Listener]:
 
 def _proc_table() -> dict[int, int]:
     """pid -> ppid of every process of this machine."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
-                table[int(entry)] = int(fields[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    return table
+    return {p.pid: p.info["ppid"] for p in psutil.process_iter(["ppid"]) if p.info["ppid"] is not None}
 
 
 def live_journaled(journal_processes: Iterable[tuple[str, int, int]], component: str) -> list[tuple[str, int]]:
@@ -147,19 +141,18 @@ def ports_configured(pid: int) -> set[int]:
     """Ports the process was told to use: port flags in its argv, port variables in its environment."""
     found: set[int] = set()
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
+        proc = psutil.Process(pid)
+        args = proc.cmdline()
+        environ = proc.environ()
+    except psutil.Error:  # gone, or not ours to read
         return found
-    args = [a.decode(errors="replace") for a in argv]
     for i, arg in enumerate(args):
         flag, eq, value = arg.partition("=")
         if flag in _PORT_FLAGS:
             value = value if eq else (args[i + 1] if i + 1 < len(args) else "")
             if value.isdigit():
                 found.add(int(value))
-    for item in environ:
-        name, _, value = item.decode(errors="replace").partition("=")
+    for name, value in environ.items():
         if _PORT_VAR.search(name):
             found.update(int(v) for v in value.split(",") if v.strip().isdigit())
     return found

@@ -20,7 +20,6 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from envfixtures.core.errors import BuildError, ConfigError
-from envfixtures.core.processes import stop_group
+from envfixtures.core.processes import Process, Spawner
 from envfixtures.core.waiting import wait_for
 
 log = logging.getLogger(__name__)
@@ -50,9 +49,6 @@ FAST_SETTINGS = {
     "log_connections": "off",
     "log_min_messages": "warning",
 }
-
-#: spawn(name, argv, user) -> Popen; the environment's ``env.spawn`` bound to a component fits.
-Spawn = Callable[[str, Sequence[str], "str | None"], subprocess.Popen]
 
 
 def generate_password() -> str:
@@ -207,25 +203,21 @@ def conninfo(*, port: int, user: str, password: str, dbname: str, host: str = HO
 
 
 def wait_ready(
-    *, port: int, password: str, proc: subprocess.Popen | None = None, timeout: float = 60.0, host: str = HOST
+    *, port: int, password: str, process: Process | None = None, timeout: float = 60.0, host: str = HOST
 ) -> str:
     """Wait until a real, authenticated connection succeeds; return the server's version string.
 
-    Fails fast when ``proc`` (the server) exits meanwhile.
+    Fails fast, with the tail of its log, when ``process`` (the server) exits meanwhile.
     """
 
     def probe() -> str | None:
         with psycopg.connect(conninfo(port=port, user=SUPERUSER, password=password, dbname="postgres", host=host)) as c:
             return c.execute("SHOW server_version").fetchone()[0]
 
-    def failed() -> str | None:
-        if proc is not None and proc.poll() is not None:
-            return f"postgres exited with code {proc.returncode} (see its log)"
-        return None
-
-    return wait_for(
-        probe, what=f"PostgreSQL on {host}:{port}", timeout=timeout, retry_on=(psycopg.OperationalError,), failed=failed
-    )
+    what = f"PostgreSQL on {host}:{port}"
+    if process is None:
+        return wait_for(probe, what=what, timeout=timeout, retry_on=(psycopg.OperationalError,))
+    return process.wait_ready(probe, what=what, timeout=timeout, retry_on=(psycopg.OperationalError,))
 
 
 def wait_ready_app(conninfo: str, *, timeout: float = 60.0, what: str = "the database") -> bool:
@@ -263,7 +255,7 @@ def create_app_database(
 class Server:
     """A running server started by :func:`start`; ``stop`` ends it."""
 
-    proc: subprocess.Popen
+    process: Process
     port: int
     data_dir: Path
     admin_password: str = field(repr=False)
@@ -272,38 +264,36 @@ class Server:
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        return self.process.pid
 
     def stop(self, timeout: float = 15.0) -> float:
         """Fast shutdown (SIGINT: disconnect clients, checkpoint, exit); SIGKILL after ``timeout``."""
         started = time.monotonic()
-        stop_pid(self.proc.pid, timeout=timeout)
-        try:
-            self.proc.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            pass
+        stop(self.process, timeout=timeout)
         elapsed = time.monotonic() - started
         self.timings["stop"] = round(elapsed, 3)
         return elapsed
 
 
-def stop_pid(pid: int, *, timeout: float = 15.0) -> None:
-    """Stop the server whose process group is ``pid`` with a fast shutdown (works from another process)."""
-    stop_group(pid, timeout=timeout, sig=signal.SIGINT)
+def stop(process: Process, *, timeout: float = 15.0) -> bool:
+    """Stop the server ``process`` (its group) with a fast shutdown, SIGINT: clients are disconnected rather
+    than waited for (SIGTERM would wait for every client to leave). Works on a journaled process started by
+    another process; signals nothing unless it is still the server that was started."""
+    return process.stop(timeout=timeout, sig=signal.SIGINT)
 
 
 def start(
     *,
     workdir: Path,
     port: int,
-    spawn: Spawn | None = None,
+    spawn: Spawner,
     may_change_under: Path | None = None,
     timeout: float = 60.0,
 ) -> Server:
     """initdb into ``workdir/data`` with a generated superuser password, run the server, wait for it.
 
-    ``spawn(name, argv, user)`` starts the server process (in its own session); without it a plain
-    ``subprocess.Popen`` in a new session is used, output to ``workdir/postgres.log``.
+    ``spawn`` starts the server process in its own session and journals it: ``ctx.spawn`` in an environment,
+    :func:`~envfixtures.core.processes.standalone_spawner` outside one.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -313,19 +303,11 @@ def start(
     data_dir = workdir / "data"
     timings = {"initdb": round(initdb(data_dir, password=admin_password, scratch_dir=workdir), 3)}
     argv = server_argv(data_dir, port, socket_dir_for(workdir))
-    user = server_user()
     started = time.monotonic()
-    if spawn is not None:
-        proc = spawn("postgres", argv, user)
-    else:
-        with open(workdir / "postgres.log", "ab") as out:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                user=user, group=user, extra_groups=[] if user else None,
-            )  # fmt: skip
-    server = Server(proc=proc, port=port, data_dir=data_dir, admin_password=admin_password, timings=timings)
+    process = spawn("postgres", argv, user=server_user())
+    server = Server(process=process, port=port, data_dir=data_dir, admin_password=admin_password, timings=timings)
     try:
-        server.version = wait_ready(port=port, password=admin_password, proc=proc, timeout=timeout)
+        server.version = wait_ready(port=port, password=admin_password, process=process, timeout=timeout)
     except BaseException:
         server.stop(timeout=5)
         raise

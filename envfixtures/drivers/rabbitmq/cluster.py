@@ -9,7 +9,8 @@ it. (A node that joins while the fresh node still enables its feature flags fail
 ``schema_integrity_check_failed``: the lock is what prevents it, so keep every node on the same config.)
 
 The administrator is the broker's *default user* (set in ``rabbitmq.conf``), so the ``guest`` user is
-never created. Processes are started through a ``spawn`` callable so that the caller journals them.
+never created. Processes are started through a :class:`~envfixtures.core.processes.Spawner` (``ctx.spawn`` in an
+environment, :func:`~envfixtures.core.processes.standalone_spawner` outside one), which journals them.
 """
 
 from __future__ import annotations
@@ -19,15 +20,13 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envfixtures.core.errors import BuildError, WaitTimeout
+from envfixtures.core.errors import BuildError
 from envfixtures.core.ports import free_port
-from envfixtures.core.processes import ProcessRecord, group_members, start_time
+from envfixtures.core.processes import Process, Spawner, stop_groups
 from envfixtures.core.waiting import wait_for
 from envfixtures.drivers.rabbitmq import ENABLED_PLUGINS
 from envfixtures.drivers.rabbitmq.management import Management, ManagementError
@@ -37,9 +36,6 @@ log = logging.getLogger(__name__)
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")  # not /usr/sbin: as root that wrapper switches user and cookie
 EPMD = "epmd"
 LOOPBACK = "127.0.0.1"
-
-#: spawn(name, argv, environ) -> (Popen, ProcessRecord); the caller journals and logs the process.
-Spawn = Callable[[str, Sequence[str], Mapping[str, str]], "tuple[subprocess.Popen, ProcessRecord]"]
 
 # Distribution listener on loopback only (the package's defaults already turn scheduler busy-waiting off).
 ERL_ARGS = "-kernel inet_dist_use_interface {127,0,0,1}"
@@ -161,23 +157,15 @@ def _config(spec: ClusterSpec, node: NodeSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-@dataclass
-class Started:
-    """A started process that the cluster watches and stops."""
-
-    name: str
-    proc: subprocess.Popen | None
-    record: ProcessRecord
-
-
 class Cluster:
-    """A running (or starting) cluster described by a :class:`ClusterSpec`."""
+    """A running (or starting) cluster described by a :class:`ClusterSpec`, its processes started by ``spawn``."""
 
-    def __init__(self, spec: ClusterSpec, spawn: Spawn) -> None:
+    def __init__(self, spec: ClusterSpec, spawn: Spawner) -> None:
         self.spec = spec
         self._spawn = spawn
-        self.epmd: Started | None = None
-        self.nodes: dict[str, Started] = {}
+        self.epmd: Process | None = None
+        #: node name -> its server process
+        self.nodes: dict[str, Process] = {}
 
     # --- start ----------------------------------------------------------------------------------------
 
@@ -185,22 +173,15 @@ class Cluster:
         """Start epmd, then every node at once; return when all nodes run as one cluster."""
         spec = self.spec
         environ = spec.node_environ(spec.nodes[0])
-        proc, rec = self._spawn("epmd", [EPMD, "-port", str(spec.epmd_port), "-address", LOOPBACK], environ)
-        self.epmd = Started("epmd", proc, rec)
-        wait_for(
-            lambda: _port_open(spec.epmd_port),
-            what=f"epmd on port {spec.epmd_port}",
-            timeout=10,
-            failed=self._dead_reason,
-        )
+        self.epmd = self._spawn("epmd", [EPMD, "-port", str(spec.epmd_port), "-address", LOOPBACK], env=environ)
+        self.epmd.wait_ready(lambda: _port_open(spec.epmd_port), what=f"epmd on port {spec.epmd_port}", timeout=10)
         for node in spec.nodes:
             self._start_node(node)
         self.wait_formed(timeout=timeout)
 
     def _start_node(self, node: NodeSpec) -> None:
         argv = [str(RABBITMQ_BIN / "rabbitmq-server")]
-        proc, rec = self._spawn(node.name.split("@")[0], argv, self.spec.node_environ(node))
-        self.nodes[node.name] = Started(node.name, proc, rec)
+        self.nodes[node.name] = self._spawn(node.name.split("@")[0], argv, env=self.spec.node_environ(node))
 
     def wait_formed(self, *, timeout: float = 120.0) -> None:
         """Wait until every node's management API answers and node 1 sees all nodes running."""
@@ -228,12 +209,12 @@ class Cluster:
                 client.close()
 
     def _dead_reason(self) -> str | None:
-        for started in [self.epmd, *self.nodes.values()]:
-            if started is None or started.proc is None:
-                continue
-            code = started.proc.poll()
-            if code is not None:
-                return f"{started.name} exited with code {code}; {self.log_tail(started.name)}"
+        """Why the cluster cannot form: a process of it exited (its output and, for a node, its own log)."""
+        if self.epmd is not None and (reason := self.epmd.exit_reason()):
+            return reason
+        for name, process in self.nodes.items():
+            if reason := process.exit_reason():
+                return f"{reason}\n{self.log_tail(name)}"
         return None
 
     def log_tail(self, name: str, lines: int = 8) -> str:
@@ -247,12 +228,8 @@ class Cluster:
     # --- faults and health ----------------------------------------------------------------------------
 
     def kill_node(self, name: str) -> None:
-        """SIGKILL a node's whole process group (wrapper and beam.smp) and wait until it is gone."""
-        started = self.nodes[name]
-        _signal_group(started.record.pid, signal.SIGKILL)
-        wait_for(lambda: not group_members(started.record.pid), what=f"{name} to die", timeout=10)
-        if started.proc is not None:
-            started.proc.wait(timeout=5)
+        """SIGKILL a node's whole process group (wrapper and beam.smp) and wait until every member is gone."""
+        self.nodes[name].stop(timeout=0, sig=signal.SIGKILL)
 
     # --- stop ------------------------------------------------------------------------------------------
 
@@ -263,73 +240,12 @@ class Cluster:
         away afterwards, and a graceful stop with the management plugin takes 5-8 s even in parallel.
         ``graceful=True`` sends SIGTERM to all nodes together and SIGKILL after ``grace`` seconds.
         """
-        records = [s.record for s in self.nodes.values()]
-        took = stop_records(records, grace=grace if graceful else 0.0)
+        took = stop_groups([p.record for p in self.nodes.values()], grace=grace if graceful else 0.0)
         if self.epmd is not None:
-            stop_records([self.epmd.record], grace=2.0)
-        for started in [*self.nodes.values(), self.epmd]:
-            if started is not None and started.proc is not None:
-                try:
-                    started.proc.wait(timeout=1)
-                except subprocess.TimeoutExpired:
-                    log.warning("%s did not exit", started.name)
+            self.epmd.stop(timeout=2.0)
+        for process in self.nodes.values():
+            process.stop(timeout=1.0)  # reaps what is gone; signals nothing that is not the node itself
         return took
-
-
-def stop_records(records: Sequence[ProcessRecord], *, grace: float = 15.0) -> float:
-    """Stop the process groups of ``records`` together: SIGTERM, SIGKILL after ``grace`` (0: SIGKILL now).
-
-    Only groups whose leader is still the recorded process (same start time) are signalled, so a
-    reused PID is never hit. Returns the seconds until all were gone.
-    """
-    t0 = time.monotonic()
-    live = [r for r in records if start_time(r.pid) == r.start_time]
-
-    def all_gone() -> bool:
-        return not any(group_members(r.pid) for r in live)
-
-    if grace > 0:
-        for rec in live:
-            _signal_group(rec.pid, signal.SIGTERM)
-        try:
-            wait_for(all_gone, what="RabbitMQ nodes to stop", timeout=grace, first_delay=0.05, max_delay=0.2)
-        except WaitTimeout:
-            log.warning(
-                "process groups %s still alive %.0fs after SIGTERM; killing them",
-                [r.pid for r in live if group_members(r.pid)],
-                grace,
-            )
-    for rec in live:
-        if group_members(rec.pid):
-            _signal_group(rec.pid, signal.SIGKILL)
-    wait_for(all_gone, what="RabbitMQ processes to die after SIGKILL", timeout=10, first_delay=0.02, max_delay=0.1)
-    return time.monotonic() - t0
-
-
-def standalone_spawner(directory: Path, env_name: str) -> Spawn:
-    """A :data:`Spawn` for clusters outside an environment (fault tests, bench): journaled and marked.
-
-    Processes are recorded in ``directory/journal.jsonl`` and carry ``ENVFIXTURES_ENV=env_name``, so
-    ``processes.find_marked(env_name)`` finds any that survive.
-    """
-    from envfixtures.core.journal import Journal
-    from envfixtures.core.processes import spawn
-
-    journal = Journal(directory / "journal.jsonl", env_name)
-
-    def _spawn(name: str, argv: Sequence[str], environ: Mapping[str, str]) -> tuple[subprocess.Popen, ProcessRecord]:
-        return spawn(
-            journal, component="broker", name=name, argv=argv, log_path=directory / "logs" / f"{name}.log", env=environ
-        )
-
-    return _spawn
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _port_open(port: int) -> bool:
