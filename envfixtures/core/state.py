@@ -1,0 +1,276 @@
+"""The state of an environment on disk: its description, its components' states and facts, its secrets, locks,
+directories and progress log — what every xdist worker and every later ``envfixtures`` command reads and writes.
+
+State layout (under ``HOME/envs/NAME/``; HOME defaults to ``<rootdir>/.envfixtures``)::
+
+    env.json                 name, sha, backend, owner, kept, status
+    components/NAME.json     status (building|built|failed|torn_down), facts, error, timeline
+    resources.jsonl          the journal: each resource recorded before it is created
+    secrets.jsonl            generated secrets (0600), forgotten once the reports are written
+    locks/NAME.lock          one build of NAME at a time, across xdist workers and processes
+    logs/                    the output of every process of the environment, and progress.log
+    work/NAME/               a component's own files (data directories, configs); removed by a teardown
+                             after a run whose builds all succeeded
+
+An object is only a description until something is built: the state directory is written by the first build
+(whichever process gets there first), so a run that builds nothing leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+from filelock import FileLock
+
+from envfixtures.core import processes, registry
+from envfixtures.core import settings as settings_mod
+from envfixtures.core.errors import BuildError, ConfigError
+from envfixtures.core.facts import Facts
+from envfixtures.core.journal import Journal
+from envfixtures.core.redaction import Redactor
+from envfixtures.core.settings import EnvironmentSettings
+
+BUILDING, BUILT, FAILED, TORN_DOWN = "building", "built", "failed", "torn_down"
+TEARING_DOWN = "tearing_down"
+ACTIVE, KEPT = "active", "kept"
+
+log = logging.getLogger(__name__)
+
+
+class EnvironmentState:
+    """An environment's identity and its state directory (the build graph is :class:`.environment.Environment`)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        sha: str,
+        backend: str,
+        root: Path,
+        home: Path,
+        settings: Mapping[str, str] | None = None,
+        components: Sequence[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.sha = sha
+        self.backend = registry.check_backend(backend)
+        self.root = Path(root)
+        self.home = Path(home)
+        self.dir = self.home / "envs" / name
+        self.settings: Mapping[str, str] = dict(settings or {})  # raw KEY=VALUE strings, as given
+        #: the environment's own settings, typed (each component's are parsed into its ``Settings``)
+        self.options = settings_mod.parse(EnvironmentSettings, self.settings)
+        self.components = tuple(components) if components else tuple(registry.COMPONENTS)
+        self.journal = Journal(self.dir / "resources.jsonl", name)
+        #: What the state file is written from (name, SHA, owner, dirty, kept); set by whoever names the env.
+        self.description: dict[str, Any] | None = None
+        self._facts: dict[str, Facts] = {}
+        self._lock = threading.Lock()
+
+    def describe(self, *, dirty: bool = False, kept: bool = False) -> dict[str, Any]:
+        """What a worker (or the state file) needs to know of this environment."""
+        return {
+            "name": self.name,
+            "sha": self.sha,
+            "backend": self.backend,
+            "root": str(self.root),
+            "home": str(self.home),
+            "settings": dict(self.settings),
+            "components": list(self.components),
+            "dirty": dirty,
+            "kept": kept,
+            "owner": _owner(),
+        }
+
+    @classmethod
+    def from_description(cls, desc: dict[str, Any]) -> "Self":
+        env = cls(
+            name=desc["name"],
+            sha=desc["sha"],
+            backend=desc["backend"],
+            root=Path(desc["root"]),
+            home=Path(desc["home"]),
+            settings=desc.get("settings", {}),
+            components=desc.get("components"),
+        )
+        env.description = desc
+        return env
+
+    @property
+    def exists(self) -> bool:
+        return (self.dir / "env.json").exists()
+
+    def materialize(self) -> None:
+        """Write the state directory from the description, once, whoever comes first."""
+        if self.exists:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self.dir / "locks").mkdir(exist_ok=True)
+        with FileLock(str(self.dir / "locks" / "_meta.lock")):
+            if self.exists:
+                return
+            desc = dict(self.description or self.describe())
+            desc.update(created=time.time(), status=ACTIVE)
+            self._write_meta(desc)
+
+    @classmethod
+    def open(cls, home: Path, name: str) -> "Self":
+        """The environment ``name`` from its state directory (for reuse and the CLI)."""
+        meta = read_meta(Path(home) / "envs" / name)
+        return cls(
+            name=meta["name"],
+            sha=meta["sha"],
+            backend=meta["backend"],
+            root=Path(meta["root"]),
+            home=Path(home),
+            settings=meta.get("settings", {}),
+            components=meta.get("components"),
+        )
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return read_meta(self.dir)
+
+    def update_meta(self, **changes: Any) -> None:
+        with FileLock(str(self.dir / "locks" / "_meta.lock")):
+            meta = self.meta
+            meta.update(changes)
+            self._write_meta(meta)
+
+    def _write_meta(self, meta: dict[str, Any]) -> None:
+        (self.dir / "locks").mkdir(parents=True, exist_ok=True)
+        _write_json(self.dir / "env.json", meta)
+
+    def claim(self) -> None:
+        """Make the current process the owner (a run reusing a kept environment)."""
+        self.update_meta(owner=_owner())
+
+    def workdir(self, component: str) -> Path:
+        path = self.dir / "work" / component
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
+    def scratch_dir(self, component: str) -> Path:
+        """A private directory (0700) outside the state directory, in the system's temporary directory, for a
+        server that runs as another user who cannot reach the state directory. Journaled; teardown removes it."""
+        path = Path(tempfile.mkdtemp(prefix=f"envfixtures-{self.name}-{component}-"))
+        self.journal.append({"kind": "directory", "component": component, "path": str(path), "state": "created"})
+        return path
+
+    def log_path(self, component: str, name: str) -> Path:
+        return self.dir / "logs" / f"{component}-{name}.log"
+
+    def facts(self, component: str) -> Facts:
+        """Facts of a component that is already built (a requirement of the caller)."""
+        if component not in self._facts:
+            state = self.component_state(component)
+            if not state or state.get("status") != BUILT:
+                raise BuildError(f"{component!r} is not built in {self.name}; declare it in `requires`")
+            self._facts[component] = Facts.from_json(state["facts"])
+        return self._facts[component]
+
+    def progress(self, message: str) -> None:
+        """One progress line on the terminal, past pytest's capture, and in the env's progress log."""
+        line = f"envfixtures [{self.name}] {message}"
+        log.debug(line)  # the terminal gets it below; logging it at INFO as well would print it twice
+        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
+        with open(self.dir / "logs" / "progress.log", "a") as fh:
+            fh.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+        if not self.options.quiet:
+            try:
+                os.write(2, (line + "\n").encode())
+            except OSError:
+                pass
+
+    def component_state(self, component: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.dir / "components" / f"{component}.json").read_text())
+        except FileNotFoundError:
+            return None
+
+    def _set_state(self, component: str, **state: Any) -> None:
+        path = self.dir / "components" / f"{component}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        current = self.component_state(component) or {"name": component}
+        current.update(state)
+        _write_json(path, current)
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        folder = self.dir / "components"
+        if not folder.exists():
+            return {}
+        return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+    def new_secret(self, label: str, nbytes: int = 24) -> str:
+        """A generated secret (a password), recorded for redaction before anybody can print it."""
+        value = secrets.token_urlsafe(nbytes)
+        self.add_secret(label, value)
+        return value
+
+    def add_secret(self, label: str, value: str) -> None:
+        """Redact ``value`` from everything this environment reports from now on."""
+        self.materialize()
+        path = self.dir / "secrets.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (json.dumps({"label": label, "value": value}) + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def secret_values(self) -> list[str]:
+        """Every secret value any component of this environment generated or reported."""
+        values: list[str] = []
+        try:
+            with open(self.dir / "secrets.jsonl") as fh:
+                values += [json.loads(line)["value"] for line in fh if line.strip()]
+        except FileNotFoundError:
+            pass
+        for state in self.states().values():
+            if state.get("facts"):
+                values += Facts.from_json(state["facts"]).secret_values()
+        return values
+
+    def forget_secrets(self) -> None:
+        """After teardown and the last report: no generated password stays on disk (facts keep a mask)."""
+        for name, state in self.states().items():
+            if state.get("facts", {}).get("secrets"):
+                facts = Facts.from_json(state["facts"])
+                self._set_state(name, facts=Facts(facts.masked(), secrets=facts.secret_keys).to_json())
+        (self.dir / "secrets.jsonl").unlink(missing_ok=True)
+
+    def redactor(self) -> Redactor:
+        return Redactor(self.secret_values())
+
+    def owner_alive(self) -> bool:
+        owner = self.meta.get("owner") or {}
+        if owner.get("host") != socket.gethostname():
+            return True  # not ours to judge
+        return processes.start_time(int(owner.get("pid", 0))) == owner.get("start_time")
+
+
+def read_meta(env_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((env_dir / "env.json").read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no environment at {env_dir} (see `envfixtures ls`)") from None
+
+
+def _owner() -> dict[str, Any]:
+    return {"pid": os.getpid(), "start_time": processes.start_time(os.getpid()), "host": socket.gethostname()}
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
