@@ -1,6 +1,6 @@
 # The two commands of the README, and the benchmarks. Each installs what is missing first (scripts/bootstrap.sh):
 # tox runs from the project's own .venv/, never from the system Python.
-.PHONY: bootstrap verify test bench lint clean
+.PHONY: bootstrap verify test bench soak lint clean
 
 TOX = .venv/bin/python -m tox
 
@@ -17,6 +17,10 @@ test: bootstrap
 
 bench: bootstrap
 	$(TOX) -e bench
+
+## The gate N times and under a signal matrix; exits non-zero on any leak or flaky failure (bench/soak.py).
+soak: bootstrap
+	$(TOX) -e soak -- $(ARGS)
 
 lint: bootstrap
 	$(TOX) -e lint

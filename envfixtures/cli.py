@@ -135,8 +135,11 @@ def cmd_down(args: argparse.Namespace) -> int:
     lifecycle.forget(env)
     for problem in problems:
         print(problem, file=sys.stderr)
+    if problems:
+        print(f"{env.name}: teardown failed ({len(problems)} problem(s)); run `envfixtures down {env.name}` again")
+        return 1
     print(f"{env.name}: torn down")
-    return 1 if problems else 0
+    return 0
 
 
 def cmd_reap(args: argparse.Namespace) -> int:

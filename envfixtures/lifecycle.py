@@ -22,7 +22,7 @@ from typing import Any
 import iniconfig
 
 from envfixtures.core import naming
-from envfixtures.core.environment import TORN_DOWN, Environment
+from envfixtures.core.environment import TEARDOWN_FAILED, TEARING_DOWN, TORN_DOWN, Environment
 from envfixtures.core.errors import ConfigError, EnvfixturesError
 
 
@@ -61,7 +61,7 @@ def new_environment(
 def open_for_reuse(home: Path, name: str) -> Environment:
     """The kept environment ``name``, checked again and claimed by this process."""
     env = Environment.open(home, name)
-    if env.meta.get("status") == TORN_DOWN:
+    if env.meta.get("status") in (TORN_DOWN, TEARING_DOWN, TEARDOWN_FAILED):
         raise EnvfixturesError(f"--env-reuse: environment {env.name} was torn down; nothing to reuse")
     env.check()
     env.claim()

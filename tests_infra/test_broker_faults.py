@@ -1,37 +1,44 @@
 """Fault test: SIGKILL one node of a 3-node cluster; its quorum queue keeps working through the survivors.
 
 Runs on a cluster of its own (built with envfixtures.drivers.rabbitmq.cluster in a tmp dir), never on the
-session's broker, and stops it afterwards, checking that none of its processes or listeners survive.
+session's broker, and stops it afterwards, checking that none of its processes or listeners survive. Its processes
+are journaled in the environment, so a run killed mid-test leaves them to the teardown or `envfixtures reap`.
 """
 
 from __future__ import annotations
 
 import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pika
 import pytest
 
-from envfixtures.core import processes
 from envfixtures.core.waiting import wait_for
 from envfixtures.drivers.rabbitmq import cluster as rmq
 
 QUEUE = "faults.orders"
+COMPONENT = "broker-faults"  # the journal key of its processes: not a component, but stopped like one
 
 
 @pytest.fixture
-def own_cluster(tmp_path: Path) -> Iterator[rmq.Cluster]:
-    marker = f"ef-faults-{uuid.uuid4().hex[:8]}"
+def own_cluster(tmp_path: Path, envfixtures_env) -> Iterator[rmq.Cluster]:
+    """A 3-node cluster of the test's own, its processes journaled in the environment and carrying its marker:
+    if the run dies mid-test (SIGKILL), the environment's teardown or `envfixtures reap` stops them."""
     spec = rmq.plan(tmp_path / "cluster", 3, prefix="faults")
-    cluster = rmq.Cluster(spec, processes.standalone_spawner(tmp_path, marker, component="broker"))
+    envfixtures_env.materialize()
+
+    def spawn(name, argv, **kwargs):  # noqa: ANN001, ANN202 - the one spawner shape (core.processes)
+        return envfixtures_env.spawn(COMPONENT, name, argv, **kwargs)
+
+    cluster = rmq.Cluster(spec, spawn)
     try:
         cluster.start(timeout=180)
         yield cluster
     finally:
         cluster.stop()
-        assert processes.find_marked(marker) == [], "processes of the fault-test cluster survived its stop"
+        mine = [p for p in envfixtures_env.journaled_processes(COMPONENT) if p.record.alive()]
+        assert mine == [], "processes of the fault-test cluster survived its stop"
         ports = [spec.epmd_port] + [p for n in spec.nodes for p in (n.amqp_port, n.management_port, n.dist_port)]
         listening = [p for p in ports if _listening(p)]
         assert not listening, f"ports still listening after stop: {listening}"

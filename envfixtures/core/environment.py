@@ -29,7 +29,6 @@ from envfixtures.core.errors import (
     ComponentFailed,
     ConfigError,
     EnvfixturesError,
-    TeardownError,
     UnknownName,
 )
 from envfixtures.core.facts import Facts
@@ -40,6 +39,7 @@ from envfixtures.core.state import (  # noqa: F401 - the statuses are part of th
     BUILT,
     FAILED,
     KEPT,
+    TEARDOWN_FAILED,
     TEARING_DOWN,
     TORN_DOWN,
     EnvironmentState,
@@ -47,6 +47,9 @@ from envfixtures.core.state import (  # noqa: F401 - the statuses are part of th
 )
 
 log = logging.getLogger(__name__)
+
+#: Seconds to wait for another process's teardown of the same environment before giving up.
+LOCK_TIMEOUT = 600
 
 
 class Environment(EnvironmentState):
@@ -239,29 +242,43 @@ class Environment(EnvironmentState):
     def teardown(self) -> list[str]:
         """Tear every component down in reverse build order, then stop whatever of the env is still alive.
 
-        Runs after a failed build and after an interrupted one as well. Returns the problems met
-        (already redacted); raises :class:`TeardownError` when a process of the environment survives.
+        Runs after a failed build and after an interrupted one as well, and again after a teardown that failed
+        (status ``teardown_failed``: ``down`` and ``reap`` retry it). Processes are stopped whatever happens to
+        the state files (a full disk does not keep a server running). Returns the problems met, redacted; the
+        environment is ``torn_down`` only when there were none.
         """
         problems: list[str] = []
         if not self.exists:
             return problems  # nothing was ever built
-        with FileLock(str(self.dir / "locks" / "_teardown.lock")):
+        with FileLock(str(self.dir / "locks" / "_teardown.lock"), timeout=LOCK_TIMEOUT):
             meta = self.meta
             if meta.get("status") == TORN_DOWN:
                 return problems
-            self.update_meta(status=TEARING_DOWN)
             started = time.time()
             redactor = self.redactor()
+
+            def note(what: str, exc: BaseException) -> None:
+                problems.append(redactor.redact(f"{what}: {_one_line(exc)}"))
+                log.warning("%s", problems[-1])
+
+            def save(**changes: Any) -> None:
+                try:
+                    self.update_meta(**changes)
+                except OSError as exc:
+                    note("writing the environment's state", exc)
+
+            save(status=TEARING_DOWN)
             states = self.states()
             failed_any = any(st.get("status") in (BUILDING, FAILED) for st in states.values())
             order = sorted(
-                (s for s in states.values() if s.get("status") in (BUILDING, BUILT, FAILED)),
+                (s for s in states.values() if s.get("status") in (BUILDING, BUILT, FAILED, TEARDOWN_FAILED)),
                 key=lambda s: s.get("started") or 0,
                 reverse=True,
             )
             for state in order:
                 name = state["name"]
                 t0 = time.time()
+                status = TORN_DOWN
                 try:
                     cls = registry.load(state["impl"]) if state.get("impl") else None
                     facts = Facts.from_json(state["facts"]) if state.get("facts") else Facts()
@@ -269,15 +286,20 @@ class Environment(EnvironmentState):
                         cls().teardown(self.context(name, cls), facts)
                     self.stop_processes(name)
                 except Exception as exc:  # noqa: BLE001 - one component's failure must not stop the rest
-                    problems.append(redactor.redact(f"teardown of {name}: {_one_line(exc)}"))
-                    log.warning("%s", problems[-1])
-                self._set_state(name, status=TORN_DOWN, teardown_seconds=round(time.time() - t0, 3))
+                    note(f"teardown of {name}", exc)
+                    status = TEARDOWN_FAILED
+                try:
+                    self._set_state(name, status=status, teardown_seconds=round(time.time() - t0, 3))
+                except OSError as exc:
+                    note(f"writing the state of {name}", exc)
             # The backstop: anything journaled or carrying the env's marker that is still alive.
             self.stop_processes(None, timeout=5)
             leftovers = processes.find_marked(self.name)
             if leftovers:
                 processes.kill_pids(leftovers)
                 leftovers = processes.find_marked(self.name)
+            if leftovers:
+                problems.append(f"processes of {self.name} survived teardown: {leftovers}")
             for path in self.journal.directories():  # scratch directories: removed whatever the builds did
                 shutil.rmtree(path, ignore_errors=True)
                 self.journal.append({"kind": "directory", "path": path, "state": "removed"})
@@ -285,10 +307,15 @@ class Environment(EnvironmentState):
                 # Data directories and configs (which hold generated passwords) go; logs and state stay for
                 # reports. After a failed build they stay too: they are the evidence (node logs, crash dumps).
                 shutil.rmtree(self.dir / "work", ignore_errors=True)
-            self.update_meta(status=TORN_DOWN, torn_down=time.time(), teardown_seconds=round(time.time() - started, 3))
-        self.progress(f"torn down in {time.time() - started:.1f}s")
-        if leftovers:
-            raise TeardownError(f"processes of {self.name} survived teardown: {leftovers}")
+            save(
+                status=TEARDOWN_FAILED if problems else TORN_DOWN,
+                torn_down=time.time(),
+                teardown_seconds=round(time.time() - started, 3),
+                teardown_problems=problems,
+                journal_torn_lines=self.journal.torn,  # skipped, not fatal: the marker finds their processes
+            )
+        outcome = f"with {len(problems)} problem(s); `envfixtures down {self.name}` retries" if problems else ""
+        self.progress(f"torn down in {time.time() - started:.1f}s {outcome}".rstrip())
         return problems
 
 

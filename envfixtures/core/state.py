@@ -41,7 +41,7 @@ from envfixtures.core.redaction import Redactor
 from envfixtures.core.settings import EnvironmentSettings
 
 BUILDING, BUILT, FAILED, TORN_DOWN = "building", "built", "failed", "torn_down"
-TEARING_DOWN = "tearing_down"
+TEARING_DOWN, TEARDOWN_FAILED = "tearing_down", "teardown_failed"
 ACTIVE, KEPT = "active", "kept"
 
 log = logging.getLogger(__name__)
@@ -255,7 +255,9 @@ class EnvironmentState:
         owner = self.meta.get("owner") or {}
         if owner.get("host") != socket.gethostname():
             return True  # not ours to judge
-        return processes.start_time(int(owner.get("pid", 0))) == owner.get("start_time")
+        # A zombie is dead: a controller killed by SIGKILL stays one until its parent reaps it, and `reap` run at
+        # once (a Jenkins `post { always }` step) must not wait for that.
+        return processes.ProcessRecord(int(owner.get("pid", 0)), owner.get("start_time") or 0).alive()
 
 
 def read_meta(env_dir: Path) -> dict[str, Any]:

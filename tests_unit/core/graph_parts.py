@@ -56,3 +56,16 @@ class Broken(Part):
 class NeedsBroken(Part):
     name = "needs_broken"
     requires = ("broken",)
+
+
+class Fragile(Part):
+    """Its first teardown fails (a stack whose delete was refused); the next one succeeds."""
+
+    name = "fragile"
+
+    def teardown(self, ctx, facts):  # noqa: ANN001, ANN201
+        _log(ctx, "teardowns")
+        flag = ctx.state_dir / "fragile-failed-once"
+        if not flag.exists():
+            flag.write_text("")
+            raise RuntimeError("DependencyViolation: the VPC still has dependencies")

@@ -4,16 +4,20 @@ first, teardown in reverse."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
 import threading
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from envfixtures.core import registry
+from envfixtures.core import processes, registry
 from envfixtures.core.environment import Environment
 from envfixtures.core.errors import ComponentFailed
 
-PARTS = {"a": "A", "b": "B", "top": "Top", "broken": "Broken", "needs_broken": "NeedsBroken"}
+PARTS = {"a": "A", "b": "B", "top": "Top", "broken": "Broken", "needs_broken": "NeedsBroken", "fragile": "Fragile"}
 
 
 @pytest.fixture
@@ -83,3 +87,37 @@ def test_teardown_goes_in_reverse_build_order(env: Environment) -> None:
     assert env.teardown() == []
     assert [name for name, *_ in lines(env, "teardowns")] == list(reversed(order))
     assert env.meta["status"] == "torn_down"
+
+
+def test_a_failed_teardown_is_recorded_and_retried(env: Environment) -> None:
+    env.ensure("fragile")
+    problems = env.teardown()
+    assert len(problems) == 1 and "DependencyViolation" in problems[0]
+    assert env.meta["status"] == "teardown_failed" and env.component_state("fragile")["status"] == "teardown_failed"
+    assert env.teardown() == [], "the second teardown retries the component and succeeds"
+    assert env.meta["status"] == "torn_down" and env.component_state("fragile")["status"] == "torn_down"
+    assert [name for name, *_ in lines(env, "teardowns")] == ["fragile", "fragile"]
+    assert env.teardown() == [] and len(lines(env, "teardowns")) == 2, "a torn-down environment is not torn again"
+
+
+def test_a_torn_journal_line_does_not_stop_teardown(env: Environment) -> None:
+    env.ensure("a")
+    with open(env.journal.path, "a") as fh:
+        fh.write('{"kind": "process", "key": "a/server", "sta')
+    assert env.teardown() == []
+    assert env.meta["status"] == "torn_down" and env.meta["journal_torn_lines"] == 1
+
+
+def test_a_zombie_owner_is_dead(env: Environment) -> None:
+    """A controller killed with SIGKILL stays a zombie until its parent reaps it: `reap` must not wait for that."""
+    child = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:  # exited, not yet waited for
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    env.ensure("a")
+    env.update_meta(owner={**env.meta["owner"], "pid": child.pid, "start_time": processes.start_time(child.pid)})
+    assert not env.owner_alive()
+    child.wait()
+    env.update_meta(owner={**env.meta["owner"], "pid": os.getpid(), "start_time": processes.start_time(os.getpid())})
+    assert env.owner_alive(), "a live owner is alive"
