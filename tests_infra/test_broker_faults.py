@@ -7,13 +7,16 @@ are journaled in the environment, so a run killed mid-test leaves them to the te
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pika
+import psutil
 import pytest
 
+from envfixtures.core.errors import WaitTimeout
 from envfixtures.core.waiting import wait_for
 from envfixtures.drivers.rabbitmq import cluster as rmq
 
@@ -40,8 +43,25 @@ def own_cluster(tmp_path: Path, envfixtures_env) -> Iterator[rmq.Cluster]:
         mine = [p for p in envfixtures_env.journaled_processes(COMPONENT) if p.record.alive()]
         assert mine == [], "processes of the fault-test cluster survived its stop"
         ports = [spec.epmd_port] + [p for n in spec.nodes for p in (n.amqp_port, n.management_port, n.dist_port)]
-        listening = [p for p in ports if _listening(p)]
-        assert not listening, f"ports still listening after stop: {listening}"
+        try:  # a listening socket closes with its last holder; bounded, not a sleep
+            wait_for(lambda: not [p for p in ports if _listening(p)], what="the cluster's ports closed", timeout=5)
+        except WaitTimeout:
+            listening = [p for p in ports if _listening(p)]
+            raise AssertionError(f"ports still listening after stop: {_holders(listening)}") from None
+
+
+def _holders(ports: list[int]) -> list[str]:
+    """Each port with the process that listens on it (evidence for a leak)."""
+    out = []
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port in ports:
+            try:
+                proc = psutil.Process(conn.pid) if conn.pid else None
+                who = f"pid {conn.pid} {' '.join(proc.cmdline())[:160]} (pgid {os.getpgid(conn.pid)})" if proc else "?"
+            except (psutil.Error, OSError):
+                who = f"pid {conn.pid} (gone)"
+            out.append(f"{conn.laddr.port}: {who}")
+    return out or [str(p) for p in ports]
 
 
 def _listening(port: int) -> bool:
