@@ -92,7 +92,14 @@ class Topology(Component):
 
     def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         """Delete the vhost and the user (on ``local`` the cluster goes away next anyway)."""
-        if not facts.get("vhost"):
+        # From the facts, or, when the build died after creating them (no facts), from the journal: the vhost and
+        # the user were recorded before they were created.
+        created = (
+            [{"vhost": facts["vhost"], "user": facts["app_user"]}]
+            if facts.get("vhost")
+            else ctx.records("rabbitmq_vhost")
+        )
+        if not created:
             return
         try:
             broker = ctx.facts("broker")
@@ -100,11 +107,12 @@ class Topology(Component):
             return
         mgmt = admin_client(broker, timeout=30)
         try:
-            mgmt.delete_vhost(facts["vhost"])
-            mgmt.delete_user(facts["app_user"])
+            for record in created:
+                mgmt.delete_vhost(record["vhost"])
+                mgmt.delete_user(record["user"])
         except ManagementError as exc:
             if ctx.backend != "local":
-                raise TeardownError(f"vhost {facts['vhost']} or user {facts['app_user']} not deleted: {exc}") from None
+                raise TeardownError(f"vhost or user of {ctx.name} not deleted: {exc}") from None
             log.warning("topology teardown skipped (%s)", exc)
         finally:
             mgmt.close()

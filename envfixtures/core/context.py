@@ -97,6 +97,13 @@ class BuildContext:
     def log_path(self, name: str) -> Path:
         return self._env.log_path(self.component, name)
 
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        """What this component journaled of ``kind`` with :meth:`record` (for a teardown after a build that died
+        before its facts were written)."""
+        return [
+            r for r in self._env.journal.records() if r.get("kind") == kind and r.get("component") == self.component
+        ]
+
     def record(self, kind: str, **data: Any) -> None:
         """Journal a resource that is not a process (a stack, a vhost, an object) before creating it."""
         self._env.record(self.component, kind, **data)
