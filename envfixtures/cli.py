@@ -21,7 +21,8 @@ from envfixtures.core import naming, registry
 from envfixtures.core.environment import KEPT, TORN_DOWN, Environment, list_environments
 from envfixtures.core.errors import ConfigError, EnvfixturesError
 from envfixtures.core.facts import Facts
-from envfixtures.lifecycle import git_head, ini_values, parse_settings
+from envfixtures.core.settings import parse_lines
+from envfixtures.lifecycle import git_head, ini_values
 
 log = logging.getLogger("envfixtures.cli")
 
@@ -70,8 +71,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     # The same environment as `pytest` from this directory would build: its ini's components and settings,
     # then --set on top (as --env-set is on top of ini env_settings).
     ini_file, ini_components, ini_settings = ini_values(root)
-    settings = parse_settings(ini_settings, f"{ini_file} env_settings") if ini_file else {}
-    settings.update(parse_settings(args.set, "--set"))
+    settings = parse_lines(ini_settings, f"{ini_file} env_settings") if ini_file else {}
+    settings.update(parse_lines(args.set, "--set"))
     wanted = args.components or ini_components or list(registry.COMPONENTS)
     for component in wanted:
         if component not in registry.COMPONENTS:

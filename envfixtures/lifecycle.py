@@ -156,17 +156,6 @@ def _ini_section(path: Path, section: str | None) -> dict[str, Any] | None:
         raise ConfigError(f"{path}: cannot read it: {exc}") from None
 
 
-def parse_settings(lines: list[str], source: str) -> dict[str, str]:
-    """``KEY=VALUE`` lines into a dict; a line without ``=`` or a key is a :class:`ConfigError` naming ``source``."""
-    values = {}
-    for line in lines:
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{source}: expected KEY=VALUE, got {line!r}")
-        values[key.strip()] = value.strip()
-    return values
-
-
 def git_head(root: Path) -> tuple[str, bool]:
     """The checked-out SHA and whether the working tree has uncommitted changes."""
     try:

@@ -40,6 +40,27 @@ class NoSettings:
     """A component that reads no setting."""
 
 
+def parse_lines(lines: Iterable[str], source: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines into a dict; a line without ``=`` or a key is a :class:`ConfigError` naming ``source``."""
+    values = {}
+    for line in lines:
+        key, sep, value = str(line).partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{source}: expected KEY=VALUE, got {line!r}")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def parse_bool(text: str) -> bool:
+    """``true``/``yes``/``on``/``1`` or ``false``/``no``/``off``/``0``/empty; :class:`ValueError` otherwise."""
+    lowered = str(text).strip().lower()
+    if lowered in TRUE:
+        return True
+    if lowered in FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
 def known_keys(classes: Iterable[type]) -> list[str]:
     return sorted({f.name for cls in classes for f in dataclasses.fields(cls)})
 
@@ -68,11 +89,10 @@ def parse(cls: type[S], values: Mapping[str, str], source: str = "--env-set") ->
 def _convert(kind: Any, raw: str, where: str) -> Any:
     text = str(raw).strip()
     if kind is bool:
-        if text.lower() in TRUE:
-            return True
-        if text.lower() in FALSE:
-            return False
-        raise ConfigError(f"{where}={raw!r}: expected true or false")
+        try:
+            return parse_bool(text)
+        except ValueError:
+            raise ConfigError(f"{where}={raw!r}: expected true or false") from None
     if kind in (int, float):
         try:
             return kind(text)

@@ -17,7 +17,8 @@ import pytest
 
 from envfixtures.core import naming, registry
 from envfixtures.core.errors import ConfigError
-from envfixtures.lifecycle import git_head, parse_settings
+from envfixtures.core.settings import parse_bool, parse_lines
+from envfixtures.lifecycle import git_head
 
 #: (option dest, command-line flag, environment variable, ini key, help)
 OPTIONS: list[tuple[str, str, str, str, str]] = [
@@ -58,9 +59,6 @@ OPTIONS: list[tuple[str, str, str, str, str]] = [
         "branch name to put in the environment name (default: $BRANCH_NAME as Jenkins sets it, else none)",
     ),
 ]
-
-TRUE = {"1", "true", "yes", "on"}
-FALSE = {"0", "false", "no", "off", ""}
 
 
 @dataclass(frozen=True)
@@ -131,7 +129,7 @@ def resolve(config: pytest.Config) -> Settings:
 
     root = Path(config.rootpath)
     backend = checked("env_backend", _backend, "local")
-    keep = checked("env_keep", _bool, False)
+    keep = checked("env_keep", parse_bool, False)
     reuse = checked("env_reuse", _env_name, None)
     home = checked("env_home", lambda v: (root / v).resolve(), root / ".envfixtures")
     branch = checked("env_branch", str, os.environ.get("BRANCH_NAME"))
@@ -147,7 +145,7 @@ def resolve(config: pytest.Config) -> Settings:
         except ConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
     try:
-        values = parse_settings(
+        values = parse_lines(
             list(config.getini("env_settings")) + list(config.getoption("env_set") or []),
             "--env-set / ini env_settings",
         )
@@ -166,15 +164,6 @@ def _backend(value: str) -> str:
     if value not in registry.BACKENDS:
         raise ValueError(f"unknown backend {value!r}; known: {', '.join(registry.BACKENDS)}")
     return value
-
-
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in TRUE:
-        return True
-    if lowered in FALSE:
-        return False
-    raise ValueError(f"expected true or false, got {value!r}")
 
 
 def _env_name(value: str) -> str:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from envfixtures.core.errors import ConfigError
+from envfixtures.core.settings import parse_lines
 from envfixtures.rules import Finding
 
 SETTING = "rules_off"
@@ -79,9 +80,5 @@ def reason(rule: str) -> str | None:
 
 def from_pytest(config: object) -> frozenset[str]:
     """The policy rules turned off for a pytest run (``rules_off`` in ini ``env_settings`` or ``--env-set``)."""
-    values: dict[str, str] = {}
     lines = list(config.getini("env_settings") or []) + list(config.getoption("env_set", None) or [])  # type: ignore[attr-defined]
-    for line in lines:
-        key, _, value = str(line).partition("=")
-        values[key.strip()] = value.strip()
-    return disabled(values)
+    return disabled(parse_lines(lines, "--env-set / ini env_settings"))
