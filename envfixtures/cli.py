@@ -4,6 +4,7 @@ envfixtures up [COMPONENT ...]   build and keep an environment; print its name a
 envfixtures ls                   environments with state, owner, age, kept or not
 envfixtures down NAME            tear an environment down
 envfixtures reap                 tear down every environment whose run is gone and that was not kept
+envfixtures check                the static rules on every input of the platform (no environment is built)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 from envfixtures import lifecycle
+from envfixtures.core import config as platform_config
 from envfixtures.core import naming, registry
 from envfixtures.core.environment import KEPT, TORN_DOWN, Environment, list_environments
 from envfixtures.core.errors import ConfigError, EnvfixturesError
@@ -45,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     down = sub.add_parser("down", help="tear an environment down")
     down.add_argument("name")
     sub.add_parser("reap", help="tear down environments whose run is gone and that were not kept")
+    check = sub.add_parser("check", help="the static rules on the platform's templates and definitions; builds nothing")
+    check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting (e.g. rules_off=...)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("cfnlint").setLevel(logging.WARNING)  # its "Run scan of template" lines
     try:
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # inside the try: a closed pipe is met here, not at interpreter exit
@@ -73,7 +78,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     ini_file, ini_components, ini_settings = ini_values(root)
     settings = parse_lines(ini_settings, f"{ini_file} env_settings") if ini_file else {}
     settings.update(parse_lines(args.set, "--set"))
-    wanted = args.components or ini_components or list(registry.COMPONENTS)
+    platform = platform_config.find(root)
+    wanted = args.components or ini_components or list(platform.components) or list(registry.COMPONENTS)
     for component in wanted:
         if component not in registry.COMPONENTS:
             raise ConfigError(f"unknown component {component!r}; known: {', '.join(registry.COMPONENTS)}")
@@ -84,7 +90,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         home=args.home.resolve(),
         branch=os.environ.get("BRANCH_NAME"),
         settings=settings,
-        components=None,
+        components=tuple(registry.COMPONENTS),  # whatever `wanted` needs; `check` narrows to it
+        config=platform,
         dirty=dirty,
         check=wanted,
     )
@@ -162,7 +169,27 @@ def cmd_reap(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-COMMANDS = {"up": cmd_up, "ls": cmd_ls, "down": cmd_down, "reap": cmd_reap}
+def cmd_check(args: argparse.Namespace) -> int:
+    """One line per finding and per file, as the static items of a pytest run report them; 1 if any refuses."""
+    from envfixtures.rules import hint
+
+    root = Path.cwd()
+    env = Environment(
+        name="ef-check", sha="0" * 40, backend="local", root=root, home=args.home.resolve(),
+        settings=parse_lines(args.set, "--set"), components=None, config=platform_config.find(root),
+    )  # fmt: skip
+    env.check_settings()
+    refused = 0
+    for path, findings in lifecycle.static_findings(env).items():
+        shown = path.relative_to(root) if path.is_relative_to(root) else path
+        print(f"{shown}: " + (f"{len(findings)} finding(s)" if findings else "ok"))
+        for finding in findings:
+            print(f"  {finding}{hint(finding.rule)}")
+            refused += finding.refuses
+    return 1 if refused else 0
+
+
+COMMANDS = {"up": cmd_up, "ls": cmd_ls, "down": cmd_down, "reap": cmd_reap, "check": cmd_check}
 
 
 def _age(seconds: float) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import iniconfig
 
 from envfixtures.core import naming
+from envfixtures.core.config import PlatformConfig
 from envfixtures.core.environment import TEARDOWN_FAILED, TEARING_DOWN, TORN_DOWN, Environment
 from envfixtures.core.errors import ConfigError, EnvfixturesError
 
@@ -35,6 +36,7 @@ def new_environment(
     branch: str | None,
     settings: Mapping[str, str],
     components: Sequence[str] | None,
+    config: PlatformConfig | None = None,
     dirty: bool = False,
     kept: bool = False,
     check: Sequence[str] | None = None,
@@ -52,10 +54,25 @@ def new_environment(
         home=home,
         settings=settings,
         components=components,
+        config=config,
     )
     env.check(check)
     env.description = env.describe(dirty=dirty, kept=kept)
     return env
+
+
+def static_findings(env: Environment, *, thorough: bool = True) -> dict[Path, list[Any]]:
+    """Every input file of the environment's components (and of their requirements), with the findings of the
+    static rules on it (none: the file passes); ``thorough`` runs the slow linters too (cfn-lint)."""
+    out: dict[Path, list[Any]] = {}
+    for name in env.required_closure(env.components):
+        cls = env.component_class(name)
+        ctx = env.context(name, cls)
+        files = [Path(p) for p in cls.inputs(ctx)]
+        findings = cls.lint(ctx, thorough=thorough) if files else []
+        for path in files:
+            out[path] = [f for f in findings if Path(f.file) == path]
+    return out
 
 
 def open_for_reuse(home: Path, name: str) -> Environment:

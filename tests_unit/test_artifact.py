@@ -11,6 +11,8 @@ import pytest
 from envfixtures.core.errors import BuildError
 from envfixtures.drivers import artifact
 
+#: How the reference platform's artifact is built (its [tool.envfixtures.artifact]).
+REFERENCE = {"source": "services", "build_info": "platform_services/_build.py"}
 PYPROJECT = """[build-system]
 requires = ["setuptools>=61"]
 build-backend = "setuptools.build_meta"
@@ -56,7 +58,7 @@ def test_uncommitted_change_does_not_reach_the_artifact(repo: Path, tmp_path: Pa
     sha = git(repo, "rev-parse", "HEAD")
     (repo / "services" / "platform_services" / "__init__.py").write_text('GREETING = "uncommitted"\n')
     (repo / "services" / "platform_services" / "extra.py").write_text("X = 1\n")  # untracked
-    built = artifact.build(repo, sha, tmp_path / "work")
+    built = artifact.build(repo, sha, tmp_path / "work", **REFERENCE)
     files = members(built.path)
     top = built.top_dir
     assert files[f"{top}/platform_services/__init__.py"] == b'GREETING = "committed"\n'
@@ -67,15 +69,34 @@ def test_uncommitted_change_does_not_reach_the_artifact(repo: Path, tmp_path: Pa
 def test_digest_is_of_the_tarball_and_changes_with_the_commit(repo: Path, tmp_path: Path) -> None:
     import hashlib
 
-    first = artifact.build(repo, git(repo, "rev-parse", "HEAD"), tmp_path / "a")
+    first = artifact.build(repo, git(repo, "rev-parse", "HEAD"), tmp_path / "a", **REFERENCE)
     assert first.sha256 == hashlib.sha256(first.path.read_bytes()).hexdigest()
     (repo / "services" / "platform_services" / "__init__.py").write_text('GREETING = "two"\n')
     git(repo, "commit", "-qam", "two")
-    second = artifact.build(repo, git(repo, "rev-parse", "HEAD"), tmp_path / "b")
+    second = artifact.build(repo, git(repo, "rev-parse", "HEAD"), tmp_path / "b", **REFERENCE)
     assert second.sha256 != first.sha256
     assert members(second.path)[f"{second.top_dir}/platform_services/__init__.py"] == b'GREETING = "two"\n'
 
 
 def test_unknown_sha_is_a_build_error(repo: Path, tmp_path: Path) -> None:
     with pytest.raises(BuildError, match="git archive"):
-        artifact.build(repo, "f" * 40, tmp_path / "w")
+        artifact.build(repo, "f" * 40, tmp_path / "w", **REFERENCE)
+
+
+def test_a_command_builds_the_artifact_from_the_committed_tree(repo: Path, tmp_path: Path) -> None:
+    sha = git(repo, "rev-parse", "HEAD")
+    (repo / "services" / "platform_services" / "__init__.py").write_text('GREETING = "uncommitted"\n')
+    command = 'tar -czf "$ENVFIXTURES_ARTIFACT_DIR/app-$ENVFIXTURES_SHA.tgz" services'
+    built = artifact.build_with_command(repo, sha, tmp_path / "w", command=command)
+    assert built.path.name == f"app-{sha}.tgz" and built.top_dir == ""
+    with tarfile.open(built.path) as tar:
+        member = tar.extractfile("services/platform_services/__init__.py")
+        assert member is not None and b"uncommitted" not in member.read()
+
+
+def test_a_command_that_writes_no_file_is_a_build_error(repo: Path, tmp_path: Path) -> None:
+    sha = git(repo, "rev-parse", "HEAD")
+    with pytest.raises(BuildError, match="exactly one file.*wrote 0"):
+        artifact.build_with_command(repo, sha, tmp_path / "w", command="true")
+    with pytest.raises(BuildError, match="exited 3"):
+        artifact.build_with_command(repo, sha, tmp_path / "x", command="exit 3")

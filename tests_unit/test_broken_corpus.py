@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 
 from envfixtures import rules
-from envfixtures.rules import cloudformation, marathon, rabbitmq
+from envfixtures.core import config
+from envfixtures.rules import cloudformation, marathon, policy, rabbitmq
+
+#: The reference platform's policy rules and their settings (its [tool.envfixtures]).
+REFERENCE_POLICY = policy.from_platform(config.find(Path(__file__).resolve().parent.parent))
 
 _spec = importlib.util.spec_from_file_location("broken_corpus", Path(__file__).with_name("broken") / "corpus.py")
 corpus = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
@@ -26,7 +30,7 @@ CASES = corpus.cases()
 
 def findings_for(case: "corpus.Case", path: Path) -> list[rules.Finding]:
     if case.template == "cloudformation":
-        return cloudformation.check_file(path, lint=case.rule == "cfn-lint")
+        return cloudformation.check_file(path, lint=case.rule == "cfn-lint", policy=REFERENCE_POLICY)
     if case.template == "marathon":
         return marathon.check_dir(path.parent)
     return rabbitmq.check_file(path)
@@ -59,6 +63,8 @@ def test_case_is_caught_by_its_rule_at_its_place(case: "corpus.Case", tmp_path: 
 
 def test_the_real_templates_trip_none_of_the_case_rules() -> None:
     """So each case's finding comes from its one mistake, not from the template it copies."""
-    real = cloudformation.check_file(corpus.source("cloudformation"))  # cfn-lint: in test_static_cloudformation
+    real = cloudformation.check_file(
+        corpus.source("cloudformation"), policy=REFERENCE_POLICY
+    )  # cfn-lint: in test_static_cloudformation
     real += marathon.check_dir(corpus.source("marathon").parent) + rabbitmq.check_file(corpus.source("rabbitmq"))
     assert real == [], rules.report(real)

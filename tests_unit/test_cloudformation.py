@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 
 from envfixtures.components import aws as aws_component
+from envfixtures.core import config
+from envfixtures.core.config import PlatformConfig
 from envfixtures.core.environment import Environment
 from envfixtures.core.errors import (
     BuildError,
@@ -38,6 +40,7 @@ from envfixtures.drivers.aws import cloudformation
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "templates" / "cloudformation" / "environment.yaml"
+REFERENCE = config.find(ROOT)  # the reference platform's [tool.envfixtures]
 SHA = "0123456789abcdef0123456789abcdef01234567"
 PASSWORD = "unit-test-password-5c1d9e0b7a"
 
@@ -323,7 +326,7 @@ def test_events_are_lines(fresh: str) -> None:
 def make_env(tmp_path: Path, backend: str, **settings: str) -> Environment:
     return Environment(
         name=f"ef-0123456-{backend[:3]}{os.getpid() % 1000}", sha=SHA, backend=backend, root=ROOT,
-        home=tmp_path / "home", settings={"quiet": "true", **settings}, components=["aws"],
+        home=tmp_path / "home", settings={"quiet": "true", **settings}, components=["aws"], config=REFERENCE,
     )  # fmt: skip
 
 
@@ -361,6 +364,7 @@ def test_local_aws_check_refuses_a_broken_template_before_building(tmp_path: Pat
         home=tmp_path / "home",
         settings={"quiet": "true"},
         components=["aws"],
+        config=PlatformConfig("", {"aws": {"template": "templates/cloudformation/environment.yaml"}}),
     )
     with pytest.raises(TemplateError, match=r"environment\.yaml:line \d+: "):
         env.check(["aws"])

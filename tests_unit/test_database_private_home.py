@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from envfixtures.core import config
 from envfixtures.core.environment import Environment
 from envfixtures.drivers.postgres import server as postgres
 
@@ -25,7 +26,7 @@ def test_a_private_home_moves_the_data_directory_out_and_teardown_removes_it(tmp
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout
     env = Environment(
         name="ef-0123456-priv", sha=sha.strip(), backend="local", root=root, home=home / ".envfixtures",
-        settings={"quiet": "true"}, components=["database"],
+        settings={"quiet": "true"}, components=["database"], config=config.find(root),
     )  # fmt: skip
     assert postgres.blocking_directory(env.dir / "work" / "database", may_change_under=env.dir) == home
     try:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from envfixtures.core.config import PlatformConfig
 from envfixtures.core.errors import ConfigError
 from envfixtures.core.facts import Facts
 from envfixtures.drivers.hosts import inventory as hosts
@@ -65,11 +66,22 @@ FLEET = [
 ]
 
 
+#: Which roles each component runs on, and the environment's tag, as a platform configures them.
+PLATFORM = PlatformConfig(
+    "pyproject.toml",
+    {
+        "hosts": {"broker": ["rabbitmq"], "scheduler": ["mesos-master"], "apps": ["mesos-agent"]},
+        "aws": {"tags": {"EnvName": "env_name", "GitSha": "sha"}},
+    },
+)
+
+
 def aws_env(tmp_path: Path, **settings: str) -> SimpleNamespace:
     facts = Facts({"outputs": {"VpcId": "vpc-1"}, "region": "eu-west-1"})
     return SimpleNamespace(
-        backend="aws", name="ef-0123456-abcd", dir=tmp_path, settings=settings, facts=lambda component: facts
-    )
+        backend="aws", name="ef-0123456-abcd", dir=tmp_path, settings=settings, facts=lambda component: facts,
+        config=PLATFORM,
+    )  # fmt: skip
 
 
 def test_local_is_this_machine() -> None:
@@ -88,6 +100,7 @@ def test_aws_hosts_are_the_role_instances_of_this_env_through_the_bastion(tmp_pa
     assert found[0].spec == "ssh://ec2-user@10.40.10.11"
     assert len(ec2.calls) == 2, "every page is read"
     assert {"Name": "tag:Role", "Values": ["rabbitmq"]} in ec2.calls[0]["Filters"]
+    assert {"Name": "tag:EnvName", "Values": ["ef-0123456-abcd"]} in ec2.calls[0]["Filters"], "the configured tag"
     config = Path(found[0].ssh_config)
     assert config == tmp_path / "ssh_config" and config.stat().st_mode & 0o077 == 0
     text = config.read_text()

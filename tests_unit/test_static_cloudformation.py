@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from envfixtures import rules
 from envfixtures.components.aws import generate_password
-from envfixtures.core import naming
+from envfixtures.core import config, naming
 from envfixtures.rules import cloudformation as cfn_rules
 from envfixtures.rules import policy
 
@@ -27,13 +27,16 @@ RUN_IDS = st.text()
 
 @pytest.fixture(scope="module")
 def template_path(pytestconfig: pytest.Config) -> Path:
-    return rules.templates_dir(pytestconfig.rootpath) / "cloudformation" / "environment.yaml"
+    return (pytestconfig.rootpath / "templates") / "cloudformation" / "environment.yaml"
 
 
 @pytest.fixture(scope="module")
-def doc(template_path: Path) -> cfn_rules.Document:
+def doc(template_path: Path, pytestconfig: pytest.Config) -> cfn_rules.Document:
     try:
-        return cfn_rules.load(template_path)
+        parameters = config.find(pytestconfig.rootpath).section("aws").get("parameters", {})
+        return cfn_rules.load(
+            template_path, cfn_rules.example_parameters(parameters), policy=policy.from_pytest(pytestconfig)
+        )
     except Exception as exc:  # a parse error is the one-line reason of the static stage
         pytest.fail(str(exc), pytrace=False)
 
@@ -49,7 +52,7 @@ def example_verdict(doc: cfn_rules.Document) -> list[rules.Finding]:
 
 @pytest.mark.parametrize("rule", sorted(cfn_rules.RULES))
 def test_template_passes_rule(doc: cfn_rules.Document, rule: str, pytestconfig: pytest.Config) -> None:
-    if rule in policy.from_pytest(pytestconfig):
+    if rule in policy.from_pytest(pytestconfig).off:
         pytest.skip(f"policy rule {rule} is turned off here (rules_off)")
     findings = cfn_rules.RULES[rule](doc)
     if findings:
@@ -108,12 +111,12 @@ def test_stack_parameters_are_accepted_and_the_rendered_template_passes(
     params = {
         "EnvName": name,
         "GitSha": sha,
-        "CertificateArn": cfn_rules.EXAMPLES["CertificateArn"],
+        "CertificateArn": cfn_rules.EXAMPLE_VALUES["certificate_arn"],
         "DbMasterPassword": generate_password(),
     }
     assert cfn_rules.parameter_problems(doc.raw, params) == []
     values = cfn_rules.example_values(doc.raw, params)
-    rendered = cfn_rules.Document(doc.path, doc.raw, cfn_rules.render(doc.raw, values), values)
+    rendered = cfn_rules.Document(doc.path, doc.raw, cfn_rules.render(doc.raw, values), values, doc.policy)
     assert [(f.rule, f.place) for f in cfn_rules.check(rendered)] == [(f.rule, f.place) for f in example_verdict(doc)]
     assert rendered.rendered["Resources"]["PrivateZone"]["Properties"]["Name"] == f"{name}.envfixtures.internal"
 

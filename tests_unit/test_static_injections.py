@@ -16,9 +16,12 @@ from pathlib import Path
 import pytest
 
 from envfixtures import rules
-from envfixtures.rules import cloudformation, marathon, rabbitmq
+from envfixtures.core import config
+from envfixtures.rules import cloudformation, marathon, policy, rabbitmq
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The reference platform's policy rules and their settings (its [tool.envfixtures]).
+REFERENCE_POLICY = policy.from_platform(config.find(ROOT))
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ INJECTIONS = [
 
 def static_stage(templates: Path) -> list[rules.Finding]:
     """The static rules of the three kinds of template, as the static stage runs them (cfn-lint aside)."""
-    found = cloudformation.check_file(templates / "cloudformation" / "environment.yaml")
+    found = cloudformation.check_file(templates / "cloudformation" / "environment.yaml", policy=REFERENCE_POLICY)
     found += marathon.check_dir(templates / "marathon")
     found += rabbitmq.check_file(templates / "rabbitmq" / "definitions.json")
     return found

@@ -17,7 +17,7 @@ from envfixtures.rules import rabbitmq as rmq_rules
 
 @pytest.fixture(scope="module")
 def definitions_path(pytestconfig: pytest.Config) -> Path:
-    return rules.templates_dir(pytestconfig.rootpath) / "rabbitmq" / "definitions.json"
+    return (pytestconfig.rootpath / "templates") / "rabbitmq" / "definitions.json"
 
 
 def test_definitions_pass_the_broker_validator(definitions_path: Path) -> None:

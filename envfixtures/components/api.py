@@ -1,9 +1,11 @@
-"""The ``api`` component: one base URL that spreads requests over the healthy tasks of the orders API.
+"""The ``api`` component: one base URL that spreads requests over the healthy tasks of the platform's API app.
 
-``local``: :mod:`envfixtures.drivers.marathon.proxy` started with ``ctx.spawn`` on a free loopback port, in the
-manner of a load balancer: round-robin over the healthy tasks of the orders API app, its task list refreshed from
-the scheduler every second. ``aws``: the stack's load balancer, ``https://<output LoadBalancerDns>``.
-Both builds end when ``<base_url>/health`` answers 200 through that URL (bounded: setting ``api_timeout``).
+Configured in ``[tool.envfixtures.api]``: ``app``, the id of the app it fronts (relative to the environment's
+group), and ``health_path``. ``local``: :mod:`envfixtures.drivers.marathon.proxy` started with ``ctx.spawn`` on a
+free loopback port, in the manner of a load balancer: round-robin over the healthy tasks of that app, its task
+list refreshed from the scheduler every second. ``aws``: the stack's load balancer, ``https://<the output
+configured as load_balancer_dns>``. Both builds end when ``<base_url><health_path>`` answers 200 through that URL
+(bounded: setting ``api_timeout``).
 
 Facts: ``base_url``, ``app_id`` (and locally ``marathon_url``, ``pid``).
 """
@@ -18,8 +20,9 @@ from typing import TYPE_CHECKING
 
 import requests
 
+from envfixtures.components.aws import stack_output
 from envfixtures.core.component import Component
-from envfixtures.core.errors import BuildError
+from envfixtures.core.errors import BuildError, ConfigError
 from envfixtures.core.facts import Facts
 from envfixtures.core.ports import free_port
 from envfixtures.core.processes import log_tail
@@ -28,35 +31,45 @@ from envfixtures.core.waiting import CONNECTION_ERRORS, wait_for
 if TYPE_CHECKING:
     from envfixtures.core.context import BuildContext
 
-#: The app, among the ``apps`` component's ``app_ids``, whose tasks the base URL serves.
-API_APP_SUFFIX = "/orders-api"
 DEFAULT_TIMEOUT = 120.0
 
 
-def orders_api_target(ctx: "BuildContext") -> tuple[str, str]:
-    """(scheduler URL, orders API app id): the one place that knows where the ``apps`` facts keep them."""
+@dataclasses.dataclass(frozen=True)
+class ApiConfig:
+    """Which app the base URL fronts, and how to tell it answers."""
+
+    #: the app's id, relative to the environment's group (e.g. "web" or "shop/web")
+    app: str = ""
+    #: a path that answers 200 once a healthy task serves
+    health_path: str = "/health"
+
+
+def api_target(ctx: "BuildContext") -> tuple[str, str]:
+    """(scheduler URL, the fronted app's id): the one place that knows where the ``apps`` facts keep them."""
+    if not ctx.config.app:
+        raise ConfigError(f"{ctx.platform.where('app', 'api')}: not set (the id of the app the api fronts)")
     apps = ctx.facts("apps")
     app_ids = [str(a) for a in apps.get("app_ids") or []]
-    matching = [a for a in app_ids if a.endswith(API_APP_SUFFIX)]
-    if len(matching) != 1:
+    wanted = f"{apps.get('group', '')}/{ctx.config.app.strip('/')}"
+    if wanted not in app_ids:
         raise BuildError(
-            f"expected exactly one app ending in {API_APP_SUFFIX!r} among the deployed apps, "
-            f"found {matching or 'none'} (app ids: {', '.join(app_ids) or 'none'})"
+            f"{ctx.platform.where('app', 'api')} = {ctx.config.app!r}: no such app among the deployed apps "
+            f"({', '.join(app_ids) or 'none'})"
         )
     url = apps.get("url") or ctx.facts("scheduler")["url"]
-    return str(url), matching[0]
+    return str(url), wanted
 
 
-def health_check(base_url: str) -> Callable[[], bool]:
-    """True when ``<base_url>/health`` answers 200 (the path from the client to a healthy task works)."""
-    return lambda: requests.get(f"{base_url}/health", timeout=5).status_code == 200
+def health_check(url: str) -> Callable[[], bool]:
+    """True when ``url`` answers 200 (the path from the client to a healthy task works)."""
+    return lambda: requests.get(url, timeout=5).status_code == 200
 
 
-def wait_healthy(base_url: str, *, timeout: float) -> None:
-    """Until ``<base_url>/health`` answers 200."""
+def wait_healthy(url: str, *, timeout: float) -> None:
+    """Until ``url`` answers 200."""
     wait_for(
-        health_check(base_url),
-        what=f"{base_url}/health answering 200",
+        health_check(url),
+        what=f"{url} answering 200",
         timeout=timeout,
         retry_on=CONNECTION_ERRORS,
         first_delay=0.1,
@@ -64,10 +77,11 @@ def wait_healthy(base_url: str, *, timeout: float) -> None:
 
 
 class LocalApi(Component):
-    """A loopback reverse proxy over the healthy orders API tasks (see :mod:`envfixtures.drivers.marathon.proxy`)."""
+    """A loopback reverse proxy over the healthy tasks of the app (see :mod:`envfixtures.drivers.marathon.proxy`)."""
 
     name = "api"
     requires = ("apps",)
+    Config = ApiConfig
 
     @dataclasses.dataclass(frozen=True)
     class Settings:
@@ -77,16 +91,17 @@ class LocalApi(Component):
         api_refresh: float = 1.0
 
     def build(self, ctx: "BuildContext") -> Facts:
-        marathon_url, app_id = orders_api_target(ctx)
+        marathon_url, app_id = api_target(ctx)
         port = free_port()
         argv = [sys.executable, "-m", "envfixtures.drivers.marathon.proxy", "--port", str(port),
                 "--marathon", marathon_url, "--app-id", app_id,
                 "--refresh", str(ctx.settings.api_refresh)]  # fmt: skip
         process = ctx.spawn("proxy", argv, cwd=Path(ctx.root))
         base_url = f"http://127.0.0.1:{port}"
+        health_url = f"{base_url}/{ctx.config.health_path.lstrip('/')}"
         process.wait_ready(
-            health_check(base_url),
-            what=f"{base_url}/health answering 200",
+            health_check(health_url),
+            what=f"{health_url} answering 200",
             timeout=ctx.settings.api_timeout,
             retry_on=CONNECTION_ERRORS,
             first_delay=0.1,
@@ -100,10 +115,11 @@ class LocalApi(Component):
 
 
 class StackApi(Component):
-    """The stack's application load balancer in front of the orders API tasks."""
+    """The stack's application load balancer in front of the app's tasks."""
 
     name = "api"
     requires = ("aws", "apps")
+    Config = ApiConfig
 
     @dataclasses.dataclass(frozen=True)
     class Settings:
@@ -112,13 +128,10 @@ class StackApi(Component):
         api_timeout: float = 300.0
 
     def build(self, ctx: "BuildContext") -> Facts:
-        outputs = ctx.facts("aws").get("outputs") or {}
-        dns = outputs.get("LoadBalancerDns")
-        if not dns:
-            raise BuildError(f"the stack of {ctx.name} has no output LoadBalancerDns (outputs: {sorted(outputs)})")
-        _, app_id = orders_api_target(ctx)
+        dns = stack_output(ctx.facts("aws"), "load_balancer_dns")
+        _, app_id = api_target(ctx)
         base_url = f"https://{dns}"
-        wait_healthy(base_url, timeout=ctx.settings.api_timeout)
+        wait_healthy(f"{base_url}/{ctx.config.health_path.lstrip('/')}", timeout=ctx.settings.api_timeout)
         ctx.progress(f"api: {base_url} (load balancer) -> {app_id}")
         return Facts({"base_url": base_url, "app_id": app_id})
 

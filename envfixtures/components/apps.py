@@ -1,7 +1,11 @@
-"""The ``apps`` component: ``templates/marathon/*.json`` deployed as one Marathon group named for the environment.
+"""The ``apps`` component: the platform's Marathon app templates deployed as one group named for the environment.
+
+Configured in ``[tool.envfixtures.apps]``: ``templates``, the directory of the app templates (``*.json``, the
+template language of :mod:`envfixtures.drivers.marathon.render`), and ``requires``, the components whose facts
+they use.
 
 ``check`` renders and validates every template (Marathon's 422 rules) before anything is built.
-``build`` renders them with the SHA, the env name and the facts of :attr:`Apps.requires`, PUTs the group
+``build`` renders them with the SHA, the env name and the facts of those components, PUTs the group
 ``/<env name>`` with ``force``, waits until the deployment is gone and every app healthy, and fails fast
 with a task's ``lastTaskFailure`` message. Same class on both backends: only the scheduler's URL differs.
 Facts: ``url`` (the scheduler), ``group``, ``app_ids``, ``deployment_id``, ``desired`` (the rendered apps,
@@ -17,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from envfixtures import rules
 from envfixtures.core.component import Component
-from envfixtures.core.errors import BuildError, TemplateError
+from envfixtures.core.config import path_field
+from envfixtures.core.errors import BuildError, ConfigError, TemplateError
 from envfixtures.core.facts import Facts
 from envfixtures.core.waiting import wait_for
 from envfixtures.drivers.marathon import render
@@ -30,8 +35,20 @@ if TYPE_CHECKING:
     from envfixtures.core.context import BuildContext
 
 
+@dataclasses.dataclass(frozen=True)
+class AppsConfig:
+    """The app templates, and the components whose facts they use."""
+
+    #: the directory of the Marathon app templates (*.json), relative to the checkout
+    templates: str = path_field(kind="dir")
+    #: the components built before the apps; their facts are the templates' ``{{ facts.<name>.<key> }}``
+    requires: tuple[str, ...] = ("scheduler",)
+
+
 def template_dir(ctx: "BuildContext") -> Path:
-    return Path(ctx.root) / "templates" / "marathon"
+    if not ctx.config.templates:
+        raise ConfigError(f"{ctx.platform.where('templates', 'apps')}: not set (the directory of the app templates)")
+    return ctx.path(ctx.config.templates)
 
 
 def context_values(ctx: "BuildContext") -> dict[str, str]:
@@ -43,8 +60,13 @@ class Apps(Component):
     """The platform's Marathon apps, as one group ``/<env name>``."""
 
     name = "apps"
-    #: Components whose facts the templates may use; add e.g. "broker", "database" here.
-    requires: tuple[str, ...] = ("scheduler", "artifact", "database", "topology")
+    requires: tuple[str, ...] = ("scheduler",)
+    Config = AppsConfig
+
+    @classmethod
+    def requirements(cls, config: AppsConfig) -> tuple[str, ...]:
+        """The scheduler, and what the platform's templates use (``requires``)."""
+        return tuple(dict.fromkeys(("scheduler", *config.requires)))
 
     @dataclasses.dataclass(frozen=True)
     class Settings:
@@ -53,13 +75,22 @@ class Apps(Component):
         apps_timeout: float = 300.0
 
     @classmethod
+    def inputs(cls, ctx: "BuildContext") -> list[Path]:
+        return sorted(template_dir(ctx).glob("*.json"))
+
+    @classmethod
+    def lint(cls, ctx: "BuildContext", *, thorough: bool = False) -> list[rules.Finding]:
+        findings = marathon_rules.check_dir(template_dir(ctx), requires=cls.requirements(ctx.config))
+        return policy.of_context(ctx).without(findings)
+
+    @classmethod
     def check(cls, ctx: "BuildContext") -> None:
-        render.render_dir(template_dir(ctx), render.check_context(context_values(ctx), cls.requires))
-        findings = marathon_rules.check_dir(template_dir(ctx), requires=cls.requires)
-        rules.refuse(policy.without(findings, policy.disabled(ctx.environment_settings.rules_off)))
+        requires = cls.requirements(ctx.config)
+        render.render_dir(template_dir(ctx), render.check_context(context_values(ctx), requires))
+        rules.refuse(cls.lint(ctx))
 
     def build(self, ctx: "BuildContext") -> Facts:
-        facts = {name: ctx.facts(name) for name in self.requires}
+        facts = {name: ctx.facts(name) for name in self.requirements(ctx.config)}
         rendered = render.render_dir(template_dir(ctx), render.build_context(context_values(ctx), facts))
         _refuse_leaked_secrets(rendered, [v for f in facts.values() for v in f.secret_values()])
         group = f"/{ctx.name}"

@@ -1,5 +1,10 @@
 """The ``artifact`` component: the platform's code at the SHA, built once and stored in the artifact bucket.
 
+Configured in ``[tool.envfixtures.artifact]``: ``source`` (a directory built into an sdist, with its
+``build_info`` file written with the SHA) or ``command`` (a shell command that writes one file); see
+:mod:`envfixtures.drivers.artifact`. The bucket is the stack's output the ``aws`` component's ``outputs`` name
+``artifact_bucket``.
+
 Tasks fetch it into their sandbox through the app's ``fetch`` URI: a presigned S3 URL, the same call on
 the moto server (``local``) and on a real bucket (``aws``). Facts: ``key``, ``sha256``, ``top_dir``,
 ``url`` (presigned, valid for ``artifact_url_seconds``, default 6 h).
@@ -10,7 +15,10 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from envfixtures.components.aws import stack_output
 from envfixtures.core.component import Component
+from envfixtures.core.config import path_field
+from envfixtures.core.errors import ConfigError
 from envfixtures.core.facts import Facts
 from envfixtures.drivers import artifact
 from envfixtures.drivers.aws import clients as aws_clients
@@ -29,10 +37,35 @@ class Artifact(Component):
 
         artifact_url_seconds: int = 21600
 
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        """How the artifact is built: from a source directory, or by a command."""
+
+        #: a directory (relative to the checkout) whose committed content is built into an sdist
+        source: str = path_field(kind="dir")
+        #: a file inside ``source`` written with ``SHA = "<sha>"`` before the build ("" for none)
+        build_info: str = ""
+        #: instead of ``source``: a shell command run in the committed tree, writing one file into
+        #: ``$ENVFIXTURES_ARTIFACT_DIR``
+        command: str = ""
+
+    @classmethod
+    def check(cls, ctx: "BuildContext") -> None:
+        where = ctx.platform.where(section="artifact")
+        if bool(ctx.config.source) == bool(ctx.config.command):
+            raise ConfigError(f"{where}: set one of source (a directory to build an sdist of) or command")
+        if ctx.config.build_info and not ctx.config.source:
+            raise ConfigError(f"{where} build_info: only with source")
+
     def build(self, ctx: "BuildContext") -> Facts:
-        built = artifact.build(ctx.root, ctx.sha, ctx.workdir())
+        if ctx.config.command:
+            built = artifact.build_with_command(ctx.root, ctx.sha, ctx.workdir(), command=ctx.config.command)
+        else:
+            built = artifact.build(
+                ctx.root, ctx.sha, ctx.workdir(), source=ctx.config.source, build_info=ctx.config.build_info
+            )
         aws = ctx.facts("aws")
-        bucket = aws["outputs"]["ArtifactBucket"]
+        bucket = stack_output(aws, "artifact_bucket")
         key = f"{ctx.name}/{built.path.name}"
         ctx.record("s3-object", bucket=bucket, key=key)
         s3 = aws_clients.client(aws, "s3")

@@ -8,9 +8,15 @@ the honest local teardown (the default :meth:`Component.teardown`).
 ``aws`` (:class:`RealAws`): the same stack code against the real endpoint with the usual boto3
 credential chain; teardown empties the artifact bucket, deletes the stack and verifies it is gone.
 
+Configured in ``[tool.envfixtures.aws]``: ``template`` (the file), ``parameters`` (stack parameter -> one of
+:data:`PARAMETER_VALUES`: what envfixtures passes it) and ``outputs`` (one of :data:`OUTPUT_MEANINGS` -> the
+stack's output name). Checked before anything is built: every parameter without a ``Default`` must be given a
+value, and every configured output must exist in the template.
+
 Facts: ``backend``, ``endpoint_url`` (``None`` on aws), ``region``, ``stack_name``, ``stack_id``,
-``certificate_arn``, ``outputs`` (dict), ``db_master_username`` and ``db_master_password`` (secret,
-generated per environment, passed to AWS as a NoEcho parameter through the API, never on a command line).
+``certificate_arn``, ``outputs`` (every output, by name), ``endpoints`` (the configured outputs, by meaning;
+read them with :func:`stack_output`), ``database_password`` (secret, generated per environment when a parameter
+asks for it, passed to AWS as a NoEcho parameter through the API, never on a command line).
 """
 
 from __future__ import annotations
@@ -26,26 +32,129 @@ from typing import TYPE_CHECKING, Any
 
 from envfixtures import rules
 from envfixtures.core.component import Component
-from envfixtures.core.errors import ConfigError
+from envfixtures.core.config import path_field
+from envfixtures.core.errors import BuildError, ConfigError
 from envfixtures.core.facts import Facts
 from envfixtures.core.ports import free_port
 from envfixtures.core.waiting import CONNECTION_ERRORS
 from envfixtures.drivers.aws import clients as aws_clients
 from envfixtures.drivers.aws import cloudformation
 from envfixtures.rules import cloudformation as cfn_rules
-from envfixtures.rules import policy
+from envfixtures.rules import policy as policy_mod
 
 if TYPE_CHECKING:
     from envfixtures.core.context import BuildContext
 
 log = logging.getLogger(__name__)
 
-TEMPLATE = Path("templates") / "cloudformation" / "environment.yaml"
-SECRET_KEYS = ("db_master_password",)
+#: What a stack parameter can be given: the environment's name, the SHA, the load balancer's certificate, a
+#: database password generated for the environment.
+PARAMETER_VALUES = ("env_name", "sha", "certificate_arn", "database_password")
+#: What the other components read from the stack's outputs, on the ``aws`` backend (``artifact_bucket`` on both).
+OUTPUT_MEANINGS = {
+    "artifact_bucket": "the bucket the artifact is stored in (artifact)",
+    "database_host": "the database's endpoint address (database)",
+    "database_port": "the database's port (database)",
+    "database_name": "the database's name (database)",
+    "database_user": "the database's master user name (database)",
+    "broker_amqp": "the broker's AMQP endpoint, amqp://host:port (broker)",
+    "broker_management": "the broker's management API URL (broker)",
+    "marathon_url": "Marathon's URL (scheduler)",
+    "load_balancer_dns": "the load balancer's DNS name, served over HTTPS (api)",
+    "bastion_host": "the host through which the instances are reached over SSH (host checks)",
+}
+SECRET_KEYS = ("database_password",)
+
+
+@dataclasses.dataclass(frozen=True)
+class StackConfig:
+    """The stack: its template, what its parameters are given, what its outputs mean."""
+
+    #: the CloudFormation template, relative to the checkout
+    template: str = path_field()
+    #: stack parameter -> one of PARAMETER_VALUES
+    parameters: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: one of OUTPUT_MEANINGS -> the stack's output name
+    outputs: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: the stack's tags (CloudFormation passes them on to the resources): tag key -> one of "env_name", "sha"
+    tags: dict[str, str] = dataclasses.field(
+        default_factory=lambda: {"envfixtures:env": "env_name", "envfixtures:sha": "sha"}
+    )
 
 
 def template_path(ctx: "BuildContext") -> Path:
-    return Path(ctx.root) / TEMPLATE
+    if not ctx.config.template:
+        raise ConfigError(f"{ctx.platform.where('template', 'aws')}: not set (the stack's CloudFormation template)")
+    return ctx.path(ctx.config.template)
+
+
+def stack_output(aws: Facts, meaning: str) -> str:
+    """The value of the stack's output that the platform's configuration says means ``meaning``."""
+    value = (aws.get("endpoints") or {}).get(meaning)
+    if not value:
+        raise BuildError(
+            f"no stack output for {meaning!r} ({OUTPUT_MEANINGS.get(meaning, '?')}): name it in "
+            f'[tool.envfixtures.aws.outputs] {meaning} = "<output name>" (stack outputs: '
+            f"{', '.join(sorted(aws.get('outputs') or {})) or 'none'})"
+        )
+    return str(value)
+
+
+class Stack(Component):
+    """What both backends share: the template, its static rules, and its agreement with the configuration."""
+
+    name = "aws"
+    Config = StackConfig
+
+    @classmethod
+    def inputs(cls, ctx: "BuildContext") -> list[Path]:
+        return [template_path(ctx)]
+
+    @classmethod
+    def lint(cls, ctx: "BuildContext", *, thorough: bool = False) -> list[rules.Finding]:
+        policy = policy_mod.of_context(ctx)
+        examples = cfn_rules.example_parameters(ctx.config.parameters)
+        return policy.without(cfn_rules.check_file(template_path(ctx), lint=thorough, values=examples, policy=policy))
+
+    @classmethod
+    def check(cls, ctx: "BuildContext") -> None:
+        rules.refuse(cls.lint(ctx))
+        check_stack(ctx)
+
+
+def check_stack(ctx: "BuildContext") -> None:
+    """The template's parameters and outputs agree with the configuration."""
+    config: StackConfig = ctx.config
+    where = ctx.platform.where(section="aws")
+    path = template_path(ctx)
+    template = cloudformation.load_template(path)
+    declared = template.get("Parameters") or {}
+    for parameter, value in config.parameters.items():
+        if value not in PARAMETER_VALUES:
+            raise ConfigError(
+                f"{where} parameters.{parameter} = {value!r}: known values: {', '.join(PARAMETER_VALUES)}"
+            )
+        if parameter not in declared:
+            raise ConfigError(f"{where} parameters.{parameter}: {path} declares no such parameter")
+    for parameter, spec in declared.items():
+        if parameter not in config.parameters and not (isinstance(spec, dict) and "Default" in spec):
+            raise ConfigError(
+                f"{path}: parameter {parameter} has no Default and no value: give it one in {where} parameters "
+                f"({', '.join(PARAMETER_VALUES)})"
+            )
+    for key, value in config.tags.items():
+        if value not in ("env_name", "sha"):
+            raise ConfigError(f"{where} tags.{key} = {value!r}: known values: env_name, sha")
+    outputs = template.get("Outputs") or {}
+    for meaning, output in config.outputs.items():
+        if meaning not in OUTPUT_MEANINGS:
+            raise ConfigError(f"{where} outputs.{meaning}: unknown meaning; known: {', '.join(OUTPUT_MEANINGS)}")
+        if output not in outputs:
+            raise ConfigError(f"{where} outputs.{meaning} = {output!r}: {path} has no such output")
+
+
+def _needs(ctx: "BuildContext", value: str) -> bool:
+    return value in ctx.config.parameters.values()
 
 
 def generate_password() -> str:
@@ -65,22 +174,19 @@ def build_stack(
 ) -> Facts:
     """Create the environment's stack (named like the environment) and return the component's facts."""
     cf = aws_clients.make_client("cloudformation", endpoint_url=endpoint_url, region=region)
-    password = generate_password()
-    ctx.add_secret("database master password", password)
+    password = generate_password() if _needs(ctx, "database_password") else ""
+    if password:
+        ctx.add_secret("database master password", password)
+    values = {"env_name": ctx.name, "sha": ctx.sha, "certificate_arn": certificate_arn, "database_password": password}
     ctx.record("stack", name=ctx.name, region=region, endpoint_url=endpoint_url)
     ctx.progress(f"aws: creating stack {ctx.name} in {region}{' at ' + endpoint_url if endpoint_url else ''}")
     stack_id = cloudformation.create_stack(
         cf,
         name=ctx.name,
         template_path=template_path(ctx),
-        parameters={
-            "EnvName": ctx.name,
-            "GitSha": ctx.sha,
-            "CertificateArn": certificate_arn,
-            "DbMasterPassword": password,
-        },
-        tags={"EnvName": ctx.name, "GitSha": ctx.sha},
-        secrets=[password],
+        parameters={parameter: values[value] for parameter, value in ctx.config.parameters.items()},
+        tags={key: values[value] for key, value in ctx.config.tags.items()},
+        secrets=[password] if password else [],
         timeout=timeout,
         max_delay=max_delay,
     )
@@ -94,10 +200,10 @@ def build_stack(
             "stack_id": stack_id,
             "certificate_arn": certificate_arn,
             "outputs": outputs,
-            "db_master_username": outputs.get("DatabaseMasterUsername", ""),
-            "db_master_password": password,
+            "endpoints": {meaning: outputs.get(name) for meaning, name in ctx.config.outputs.items()},
+            "database_password": password,
         },
-        secrets=SECRET_KEYS,
+        secrets=SECRET_KEYS if password else (),
     )
 
 
@@ -112,24 +218,14 @@ def stack_diagnosis(facts: Facts, stack: str) -> str:
     return "\n".join(lines)
 
 
-class LocalAws(Component):
+class LocalAws(Stack):
     """AWS on this machine: a moto server per environment, and the stack created in it."""
-
-    name = "aws"
 
     @dataclasses.dataclass(frozen=True)
     class Settings:
         """Seconds to wait for the stack on the moto server."""
 
         aws_stack_timeout: float = 60.0
-
-    @classmethod
-    def check(cls, ctx: "BuildContext") -> None:
-        rules.refuse(
-            policy.without(
-                cfn_rules.check_file(template_path(ctx)), policy.disabled(ctx.environment_settings.rules_off)
-            )
-        )
 
     def build(self, ctx: "BuildContext") -> Facts:
         port = free_port()
@@ -141,8 +237,10 @@ class LocalAws(Component):
             timeout=30,
             retry_on=CONNECTION_ERRORS,
         )
-        acm = aws_clients.make_client("acm", endpoint_url=endpoint_url, region=aws_clients.LOCAL_REGION)
-        certificate_arn = acm.request_certificate(DomainName=f"{ctx.name}.envfixtures.test")["CertificateArn"]
+        certificate_arn = ""
+        if _needs(ctx, "certificate_arn"):
+            acm = aws_clients.make_client("acm", endpoint_url=endpoint_url, region=aws_clients.LOCAL_REGION)
+            certificate_arn = acm.request_certificate(DomainName=f"{ctx.name}.envfixtures.test")["CertificateArn"]
         return build_stack(
             ctx,
             backend="local",
@@ -159,15 +257,13 @@ class LocalAws(Component):
         return stack_diagnosis(facts, facts.get("stack_id") or ctx.name)
 
 
-class RealAws(Component):
+class RealAws(Stack):
     """AWS in a real account: the stack created with the usual boto3 credentials, deleted at teardown.
 
     Settings: ``aws_certificate_arn`` (or ``ENVFIXTURES_AWS_CERTIFICATE_ARN``) — required: the
     ACM certificate of the public HTTPS listener; ``aws_region`` (else boto3's configured region);
     ``aws_stack_timeout`` in seconds (default 3600: a Multi-AZ RDS instance takes ~20 minutes).
     """
-
-    name = "aws"
 
     @dataclasses.dataclass(frozen=True)
     class Settings:
@@ -179,12 +275,9 @@ class RealAws(Component):
 
     @classmethod
     def check(cls, ctx: "BuildContext") -> None:
-        rules.refuse(
-            policy.without(
-                cfn_rules.check_file(template_path(ctx)), policy.disabled(ctx.environment_settings.rules_off)
-            )
-        )
-        _certificate_arn(ctx)
+        super().check(ctx)
+        if _needs(ctx, "certificate_arn"):
+            _certificate_arn(ctx)
         _region(ctx)
 
     def build(self, ctx: "BuildContext") -> Facts:
@@ -193,7 +286,7 @@ class RealAws(Component):
             backend="aws",
             endpoint_url=None,
             region=_region(ctx),
-            certificate_arn=_certificate_arn(ctx),
+            certificate_arn=_certificate_arn(ctx) if _needs(ctx, "certificate_arn") else "",
             timeout=ctx.settings.aws_stack_timeout,
             max_delay=15.0,
         )
@@ -202,7 +295,7 @@ class RealAws(Component):
         """Empty the artifact bucket, delete the stack and verify it is gone (tolerates partial facts)."""
         region = facts.get("region") or _region(ctx)
         stack = facts.get("stack_id") or ctx.name
-        bucket = (facts.get("outputs") or {}).get("ArtifactBucket")
+        bucket = (facts.get("endpoints") or {}).get("artifact_bucket")
         if bucket:
             empty_bucket(aws_clients.make_client("s3", endpoint_url=None, region=region), bucket)
         cf = aws_clients.make_client("cloudformation", endpoint_url=None, region=region)

@@ -3,7 +3,7 @@
 ``local`` (:class:`LocalBroker`): ``broker_nodes`` (default 3) real nodes started by
 :mod:`envfixtures.drivers.rabbitmq.cluster` in the component's work directory, loopback only, own epmd, random
 cookie, management plugin, an administrator with a generated password and no ``guest`` user.
-``aws`` (:class:`StackBroker`): the stack's ``BrokerAmqpEndpoint`` and ``BrokerManagementUrl`` outputs.
+``aws`` (:class:`StackBroker`): the stack's outputs configured as ``broker_amqp`` and ``broker_management``.
 The stack does not hand out broker credentials, so the administrator comes from the settings
 ``broker_admin_user`` / ``broker_admin_password`` or the environment variables
 ``ENVFIXTURES_BROKER_ADMIN_USER`` / ``ENVFIXTURES_BROKER_ADMIN_PASSWORD`` (prefer the variable for the
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from envfixtures.components.aws import stack_output
 from envfixtures.core import processes
 from envfixtures.core.component import Component
 from envfixtures.core.errors import ConfigError
@@ -155,12 +156,9 @@ class StackBroker(Component):
         broker_admin_password: str = ""
 
     def build(self, ctx: "BuildContext") -> Facts:
-        outputs = ctx.facts("aws").get("outputs") or {}
-        try:
-            amqp_endpoint = outputs["BrokerAmqpEndpoint"]
-            management_url = outputs["BrokerManagementUrl"]
-        except KeyError as exc:
-            raise ConfigError(f"the stack has no output {exc.args[0]}; see templates/cloudformation") from None
+        aws = ctx.facts("aws")
+        amqp_endpoint = stack_output(aws, "broker_amqp")
+        management_url = stack_output(aws, "broker_management")
         user = ctx.settings.broker_admin_user or os.environ.get("ENVFIXTURES_BROKER_ADMIN_USER")
         password = ctx.settings.broker_admin_password or os.environ.get("ENVFIXTURES_BROKER_ADMIN_PASSWORD")
         if not user or not password:

@@ -5,19 +5,23 @@ work directory, loopback only, scram-sha-256 with generated passwords, an applic
 ``aws``: the RDS instance of the stack (endpoint and port from the stack's outputs, the master password
 from the ``aws`` component's secret facts).
 
-On both, the schema migrations committed at the environment's SHA (``services/migrations``) are applied
+Configured in ``[tool.envfixtures.database]``: ``name`` and ``role`` of the application's database, and
+``migrations``, the directory of its schema migrations. On both, the migrations committed at the SHA are applied
 at the end of the build: the migrations are the last deploy step of the database, so everything that
 requires ``database`` (the apps) finds the schema in place, and no separate component is needed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from envfixtures.components.aws import stack_output
 from envfixtures.core import processes
 from envfixtures.core.component import Component
+from envfixtures.core.config import path_field
 from envfixtures.core.errors import BuildError
 from envfixtures.core.facts import Facts
 from envfixtures.core.ports import free_port
@@ -29,10 +33,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-APP_ROLE = "platform"
-APP_DB = "platform"
-#: Keys under which the ``aws`` component may hand over the RDS master password (first found wins).
-AWS_PASSWORD_KEYS = ("db_master_password", "database_password", "db_password")
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseConfig:
+    """The application's database."""
+
+    #: the database's name (local; on aws, the stack's output ``database_name``)
+    name: str = "app"
+    #: the application's role (local; on aws, the stack's output ``database_user``)
+    role: str = "app"
+    #: the directory of NNNN_name.sql migrations, applied as committed at the SHA ("" for none)
+    migrations: str = path_field(kind="dir")
 
 
 def database_facts(
@@ -63,7 +74,9 @@ def conninfo_of(facts: Facts) -> str:
 
 
 def _migrations(ctx: "BuildContext") -> list[migrations.Migration]:
-    return migrations.from_git(ctx.root, ctx.sha)
+    if not ctx.config.migrations:
+        return []
+    return migrations.from_git(ctx.root, ctx.sha, ctx.config.migrations)
 
 
 class LocalDatabase(Component):
@@ -71,6 +84,7 @@ class LocalDatabase(Component):
 
     name = "database"
     requires = ()
+    Config = DatabaseConfig
 
     @classmethod
     def check(cls, ctx: "BuildContext") -> None:
@@ -89,11 +103,12 @@ class LocalDatabase(Component):
         server = postgres.start(workdir=workdir, port=port, spawn=ctx.spawn, may_change_under=ctx.state_dir)
         ctx.add_secret("database superuser password", server.admin_password)
         password = ctx.new_secret("database application password")
+        role, dbname = ctx.config.role, ctx.config.name
         postgres.create_app_database(
-            port=port, admin_password=server.admin_password, role=APP_ROLE, password=password, dbname=APP_DB
+            port=port, admin_password=server.admin_password, role=role, password=password, dbname=dbname
         )
         facts = database_facts(
-            host=postgres.HOST, port=port, dbname=APP_DB, user=APP_ROLE, password=password, migrations_applied=[],
+            host=postgres.HOST, port=port, dbname=dbname, user=role, password=password, migrations_applied=[],
             admin_password=server.admin_password, pid=server.pid, server_version=server.version,
             timings=server.timings, versions={"postgresql": server.version},
         )  # fmt: skip
@@ -120,6 +135,7 @@ class StackDatabase(Component):
 
     name = "database"
     requires = ("aws",)
+    Config = DatabaseConfig
 
     @classmethod
     def check(cls, ctx: "BuildContext") -> None:
@@ -127,18 +143,17 @@ class StackDatabase(Component):
 
     def build(self, ctx: "BuildContext") -> Facts:
         aws = ctx.facts("aws")
-        outputs = aws.get("outputs") or {}
-        missing = [k for k in ("DatabaseEndpoint", "DatabasePort", "DatabaseName") if not outputs.get(k)]
-        if missing:
-            raise BuildError(f"the stack has no output {', '.join(missing)}; see templates/cloudformation")
-        password = next((aws[k] for k in AWS_PASSWORD_KEYS if aws.get(k)), None)
-        if password is None:
-            raise BuildError(f"the aws component gave no database password (looked for {', '.join(AWS_PASSWORD_KEYS)})")
+        password = aws.get("database_password")
+        if not password:
+            raise BuildError(
+                'the aws component gave no database password: map a stack parameter to "database_password" in '
+                "[tool.envfixtures.aws.parameters]"
+            )
         facts = database_facts(
-            host=outputs["DatabaseEndpoint"],
-            port=int(outputs["DatabasePort"]),
-            dbname=outputs["DatabaseName"],
-            user=outputs.get("DatabaseMasterUsername") or APP_ROLE,
+            host=stack_output(aws, "database_host"),
+            port=int(stack_output(aws, "database_port")),
+            dbname=stack_output(aws, "database_name"),
+            user=(aws.get("endpoints") or {}).get("database_user") or ctx.config.role,
             password=password,
             migrations_applied=[],
         )

@@ -2,7 +2,8 @@
 
 ``local``: the local scheduler (:mod:`envfixtures.drivers.marathon.server`) started with ``ctx.spawn`` on a free
 loopback port; it inherits ``ENVFIXTURES_ENV`` and so do its tasks. Its teardown (SIGTERM to its group)
-makes it stop every task before it exits. ``aws``: Marathon of the stack, URL from the output ``MarathonUrl``.
+makes it stop every task before it exits. ``aws``: Marathon of the stack, its URL the stack's output configured as
+``marathon_url``.
 Facts: ``url`` (and ``pid``, ``workdir`` locally).
 """
 
@@ -12,8 +13,8 @@ import dataclasses
 import sys
 from typing import TYPE_CHECKING
 
+from envfixtures.components.aws import stack_output
 from envfixtures.core.component import Component
-from envfixtures.core.errors import BuildError
 from envfixtures.core.facts import Facts
 from envfixtures.core.ports import free_port
 from envfixtures.core.processes import log_tail
@@ -75,7 +76,7 @@ def _task_failures(url: str) -> str:
 
 
 class StackScheduler(Component):
-    """Marathon of the stack: its URL is the stack's output ``MarathonUrl``."""
+    """Marathon of the stack: its URL is the stack's output configured as ``marathon_url``."""
 
     name = "scheduler"
     requires = ("aws",)
@@ -87,10 +88,7 @@ class StackScheduler(Component):
         marathon_timeout: float = 300.0
 
     def build(self, ctx: "BuildContext") -> Facts:
-        outputs = ctx.facts("aws").get("outputs") or {}
-        url = outputs.get("MarathonUrl")
-        if not url:
-            raise BuildError(f"the stack of {ctx.name} has no output MarathonUrl (outputs: {sorted(outputs)})")
+        url = stack_output(ctx.facts("aws"), "marathon_url")
         client = MarathonClient(url, timeout=5.0)
         wait_for(client.ping, what=f"Marathon at {url}", timeout=ctx.settings.marathon_timeout, retry_on=(Unavailable,))
         ctx.progress(f"scheduler: Marathon at {url} (leader {client.leader()})")

@@ -2,7 +2,8 @@
 
 The same on both backends (it talks to the broker's management API): a vhost named like the
 environment; an application user with a generated password and permissions on that vhost only;
-``templates/rabbitmq/definitions.json`` imported into the vhost. :meth:`Topology.check` validates the
+the definitions file configured as ``[tool.envfixtures.topology] definitions`` (RabbitMQ's own export format)
+imported into the vhost. :meth:`Topology.check` validates the
 definitions before anything is built, so a binding to a missing exchange fails the run before any
 node starts.
 
@@ -12,28 +13,41 @@ broker), ``amqp_url`` (without the password), ``definitions`` (path of the impor
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from envfixtures import rules
 from envfixtures.core.component import Component
-from envfixtures.core.errors import TeardownError
+from envfixtures.core.config import path_field
+from envfixtures.core.errors import ConfigError, TeardownError
 from envfixtures.core.facts import Facts
 from envfixtures.drivers.rabbitmq import definitions as defs
 from envfixtures.drivers.rabbitmq import topology
 from envfixtures.drivers.rabbitmq.management import Management, ManagementError
+from envfixtures.rules import policy
+from envfixtures.rules import rabbitmq as rabbitmq_rules
 
 if TYPE_CHECKING:
     from envfixtures.core.context import BuildContext
 
 log = logging.getLogger(__name__)
 
-DEFINITIONS = Path("templates") / "rabbitmq" / "definitions.json"
+
+@dataclasses.dataclass(frozen=True)
+class TopologyConfig:
+    """The broker's definitions."""
+
+    #: a RabbitMQ definitions file (as ``rabbitmqctl export_definitions`` writes it), relative to the checkout
+    definitions: str = path_field()
 
 
 def definitions_path(ctx: "BuildContext") -> Path:
-    return Path(ctx.root) / DEFINITIONS
+    if not ctx.config.definitions:
+        raise ConfigError(f"{ctx.platform.where('definitions', 'topology')}: not set (the RabbitMQ definitions file)")
+    return ctx.path(ctx.config.definitions)
 
 
 def admin_client(broker: Facts, timeout: float = 60.0) -> Management:
@@ -45,23 +59,22 @@ class Topology(Component):
 
     name = "topology"
     requires = ("broker",)
+    Config = TopologyConfig
+
+    @classmethod
+    def inputs(cls, ctx: "BuildContext") -> list[Path]:
+        return [definitions_path(ctx)]
+
+    @classmethod
+    def lint(cls, ctx: "BuildContext", *, thorough: bool = False) -> list[rules.Finding]:
+        return policy.of_context(ctx).without(rabbitmq_rules.check_file(definitions_path(ctx)))
 
     @classmethod
     def check(cls, ctx: "BuildContext") -> None:
-        from envfixtures import rules
-        from envfixtures.rules import policy
-        from envfixtures.rules import rabbitmq as rabbitmq_rules
-
-        rules.refuse(
-            policy.without(
-                rabbitmq_rules.check_file(definitions_path(ctx)), policy.disabled(ctx.environment_settings.rules_off)
-            )
-        )
+        rules.refuse(cls.lint(ctx))
 
     def build(self, ctx: "BuildContext") -> Facts:
-        from envfixtures.rules import policy
-
-        desired = defs.load(definitions_path(ctx), disabled=policy.disabled(ctx.environment_settings.rules_off))
+        desired = defs.load(definitions_path(ctx), disabled=policy.of_context(ctx).off)
         broker = ctx.facts("broker")
         vhost = ctx.name
         app_user = f"app-{ctx.name}"

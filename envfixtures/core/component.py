@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from envfixtures.core.config import NoConfig
 from envfixtures.core.facts import Facts
 from envfixtures.core.settings import NoSettings
 
@@ -14,8 +16,10 @@ if TYPE_CHECKING:
 class Component:
     """A part of an environment.
 
-    Subclasses set ``name`` and ``requires``, declare the settings they read as a frozen dataclass ``Settings``
-    (keys of the flat ``--env-set`` namespace, typed; checked at configure time), and implement ``build``.
+    Subclasses set ``name`` and ``requires``, declare the settings they read per run as a frozen dataclass
+    ``Settings`` (keys of the flat ``--env-set`` namespace, typed; checked at configure time) and what a platform
+    configures once as a frozen dataclass ``Config`` (its section ``[tool.envfixtures.<name>]``, see
+    :mod:`envfixtures.core.config`), and implement ``build``.
     Every operation receives a :class:`~envfixtures.core.context.BuildContext` — all a component sees of its
     environment. ``check`` validates the component's inputs (templates, definitions) without building
     anything; it runs for every component before the first build, so bad input fails the run before any
@@ -27,10 +31,27 @@ class Component:
     name: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()
     Settings: ClassVar[type] = NoSettings
+    Config: ClassVar[type] = NoConfig
+
+    @classmethod
+    def requirements(cls, config: Any) -> tuple[str, ...]:
+        """The components this one needs built first, given its ``Config`` (default: ``requires``)."""
+        return cls.requires
 
     @classmethod
     def check(cls, ctx: "BuildContext") -> None:
         """Refuse bad input with :class:`~envfixtures.core.errors.TemplateError` (file and place)."""
+
+    @classmethod
+    def inputs(cls, ctx: "BuildContext") -> list[Path]:
+        """The files of the checkout this component deploys (templates, definitions): the static stage's items."""
+        return []
+
+    @classmethod
+    def lint(cls, ctx: "BuildContext", *, thorough: bool = False) -> list[Any]:
+        """Every finding of the static rules on :meth:`inputs` (:class:`envfixtures.rules.Finding`), the policy
+        rules the platform turned off left out; ``thorough`` adds the slow linters (cfn-lint)."""
+        return []
 
     def build(self, ctx: "BuildContext") -> Facts:
         raise NotImplementedError

@@ -22,12 +22,18 @@ if TYPE_CHECKING:
 class BuildContext:
     """The component ``component`` of one environment, with its typed settings."""
 
-    def __init__(self, env: "Environment", component: str, requires: Sequence[str], settings: Any) -> None:
+    def __init__(
+        self, env: "Environment", component: str, requires: Sequence[str], settings: Any, config: Any = None
+    ) -> None:
         self._env = env
         self.component = component
         self._requires = tuple(requires)
-        #: the component's own settings (an instance of its ``Settings`` dataclass)
+        #: the component's own settings, per run (an instance of its ``Settings`` dataclass)
         self.settings = settings
+        #: the component's section of the platform's configuration (an instance of its ``Config`` dataclass)
+        self.config = config
+        #: the platform's whole configuration (``[tool.envfixtures]``: the policy rules, where messages point)
+        self.platform = env.config
         #: the environment's own settings (:class:`~envfixtures.core.settings.EnvironmentSettings`)
         self.environment_settings = env.options
 
@@ -49,6 +55,10 @@ class BuildContext:
     def root(self) -> Path:
         """The checkout the environment is built from (templates, migrations, the platform's code)."""
         return self._env.root
+
+    def path(self, relative: str) -> Path:
+        """A path of the component's configuration (relative to the checkout root) as an absolute path."""
+        return self._env.root / relative
 
     @property
     def state_dir(self) -> Path:

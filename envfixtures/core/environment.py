@@ -20,6 +20,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from envfixtures.core import config as config_mod
 from envfixtures.core import processes, registry
 from envfixtures.core import settings as settings_mod
 from envfixtures.core.component import Component
@@ -128,7 +129,7 @@ class Environment(EnvironmentState):
                 raise ConfigError(f"components require each other in a cycle: {' -> '.join(path + (name,))}")
             if name in order:
                 return
-            for req in self.component_class(name).requires:
+            for req in self.requirements(name):
                 visit(req, path + (name,))
             order.append(name)
 
@@ -136,21 +137,55 @@ class Environment(EnvironmentState):
             visit(name, ())
         return order
 
+    def requirements(self, component: str, cls: type[Component] | None = None) -> tuple[str, ...]:
+        """What ``component`` needs built first, as its class and the platform's configuration say."""
+        cls = cls or self.component_class(component)
+        return tuple(cls.requirements(self.component_config(component, cls)))
+
+    def component_config(self, component: str, cls: type[Component]) -> Any:
+        """The component's ``Config``, from its section of the platform's configuration."""
+        return config_mod.parse([cls.Config], self.config.section(component), self.config.where(section=component))[0]
+
     def context(self, component: str, cls: type[Component] | None = None) -> BuildContext:
         """What ``component`` sees of this environment: its requirements' facts, its typed settings, spawn..."""
         cls = cls or self.component_class(component)
-        return BuildContext(self, component, cls.requires, settings_mod.parse(cls.Settings, self.settings))
+        config = self.component_config(component, cls)
+        settings = settings_mod.parse(cls.Settings, self.settings)
+        return BuildContext(self, component, cls.requirements(config), settings, config)
 
-    def check_settings(self) -> None:
-        """Refuse a setting that no known component declares (on any backend), or a value of the wrong type."""
-        declared: list[type] = [EnvironmentSettings]
-        for name in dict.fromkeys([*self.components, *registry.COMPONENTS]):
+    def _declared(self, names: Iterable[str]) -> dict[str, list[type[Component]]]:
+        """Every implementation (on any backend) of each component of ``names`` that can be loaded."""
+        found: dict[str, list[type[Component]]] = {}
+        for name in names:
             for backend in registry.BACKENDS:
                 try:
-                    declared.append(registry.load(registry.implementation(name, backend)).Settings)
+                    found.setdefault(name, []).append(registry.load(registry.implementation(name, backend)))
                 except (UnknownName, ImportError, AttributeError):
                     continue
-        settings_mod.check(self.settings, declared, "--env-set / ini env_settings")
+        return found
+
+    def check_settings(self) -> None:
+        """Refuse a setting that no known component declares (on any backend), or a value of the wrong type; refuse
+        a key of the platform's configuration that no component of the environment declares, and a configured path
+        that does not exist."""
+        declared = self._declared(dict.fromkeys([*self.components, *registry.COMPONENTS]))
+        settings_mod.check(
+            self.settings,
+            [EnvironmentSettings, *(c.Settings for classes in declared.values() for c in classes)],
+            "--env-set / ini env_settings",
+        )
+        self.config.check_keys(declared)
+        for name in self.components:
+            if name not in registry.COMPONENTS:
+                raise UnknownName(
+                    f"{self.config.where('components')}: unknown component {name!r}; known: "
+                    f"{', '.join(registry.COMPONENTS)} (a component of your own: see docs/adopting.md)"
+                )
+            where = self.config.where(section=name)
+            for config in config_mod.parse(
+                (c.Config for c in declared.get(name, [])), self.config.section(name), where
+            ):
+                config_mod.check_paths(config, self.root, where)
 
     def check(self, names: Iterable[str] | None = None) -> None:
         """Validate the settings and the inputs of the given components (all by default); builds nothing."""
@@ -171,11 +206,12 @@ class Environment(EnvironmentState):
                 return self._facts[component]
         self.materialize()
         cls = self.component_class(component)
-        if cls.requires:
-            pool = ThreadPoolExecutor(max_workers=len(cls.requires), thread_name_prefix=f"build-{component}")
+        requires = self.requirements(component, cls)
+        if requires:
+            pool = ThreadPoolExecutor(max_workers=len(requires), thread_name_prefix=f"build-{component}")
             errors = {}
             try:
-                futures = {req: pool.submit(self.ensure, req) for req in cls.requires}
+                futures = {req: pool.submit(self.ensure, req) for req in requires}
                 for req, fut in futures.items():
                     try:
                         fut.result()

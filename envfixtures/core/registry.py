@@ -2,11 +2,18 @@
 
 A backend decides how infrastructure components are provided (``local`` starts processes on this
 machine, ``aws`` reads the stack's outputs); deploy steps (topology, apps) are the same class on both.
+
+A platform brings components of its own through the entry-point group ``envfixtures.components`` (the entry
+point's name is the component's name for every backend, or ``NAME.BACKEND`` for one; its value
+``module:Class``), or from a conftest with the pytest hook ``pytest_envfixtures_components``
+(:mod:`envfixtures.pytest.hooks`). Either way, :class:`~envfixtures.core.context.BuildContext` is all the
+component sees of envfixtures.
 """
 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 from envfixtures.core.errors import UnknownName
@@ -15,6 +22,7 @@ if TYPE_CHECKING:
     from envfixtures.core.component import Component
 
 BACKENDS = ("local", "aws")
+ENTRY_POINT_GROUP = "envfixtures.components"
 
 ANY = "*"
 
@@ -46,6 +54,13 @@ COMPONENTS: dict[str, dict[str, str]] = {
 }
 
 
+def _from_entry_points() -> None:
+    """Add the components that installed distributions declare (``name`` or ``name.backend`` = ``module:Class``)."""
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        name, _, backend = point.name.partition(".")
+        register(name, point.value, backend or ANY)
+
+
 def check_backend(name: str) -> str:
     if name not in BACKENDS:
         raise UnknownName(f"unknown backend {name!r}; known backends: {', '.join(BACKENDS)}")
@@ -75,3 +90,20 @@ def load(path: str) -> type["Component"]:
 def register(name: str, path: str, backend: str = ANY) -> None:
     """Add or replace a component (used by suites that bring components of their own)."""
     COMPONENTS.setdefault(name, {})[backend] = path
+
+
+def register_many(components: dict[str, str | dict[str, str]], source: str) -> None:
+    """Register ``{name: "module:Class"}`` or ``{name: {backend: "module:Class"}}`` (what a hook returns)."""
+    for name, value in components.items():
+        by_backend = value if isinstance(value, dict) else {ANY: value}
+        for backend, path in by_backend.items():
+            if backend != ANY and backend not in BACKENDS:
+                raise UnknownName(
+                    f"{source}: component {name!r}: unknown backend {backend!r}; known: {', '.join(BACKENDS)}"
+                )
+            if not isinstance(path, str) or ":" not in path:
+                raise UnknownName(f'{source}: component {name!r}: expected "module:Class", got {path!r}')
+            register(name, path, backend)
+
+
+_from_entry_points()

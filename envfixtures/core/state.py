@@ -34,6 +34,7 @@ from filelock import FileLock
 
 from envfixtures.core import processes, registry
 from envfixtures.core import settings as settings_mod
+from envfixtures.core.config import PlatformConfig
 from envfixtures.core.errors import BuildError, ConfigError
 from envfixtures.core.facts import Facts
 from envfixtures.core.journal import Journal
@@ -60,6 +61,7 @@ class EnvironmentState:
         home: Path,
         settings: Mapping[str, str] | None = None,
         components: Sequence[str] | None = None,
+        config: PlatformConfig | None = None,
     ) -> None:
         self.name = name
         self.sha = sha
@@ -70,7 +72,9 @@ class EnvironmentState:
         self.settings: Mapping[str, str] = dict(settings or {})  # raw KEY=VALUE strings, as given
         #: the environment's own settings, typed (each component's are parsed into its ``Settings``)
         self.options = settings_mod.parse(EnvironmentSettings, self.settings)
-        self.components = tuple(components) if components else tuple(registry.COMPONENTS)
+        #: the platform's configuration (``[tool.envfixtures]``), as read when the environment was named
+        self.config = config or PlatformConfig()
+        self.components = tuple(components or self.config.components or registry.COMPONENTS)
         self.journal = Journal(self.dir / "resources.jsonl", name)
         #: What the state file is written from (name, SHA, owner, dirty, kept); set by whoever names the env.
         self.description: dict[str, Any] | None = None
@@ -87,6 +91,7 @@ class EnvironmentState:
             "home": str(self.home),
             "settings": dict(self.settings),
             "components": list(self.components),
+            "config": self.config.to_json(),
             "dirty": dirty,
             "kept": kept,
             "owner": _owner(),
@@ -102,6 +107,7 @@ class EnvironmentState:
             home=Path(desc["home"]),
             settings=desc.get("settings", {}),
             components=desc.get("components"),
+            config=PlatformConfig.from_json(desc.get("config")),
         )
         env.description = desc
         return env
@@ -135,6 +141,7 @@ class EnvironmentState:
             home=Path(home),
             settings=meta.get("settings", {}),
             components=meta.get("components"),
+            config=PlatformConfig.from_json(meta.get("config")),
         )
 
     @property

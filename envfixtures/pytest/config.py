@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from envfixtures.core import config as platform_config
 from envfixtures.core import naming, registry
+from envfixtures.core.config import PlatformConfig
 from envfixtures.core.errors import ConfigError
 from envfixtures.core.settings import parse_bool, parse_lines
 from envfixtures.lifecycle import git_head
@@ -73,6 +75,8 @@ class Settings:
     branch: str | None
     components: tuple[str, ...]
     values: dict[str, str] = field(default_factory=dict)
+    #: the platform's configuration, ``[tool.envfixtures]`` of the pyproject.toml at or above the rootdir
+    platform: PlatformConfig = field(default_factory=PlatformConfig)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -97,7 +101,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("env_settings", "component settings, one KEY=VALUE a line", type="linelist", default=[])
     parser.addini(
         "env_components",
-        "the components this suite's environment is made of (default: all registered)",
+        "the components this run's environment is made of (default: [tool.envfixtures] components, else all)",
         type="args",
         default=[],
     )
@@ -151,13 +155,26 @@ def resolve(config: pytest.Config) -> Settings:
         )
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
-    components = tuple(config.getini("env_components")) or tuple(registry.COMPONENTS)
+    try:
+        platform = platform_config.find(root)
+        registry.register_many(_hooked_components(config), "pytest_envfixtures_components")
+        components = tuple(config.getini("env_components")) or platform.components or tuple(registry.COMPONENTS)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
     for name in components:
         if name not in registry.COMPONENTS:
             raise pytest.UsageError(
                 f"ini env_components: unknown component {name!r}; known: {', '.join(registry.COMPONENTS)}"
             )
-    return Settings(backend, sha, dirty, keep, reuse, home, root, branch, components, values)
+    return Settings(backend, sha, dirty, keep, reuse, home, root, branch, components, values, platform)
+
+
+def _hooked_components(config: pytest.Config) -> dict[str, Any]:
+    """What the ``pytest_envfixtures_components`` implementations (conftests, plugins) return, merged."""
+    merged: dict[str, Any] = {}
+    for result in config.hook.pytest_envfixtures_components(config=config):
+        merged.update(result or {})
+    return merged
 
 
 def _backend(value: str) -> str:

@@ -16,12 +16,18 @@ from envfixtures.core.environment import TORN_DOWN, Environment
 from envfixtures.core.errors import ConfigError, EnvfixturesError
 from envfixtures.core.facts import Facts
 from envfixtures.pytest import config as settings_mod
-from envfixtures.pytest import promotion, reports
+from envfixtures.pytest import promotion, reports, static
 from envfixtures.pytest.run import WORKER_KEY, Run, is_worker
 
 RUN_KEY = pytest.StashKey[Run]()
 RESULTS_KEY = pytest.StashKey[reports.Results]()
 DESELECTED_KEY = "envfixtures_deselected"  # xdist workeroutput: how many items a worker deselected
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from envfixtures.pytest import hooks
+
+    pluginmanager.add_hookspecs(hooks)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,6 +62,14 @@ def pytest_configure_node(node: Any) -> None:
     run = node.config.stash.get(RUN_KEY, None)
     if run is not None:
         node.workerinput[WORKER_KEY] = run.env.description
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The static stage first: an item per input file of the environment's components (see :mod:`.static`)."""
+    run = config.stash.get(RUN_KEY, None)
+    if run is not None and static.wanted(config):
+        items[:0] = static.items(session, run.env)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

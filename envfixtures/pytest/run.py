@@ -44,6 +44,7 @@ class Run:
             branch=settings.branch,
             settings=settings.values,
             components=settings.components,
+            config=settings.platform,
             dirty=settings.dirty,
             kept=settings.keep,
         )

@@ -130,16 +130,20 @@ def refuse(findings: list[Finding]) -> None:
     """Raise the first refusing finding as a one-line :class:`TemplateError`, saying how many more there are.
 
     Components call this from ``check()``, so a template that breaks a rule is refused at configure
-    time, before anything is built, however the gate was started; ``tox -e unit`` lists every finding.
-    Warnings never refuse.
+    time, before anything is built, however the gate was started; ``envfixtures check`` (and the static items
+    of the pytest run) list every finding. Warnings never refuse.
     """
     findings = errors(findings)
     if findings:
         first = findings[0]
-        more = f" (and {len(findings) - 1} more: tox -e unit lists them)" if len(findings) > 1 else ""
-        raise TemplateError(first.file, first.place, f"{first.message} [{first.rule}]{more}")
+        more = f" (and {len(findings) - 1} more: `envfixtures check` lists them)" if len(findings) > 1 else ""
+        raise TemplateError(first.file, first.place, f"{first.message} [{first.rule}]{hint(first.rule)}{more}")
 
 
-def templates_dir(root: Path | str) -> Path:
-    """The templates of the project at ``root``."""
-    return Path(root) / "templates"
+def hint(rule: str) -> str:
+    """How to silence a finding of ``rule``, when it can be (a policy rule), for the end of its message."""
+    from envfixtures.rules import policy
+
+    if policy.reason(rule) is None:
+        return ""
+    return f"; a policy rule ({policy.reason(rule)}): fix it, or turn it off with [tool.envfixtures.rules] off"

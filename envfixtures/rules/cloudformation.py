@@ -33,10 +33,7 @@ from envfixtures.core import naming
 from envfixtures.core.errors import TemplateError
 from envfixtures.drivers.aws import cloudformation as cfn
 from envfixtures.rules import Finding, from_error, secret_like
-
-#: Role tags of the hosts that run the platform's apps, and of the broker's hosts.
-APP_ROLES = frozenset({"mesos-agent"})
-BROKER_ROLES = frozenset({"rabbitmq"})
+from envfixtures.rules.policy import Policy
 
 SOURCE_KEYS = ("CidrIp", "CidrIpv6", "SourcePrefixListId", "SourceSecurityGroupId")
 WORLD = frozenset({"0.0.0.0/0", "::/0"})
@@ -73,12 +70,26 @@ PSEUDO = {
     "AWS::StackName": EXAMPLE_ENV,
     "AWS::StackId": f"arn:aws:cloudformation:us-east-1:123456789012:stack/{EXAMPLE_ENV}/example",
 }
-EXAMPLES = {
-    "EnvName": EXAMPLE_ENV,
-    "GitSha": EXAMPLE_SHA,
-    "CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000",
+#: An example of each value the ``aws`` component can pass to a stack parameter (its configured ``parameters``
+#: say which parameter gets which), to render the template as it will be built.
+EXAMPLE_VALUES = {
+    "env_name": EXAMPLE_ENV,
+    "sha": EXAMPLE_SHA,
+    "certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000",
 }
+
+
+def example_parameters(parameters: Mapping[str, str]) -> dict[str, Any]:
+    """Example values of the stack parameters that a platform's ``[tool.envfixtures.aws.parameters]`` maps (stack
+    parameter -> what envfixtures gives it), to render the template as it will be built (no secret: its marker)."""
+    return {p: EXAMPLE_VALUES[v] for p, v in parameters.items() if v in EXAMPLE_VALUES}
+
+
 _NO_VALUE = object()
+_NO_APP_GROUP = (
+    "none found: the apps' hosts are launch templates tagged Role=<one of "
+    "[tool.envfixtures.rules.cfn-private-sources] app_roles>"
+)
 _SUB_VAR = re.compile(r"\$\{([^}!][^}]*)\}")
 #: Secret-like keys whose value is a reference to a secret, not a secret (``MasterUserSecret.SecretArn``).
 _NOT_SECRET_SUFFIXES = ("arn", "id", "name", "length", "policy", "type", "enabled", "version", "kmskeyid")
@@ -92,6 +103,8 @@ class Document:
     raw: dict[str, Any]
     rendered: dict[str, Any]
     values: dict[str, Any]
+    #: the platform's policy (the rules' settings: which hosts are the apps')
+    policy: Policy = Policy()
 
     def resources(self, *types: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
         """(logical id, rendered resource) of the given types (all when none given)."""
@@ -108,12 +121,12 @@ class Document:
 # ---------------------------------------------------------------------------- loading and rendering
 
 
-def load(path: Path | str, values: Mapping[str, Any] | None = None) -> Document:
+def load(path: Path | str, values: Mapping[str, Any] | None = None, policy: Policy | None = None) -> Document:
     """Parse and render ``path``; :class:`TemplateError` (file, line) when it does not parse."""
     path = Path(path)
     raw = cfn.load_template(path)
     vals = example_values(raw, values)
-    return Document(path, raw, render(raw, vals), vals)
+    return Document(path, raw, render(raw, vals), vals, policy or Policy())
 
 
 def example_values(template: Mapping[str, Any], given: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -123,8 +136,6 @@ def example_values(template: Mapping[str, Any], given: Mapping[str, Any] | None 
         spec = spec if isinstance(spec, Mapping) else {}
         if given and name in given:
             value: Any = given[name]
-        elif name in EXAMPLES:
-            value = EXAMPLES[name]
         elif "Default" in spec:
             value = spec["Default"]
         elif spec.get("Type") == "Number":
@@ -338,7 +349,7 @@ def database_groups(doc: Document) -> set[str]:
 
 def broker_groups(doc: Document) -> set[str]:
     roles = host_groups(doc)
-    out = set().union(*(roles.get(r, set()) for r in BROKER_ROLES))
+    out = set().union(*(roles.get(r, set()) for r in doc.policy.of("cfn-private-sources").broker_roles))
     for _, res in doc.resources("AWS::AmazonMQ::Broker"):
         out |= _refs((res.get("Properties") or {}).get("SecurityGroups"))
     return out
@@ -347,8 +358,9 @@ def broker_groups(doc: Document) -> set[str]:
 def app_groups(doc: Document) -> set[str]:
     """Groups carried by app hosts and by no other role's hosts."""
     roles = host_groups(doc)
-    apps = set().union(*(roles.get(r, set()) for r in APP_ROLES))
-    others = set().union(*(g for r, g in roles.items() if r not in APP_ROLES))
+    app_roles = doc.policy.of("cfn-private-sources").app_roles
+    apps = set().union(*(roles.get(r, set()) for r in app_roles))
+    others = set().union(*(g for r, g in roles.items() if r not in app_roles))
     return apps - others
 
 
@@ -445,7 +457,7 @@ def private_sources(doc: Document) -> list[Finding]:
                 "cfn-private-sources",
                 key_of(ing.rule, source_key),
                 f"{guarded[ing.group]} security group {ing.name} admits {_source(ing.rule)} on {_ports(ing.rule)}; "
-                f"it may be reached only from the apps' group ({', '.join(sorted(apps)) or 'none found'})",
+                f"it may be reached only from the apps' group ({', '.join(sorted(apps)) or _NO_APP_GROUP})",
             )
         )
     return out
@@ -783,10 +795,12 @@ def run_cfn_lint(path: Path | str, regions: list[str] | None = None) -> list[Fin
     ]
 
 
-def check_file(path: Path | str, *, lint: bool = False, values: Mapping[str, Any] | None = None) -> list[Finding]:
+def check_file(
+    path: Path | str, *, lint: bool = False, values: Mapping[str, Any] | None = None, policy: Policy | None = None
+) -> list[Finding]:
     """Parse, render and check ``path``; a parse error is the one finding (rule ``cfn-parse``)."""
     try:
-        doc = load(path, values)
+        doc = load(path, values, policy)
     except TemplateError as exc:
         return [from_error(exc, "cfn-parse")]
     findings = check(doc)

@@ -1,17 +1,28 @@
 """The project's policy rules: stricter than CloudFormation, Marathon or RabbitMQ, each with an id and a reason.
 
 A policy finding is never a parse or validation error: the real system would accept the input, this project
-does not want it. A platform that has its own reason turns rules off with the setting ``rules_off`` (ini
-``env_settings = rules_off=cfn-db-backups marathon-image-sha``, or ``--env-set rules_off=...``): a list of
-ids separated by commas or spaces. Validation rules (``*-parse``, ``*-schema``, ``cfn-lint``,
+does not want it. A platform says which rules it holds in its configuration::
+
+    [tool.envfixtures.rules]
+    off = ["marathon-image-sha"]          # with the platform's reason in a comment
+    [tool.envfixtures.rules.cfn-private-sources]
+    app_roles = ["worker"]                # the rule's settings (:data:`RULE_SETTINGS`)
+
+and a single run turns more off with the setting ``rules_off`` (``--env-set rules_off=cfn-db-backups``, ids
+separated by commas or spaces). Validation rules (``*-parse``, ``*-schema``, ``cfn-lint``,
 ``rabbitmq-definitions``) cannot be turned off.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
+from envfixtures.core import config as config_mod
+from envfixtures.core.config import PlatformConfig
 from envfixtures.core.errors import ConfigError
 from envfixtures.core.settings import parse_lines
 from envfixtures.rules import Finding
@@ -44,6 +55,64 @@ POLICY_RULES: dict[str, str] = {
     "rabbitmq-unique-names": "a name declared twice: the import keeps the first and ignores the second",
     "rabbitmq-duplicate-binding": "a binding declared twice is a copy-paste mistake (the import makes one)",
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class PrivateSources:
+    """Settings of ``cfn-private-sources``: which hosts (by their ``Role`` tag) are the apps' and the broker's."""
+
+    #: the apps' hosts: their security groups may reach the database and the broker
+    app_roles: tuple[str, ...] = ()
+    #: the broker's hosts: their security groups are guarded like the database's
+    broker_roles: tuple[str, ...] = ()
+
+
+#: Policy rule id -> the dataclass of its settings (a table ``[tool.envfixtures.rules.<id>]``).
+RULE_SETTINGS: dict[str, type] = {"cfn-private-sources": PrivateSources}
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """Which policy rules a platform holds, and their settings."""
+
+    off: frozenset[str] = frozenset()
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def of(self, rule: str) -> Any:
+        """The settings of ``rule`` (its defaults when the platform sets none)."""
+        return self.settings.get(rule) or RULE_SETTINGS[rule]()
+
+    def without(self, findings: Iterable[Finding]) -> list[Finding]:
+        return without(findings, self.off)
+
+
+def from_platform(platform: PlatformConfig, rules_off: str = "") -> Policy:
+    """The policy of a platform's ``[tool.envfixtures.rules]`` and a run's ``rules_off``, checked."""
+    table = platform.section("rules")
+    unknown = sorted(set(table) - {"off", *RULE_SETTINGS})
+    if unknown:
+        raise ConfigError(
+            f"{platform.where(section='rules')}: unknown key {', '.join(map(repr, unknown))}; known: off, "
+            f"{', '.join(RULE_SETTINGS)} (the rules with settings)"
+        )
+    off_list = config_mod.parse_value(tuple[str, ...], table.get("off", []), platform.where("off", "rules"))
+    try:
+        off = parse(" ".join(off_list)) | parse(rules_off or "")
+    except ConfigError as exc:
+        raise ConfigError(f"{platform.where('off', 'rules')} / --env-set {exc}") from None
+    settings = {
+        rule: config_mod.parse([cls], platform.section("rules").get(rule, {}), platform.where(section=f"rules.{rule}"))[
+            0
+        ]
+        for rule, cls in RULE_SETTINGS.items()
+    }
+    return Policy(off, settings)
+
+
+def of_context(ctx: Any) -> Policy:
+    """The policy a component's ``check`` and ``build`` apply (a :class:`~envfixtures.core.context.BuildContext`)."""
+    return from_platform(ctx.platform, ctx.environment_settings.rules_off)
+
 
 _SPLIT = re.compile(r"[\s,]+")
 
@@ -78,7 +147,9 @@ def reason(rule: str) -> str | None:
     return POLICY_RULES.get(rule)
 
 
-def from_pytest(config: object) -> frozenset[str]:
-    """The policy rules turned off for a pytest run (``rules_off`` in ini ``env_settings`` or ``--env-set``)."""
+def from_pytest(config: object) -> Policy:
+    """The policy of a pytest run: the platform's configuration at its rootdir, ``rules_off`` of ini
+    ``env_settings`` or ``--env-set``."""
     lines = list(config.getini("env_settings") or []) + list(config.getoption("env_set", None) or [])  # type: ignore[attr-defined]
-    return disabled(parse_lines(lines, "--env-set / ini env_settings"))
+    rules_off = parse_lines(lines, "--env-set / ini env_settings").get(SETTING, "")
+    return from_platform(config_mod.find(Path(config.rootpath)), rules_off)  # type: ignore[attr-defined]

@@ -123,9 +123,12 @@ def _write(tmp_path: Path, name: str, app: object) -> Path:
 
 
 def test_shipped_templates_render_and_validate() -> None:
-    from envfixtures.components.apps import Apps
+    from envfixtures.components.apps import Apps, AppsConfig
+    from envfixtures.core import config
 
-    apps = render.render_dir(ROOT / "templates" / "marathon", render.check_context(VALUES, Apps.requires))
+    reference = AppsConfig(**config.find(ROOT).section("apps"))
+    requires = Apps.requirements(AppsConfig(requires=tuple(reference.requires)))
+    apps = render.render_dir(ROOT / reference.templates, render.check_context(VALUES, requires))
     assert apps
     for _, app in apps:
         assert app["labels"]["GIT_SHA"] == VALUES["sha"]

@@ -1,12 +1,14 @@
 """Which hosts an environment's component runs on, as testinfra host specs.
 
-``local``: this machine (``local://``). ``aws``: the stack's instances, found by their ``EnvName`` and
-``Role`` tags with EC2 ``DescribeInstances``, reached over SSH through a bastion: an ``ssh_config`` is
-written into the environment's directory (the bastion, then ``ProxyJump`` for the private addresses),
-and each host is ``ssh://USER@PRIVATE_IP`` with that config (testinfra's ``ssh`` backend runs ``ssh -F``).
+``local``: this machine (``local://``). ``aws``: the stack's instances, found by the environment's tag (the
+``[tool.envfixtures.aws.tags]`` key given ``env_name``) and their ``Role`` tag — which roles each component runs
+on is the platform's ``[tool.envfixtures] hosts`` table (``{broker = ["rabbitmq"], ...}``) — with EC2
+``DescribeInstances``, reached over SSH through a bastion: an ``ssh_config`` is written into the environment's
+directory (the bastion, then ``ProxyJump`` for the private addresses), and each host is
+``ssh://USER@PRIVATE_IP`` with that config (testinfra's ``ssh`` backend runs ``ssh -F``).
 
-The bastion comes from the setting ``ssh_bastion`` or, failing that, the stack output ``BastionHost``;
-the user and key from ``ssh_user`` (default ``ec2-user``) and ``ssh_identity_file``.
+The bastion comes from the setting ``ssh_bastion`` or, failing that, the stack output configured as
+``bastion_host``; the user and key from ``ssh_user`` (default ``ec2-user``) and ``ssh_identity_file``.
 """
 
 from __future__ import annotations
@@ -25,13 +27,7 @@ log = logging.getLogger(__name__)
 LOCAL = "local://"
 DEFAULT_USER = "ec2-user"
 
-#: Component -> the ``Role`` tags of the instances it runs on in the stack (the database is RDS: no host).
-ROLES: dict[str, tuple[str, ...]] = {
-    "broker": ("rabbitmq",),
-    "scheduler": ("mesos-master",),
-    "apps": ("mesos-agent",),
-    "api": ("mesos-agent",),
-}
+DEFAULT_ENV_TAG = "envfixtures:env"
 
 
 @dataclass(frozen=True)
@@ -52,10 +48,10 @@ class Host:
         return testinfra.get_host(self.spec)
 
 
-def instances(ec2: Any, env_name: str, roles: Iterable[str]) -> list[dict[str, Any]]:
+def instances(ec2: Any, env_name: str, roles: Iterable[str], env_tag: str = DEFAULT_ENV_TAG) -> list[dict[str, Any]]:
     """Running instances of the environment carrying one of ``roles`` (DescribeInstances, every page)."""
     filters = [
-        {"Name": "tag:EnvName", "Values": [env_name]},
+        {"Name": f"tag:{env_tag}", "Values": [env_name]},
         {"Name": "tag:Role", "Values": sorted(set(roles))},
         {"Name": "instance-state-name", "Values": ["running"]},
     ]
@@ -90,19 +86,26 @@ def ssh_config_text(
 
 
 def aws_hosts(
-    ec2: Any, *, env_name: str, component: str, env_dir: Path, settings: Mapping[str, str], outputs: Mapping[str, str]
+    ec2: Any,
+    *,
+    env_name: str,
+    roles: Iterable[str],
+    env_dir: Path,
+    settings: Mapping[str, str],
+    bastion: str | None,
+    env_tag: str = DEFAULT_ENV_TAG,
 ) -> list[Host]:
-    """The component's instances as SSH hosts through the bastion; writes ``env_dir/ssh_config``."""
-    roles = ROLES.get(component)
+    """The instances with one of ``roles`` as SSH hosts through the bastion; writes ``env_dir/ssh_config``."""
+    roles = tuple(roles)
     if not roles:
         return []
-    bastion = settings.get("ssh_bastion") or outputs.get("BastionHost")
+    bastion = settings.get("ssh_bastion") or bastion
     if not bastion:
         raise ConfigError(
             "no bastion to reach the stack's hosts: set --env-set ssh_bastion=HOST "
-            "(or give the stack a BastionHost output)"
+            "(or name the stack's bastion output in [tool.envfixtures.aws.outputs] bastion_host)"
         )
-    found = instances(ec2, env_name, roles)
+    found = instances(ec2, env_name, roles, env_tag)
     addresses = [i["PrivateIpAddress"] for i in found if i.get("PrivateIpAddress")]
     user = settings.get("ssh_user", DEFAULT_USER)
     config = Path(env_dir) / "ssh_config"
@@ -117,7 +120,7 @@ def aws_hosts(
     fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
-    log.info("%s: %d host(s) with role %s, ssh_config %s", component, len(addresses), "/".join(roles), config)
+    log.info("%d host(s) with role %s, ssh_config %s", len(addresses), "/".join(roles), config)
     return [
         Host(f"ssh://{user}@{i['PrivateIpAddress']}", role_of(i), i.get("InstanceId"), str(config))
         for i in found
@@ -137,11 +140,14 @@ def inventory(env: Any, component: str, *, ec2: Any = None) -> list[Host]:
         from envfixtures.drivers.aws import clients as aws_clients
 
         ec2 = aws_clients.client(aws, "ec2")
+    roles = env.config.table.get("hosts", {}).get(component, [])
+    tags = env.config.section("aws").get("tags") or {DEFAULT_ENV_TAG: "env_name"}
     return aws_hosts(
         ec2,
         env_name=env.name,
-        component=component,
+        roles=roles,
         env_dir=env.dir,
         settings=env.settings,
-        outputs=aws.get("outputs") or {},
+        bastion=(aws.get("endpoints") or {}).get("bastion_host"),
+        env_tag=next((k for k, v in tags.items() if v == "env_name"), DEFAULT_ENV_TAG),
     )

@@ -15,7 +15,7 @@ load balancer (what the ``api`` component gives the tests on ``local``; on ``aws
 * no target: ``502 {"error": "bad_gateway", ...}``; a target that does not answer in time: ``504``;
 * SIGTERM or SIGINT: stop accepting, exit 0.
 
-Run as ``python -m envfixtures.drivers.marathon.proxy --port P --marathon URL --app-id /group/orders-api``.
+Run as ``python -m envfixtures.drivers.marathon.proxy --port P --marathon URL --app-id /group/web``.
 """
 
 from __future__ import annotations
@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--marathon", required=True, help="the Marathon URL, e.g. http://127.0.0.1:8080")
-    parser.add_argument("--app-id", required=True, help="the app whose tasks serve, e.g. /group/orders-api")
+    parser.add_argument("--app-id", required=True, help="the app whose tasks serve, e.g. /group/web")
     parser.add_argument("--refresh", type=float, default=1.0, help="seconds between task list refreshes")
     parser.add_argument("--upstream-timeout", type=float, default=30.0)
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""The platform's schema migrations: ``services/migrations/NNNN_name.sql`` applied in order, once each.
+"""The platform's schema migrations: ``NNNN_name.sql`` files of a directory applied in order, once each.
 
 Written here rather than with Alembic/yoyo: plain ordered SQL files and one bookkeeping table are all
 the platform needs, and the files must be read from the SHA under test (``git show``), not the tree.
@@ -23,7 +23,6 @@ from envfixtures.core.errors import BuildError, ConfigError, TemplateError
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_PATH = "services/migrations"
 NAME_RE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 #: Any constant shared by all runners of this schema (pg_advisory_lock key).
 _LOCK_KEY = 0x6566_6D69  # "efmi"
@@ -79,8 +78,10 @@ def from_directory(path: Path) -> list[Migration]:
     return _parse({p.name: p.read_text() for p in path.glob("*.sql")}, str(path))
 
 
-def from_git(repo: Path, sha: str, subdir: str = MIGRATIONS_PATH) -> list[Migration]:
-    """Migrations as committed at ``sha`` (what the environment deploys), whatever the working tree holds."""
+def from_git(repo: Path, sha: str, subdir: str) -> list[Migration]:
+    """Migrations of ``subdir`` (relative to ``repo``, which may be a directory inside a git repository) as
+    committed at ``sha`` (what the environment deploys), whatever the working tree holds."""
+    subdir = f"./{subdir.strip('/')}"  # relative to repo, not to the repository's top
 
     def git(*args: str) -> str:
         result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
@@ -90,7 +91,7 @@ def from_git(repo: Path, sha: str, subdir: str = MIGRATIONS_PATH) -> list[Migrat
 
     listing = git("ls-tree", "--name-only", f"{sha}:{subdir}")
     names = [n for n in listing.splitlines() if n.endswith(".sql")]
-    return _parse({n: git("show", f"{sha}:{subdir}/{n}") for n in names}, f"{subdir}@{sha[:12]}")
+    return _parse({n: git("show", f"{sha}:{subdir}/{n}") for n in names}, f"{subdir[2:]}@{sha[:12]}")
 
 
 def apply(conninfo: str, migrations: list[Migration]) -> list[str]:
