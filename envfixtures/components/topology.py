@@ -87,6 +87,7 @@ class Topology(Component):
             mgmt.put_permissions(vhost, app_user)
             ctx.progress(f"importing {len(desired.queues)} queues into vhost {vhost}")
             topology.import_definitions(mgmt, vhost, desired)
+            topology.wait_policies_applied(mgmt, vhost, desired)
         finally:
             mgmt.close()
         first = broker["amqp"][0]

@@ -44,6 +44,7 @@ from envfixtures.core.state import (  # noqa: F401 - the statuses are part of th
     TEARING_DOWN,
     TORN_DOWN,
     EnvironmentState,
+    owner_alive,
     read_meta,
 )
 
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds to wait for another process's teardown of the same environment before giving up.
 LOCK_TIMEOUT = 600
+#: How :func:`prune` renames a state directory before removing it (``envs/.pruning-NAME.PID.NS``).
+PRUNING = ".pruning-"
 
 
 class Environment(EnvironmentState):
@@ -359,7 +362,57 @@ def list_environments(home: Path) -> list[Environment]:
     envs_dir = Path(home) / "envs"
     if not envs_dir.exists():
         return []
-    return [Environment.open(home, p.name) for p in sorted(envs_dir.iterdir()) if (p / "env.json").exists()]
+    return [
+        Environment.open(home, p.name)
+        for p in sorted(envs_dir.iterdir())
+        if not p.name.startswith(PRUNING) and (p / "env.json").exists()
+    ]
+
+
+def prune(home: Path, older_than: float) -> list[str]:
+    """Remove the state directories of environments torn down more than ``older_than`` seconds ago; their names.
+
+    Only ``torn_down`` ones go (a ``teardown_failed`` one says what is left), and only those neither kept nor owned
+    by a live process (the owner writes its reports after the teardown; an owner on another host counts as live).
+    Their age is from ``torn_down`` in env.json or, without it, from the last change of the directory or env.json.
+    An entry that cannot be read, or that goes meanwhile, is skipped; a symbolic link is neither followed nor
+    removed. Each directory is renamed before it is removed, so nobody ever sees half of one.
+    """
+    envs_dir = Path(home) / "envs"
+    try:
+        entries = sorted(envs_dir.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    now = time.time()
+    removed = []
+    for entry in entries:
+        if entry.is_symlink() or not entry.is_dir():
+            continue
+        if entry.name.startswith(PRUNING):
+            shutil.rmtree(entry, ignore_errors=True)  # left by a prune that died midway
+            continue
+        try:
+            if not _prunable(entry, now, older_than):
+                continue
+            trash = entry.with_name(f"{PRUNING}{entry.name}.{os.getpid()}.{time.monotonic_ns()}")
+            entry.rename(trash)
+        except (OSError, ValueError, TypeError, AttributeError, ConfigError):  # unreadable, or gone meanwhile
+            continue
+        shutil.rmtree(trash, ignore_errors=True)
+        if trash.exists():
+            log.warning("%s: could not remove all of %s; the next prune tries again", entry.name, trash)
+        removed.append(entry.name)
+    return removed
+
+
+def _prunable(env_dir: Path, now: float, older_than: float) -> bool:
+    meta = read_meta(env_dir)
+    if meta.get("status") != TORN_DOWN or meta.get("kept") or owner_alive(meta):
+        return False
+    when = meta.get("torn_down")
+    if isinstance(when, bool) or not isinstance(when, int | float):
+        when = max(env_dir.lstat().st_mtime, (env_dir / "env.json").lstat().st_mtime)
+    return now - when > older_than
 
 
 def _one_line(exc: BaseException) -> str:

@@ -13,7 +13,8 @@ State layout (under ``HOME/envs/NAME/``; HOME defaults to ``<rootdir>/.envfixtur
                              after a run whose builds all succeeded
 
 An object is only a description until something is built: the state directory is written by the first build
-(whichever process gets there first), so a run that builds nothing leaves nothing behind.
+(whichever process gets there first), so a run that builds nothing leaves nothing behind. A torn-down
+environment's directory stays (its logs are the evidence) until :func:`.environment.prune` removes it.
 """
 
 from __future__ import annotations
@@ -259,12 +260,17 @@ class EnvironmentState:
         return Redactor(self.secret_values())
 
     def owner_alive(self) -> bool:
-        owner = self.meta.get("owner") or {}
-        if owner.get("host") != socket.gethostname():
-            return True  # not ours to judge
-        # A zombie is dead: a controller killed by SIGKILL stays one until its parent reaps it, and `reap` run at
-        # once (a Jenkins `post { always }` step) must not wait for that.
-        return processes.ProcessRecord(int(owner.get("pid", 0)), owner.get("start_time") or 0).alive()
+        return owner_alive(self.meta)
+
+
+def owner_alive(meta: Mapping[str, Any]) -> bool:
+    """Whether the process that owns the environment of ``meta`` (its ``env.json``) still runs."""
+    owner = meta.get("owner") or {}
+    if owner.get("host") != socket.gethostname():
+        return True  # not ours to judge
+    # A zombie is dead: a controller killed by SIGKILL stays one until its parent reaps it, and `reap` run at
+    # once (a Jenkins `post { always }` step) must not wait for that.
+    return processes.ProcessRecord(int(owner.get("pid", 0)), owner.get("start_time") or 0).alive()
 
 
 def read_meta(env_dir: Path) -> dict[str, Any]:

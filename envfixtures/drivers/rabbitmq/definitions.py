@@ -116,9 +116,14 @@ def policy_applies(policy: dict[str, Any], kind: str, qtype: str | None = None) 
     return kind == "queues" and apply_to in typed and (qtype is None or typed[apply_to] == qtype)
 
 
-def effective_policy(policies: dict[str, dict[str, Any]], name: str, kind: str = "queues") -> str | None:
-    """The policy RabbitMQ applies to the object ``name``: the matching one of highest priority."""
-    matching = [p for p in policies.values() if policy_applies(p, kind) and re.search(p["pattern"], name)]
+def effective_policy(
+    policies: dict[str, dict[str, Any]], name: str, kind: str = "queues", qtype: str | None = None
+) -> str | None:
+    """The policy RabbitMQ applies to the object ``name``: the matching one of highest priority.
+
+    ``qtype``: the queue's type, so that a policy applying to one type of queue only is left out for the others.
+    """
+    matching = [p for p in policies.values() if policy_applies(p, kind, qtype) and re.search(p["pattern"], name)]
     if not matching:
         return None
     return max(matching, key=lambda p: p.get("priority", 0))["name"]

@@ -126,7 +126,9 @@ class Management:
 
     def exchanges(self, vhost: str) -> list[dict[str, Any]]:
         return self.get(
-            f"/exchanges/{_q(vhost)}", columns="name,type,durable,auto_delete,internal,arguments", disable_stats="true"
+            f"/exchanges/{_q(vhost)}",
+            columns="name,type,durable,auto_delete,internal,arguments,policy",
+            disable_stats="true",
         )
 
     def queues(

@@ -3,7 +3,8 @@
 The live topology is read in bulk (one management call per kind of object), so verifying thousands
 of queues costs a few requests, not one AMQP round trip per queue. The diff is a list of readable
 lines; an object that exists but is not declared is reported as drift. This module also predicts
-where a message goes (:func:`route`), which the topology suite checks against the real broker.
+where a message goes (:func:`route`), which the topology suite checks against the real broker, and waits
+until the declared policies show on the objects they match (:func:`wait_policies_applied`).
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from envfixtures.core.errors import WaitTimeout
+from envfixtures.core.waiting import wait_for
 from envfixtures.drivers.rabbitmq.definitions import Definitions, binding_key, effective_policy, queue_type
-from envfixtures.drivers.rabbitmq.management import Management
+from envfixtures.drivers.rabbitmq.management import Management, Transient
 
 log = logging.getLogger(__name__)
 
 QUEUE_COLUMNS = "name,type,durable,auto_delete,arguments,policy"
+#: How long :func:`wait_policies_applied` waits for the declared policies to show on their objects.
+POLICY_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,74 @@ def import_definitions(mgmt: Management, vhost: str, definitions: Definitions) -
         vhost,
     )
     mgmt.import_definitions(vhost, definitions.for_import())
+
+
+def expected_policies(definitions: Definitions) -> dict[tuple[str, str], str]:
+    """(kind, name) -> the policy RabbitMQ should apply, for each declared queue and exchange a policy matches.
+
+    Names starting with ``amq.`` are left out: the import skips them.
+    """
+    policies = definitions.policies
+    expected: dict[tuple[str, str], str] = {}
+    for name, q in definitions.queues.items():
+        if not name.startswith("amq.") and (policy := effective_policy(policies, name, "queues", queue_type(q))):
+            expected[("queue", name)] = policy
+    for name in definitions.exchanges:
+        if name and not name.startswith("amq.") and (policy := effective_policy(policies, name, "exchanges")):
+            expected[("exchange", name)] = policy
+    return expected
+
+
+def policies_pending(
+    expected: dict[tuple[str, str], str], queues: list[dict[str, Any]], exchanges: list[dict[str, Any]]
+) -> list[str]:
+    """The objects of ``expected`` whose live policy is not (yet) the expected one, one readable line each.
+
+    ``queues`` and ``exchanges`` are the management API's listings (an object without a policy has no ``policy``).
+    """
+    live = {"queue": {q["name"]: q for q in queues}, "exchange": {e["name"]: e for e in exchanges}}
+    lines = []
+    for (kind, name), want in sorted(expected.items()):
+        got = live[kind].get(name)
+        if got is None:
+            lines.append(f"{kind} {name!r} is not there, policy {want!r} expected")
+        elif (got.get("policy") or None) != want:
+            lines.append(f"{kind} {name!r} has policy {got.get('policy') or None!r}, expected {want!r}")
+    return lines
+
+
+def wait_policies_applied(
+    mgmt: Management, vhost: str, definitions: Definitions, timeout: float = POLICY_TIMEOUT
+) -> None:
+    """Return once every declared queue and exchange a declared policy matches shows the policy RabbitMQ should
+    apply; :class:`WaitTimeout` naming those that do not after ``timeout`` seconds."""
+    expected = expected_policies(definitions)
+    kinds = {kind for kind, _ in expected}
+    pending: list[str] = []
+
+    def applied() -> bool:
+        queues = mgmt.queues(vhost, "name,policy") if "queue" in kinds else []
+        exchanges = mgmt.exchanges(vhost) if "exchange" in kinds else []
+        pending[:] = policies_pending(expected, queues, exchanges)
+        return not pending
+
+    if not expected:
+        return
+    try:
+        wait_for(
+            applied,
+            what=f"policies in effect in vhost {vhost}",
+            timeout=timeout,
+            retry_on=(Transient,),
+            first_delay=0.05,
+        )
+    except WaitTimeout as exc:
+        if not pending:
+            raise
+        more = f"; and {len(pending) - 10} more" if len(pending) > 10 else ""
+        raise WaitTimeout(
+            f"policies of vhost {vhost} not in effect after {timeout:.0f}s: " + "; ".join(pending[:10]) + more
+        ) from exc
 
 
 def read_live(mgmt: Management, vhost: str) -> LiveTopology:
