@@ -166,6 +166,9 @@ def cmd_reap(args: argparse.Namespace) -> int:
         failed += bool(problems)
         print(f"{env.name}: reaped" + (f" with problems: {'; '.join(problems)}" if problems else ""))
     print(f"reaped {reaped} environment(s)")
+    pruned = lifecycle.prune(args.home, platform_config.find(Path.cwd()))
+    if pruned:
+        print(f"pruned the state of {len(pruned)} environment(s) torn down long ago: {', '.join(pruned)}")
     return 1 if failed else 0
 
 

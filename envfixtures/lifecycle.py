@@ -21,7 +21,7 @@ from typing import Any
 
 import iniconfig
 
-from envfixtures.core import naming
+from envfixtures.core import environment, naming
 from envfixtures.core.config import PlatformConfig
 from envfixtures.core.environment import TEARDOWN_FAILED, TEARING_DOWN, TORN_DOWN, Environment
 from envfixtures.core.errors import ConfigError, EnvfixturesError
@@ -73,6 +73,11 @@ def static_findings(env: Environment, *, thorough: bool = True) -> dict[Path, li
         for path in files:
             out[path] = [f for f in findings if Path(f.file) == path]
     return out
+
+
+def prune(home: Path, platform: PlatformConfig) -> list[str]:
+    """Remove the state of environments torn down longer ago than the platform's ``prune_after_days``."""
+    return environment.prune(home, platform.prune_after_days * 86400)
 
 
 def open_for_reuse(home: Path, name: str) -> Environment:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
+from envfixtures.core import config
 from envfixtures.core.environment import Environment
 from envfixtures.core.processes import find_marked
 from envfixtures.drivers.rabbitmq.management import Management
@@ -26,7 +27,7 @@ def _export(tmp_path: Path) -> dict:
     env = Environment(
         name="ef-0123456-xprt", sha=_git(ROOT, "rev-parse", "HEAD"), backend="local", root=ROOT,
         home=tmp_path / "export-home", settings={"broker_nodes": "1", "quiet": "true"},
-        components=["broker", "topology"],
+        components=["broker", "topology"], config=config.find(ROOT),
     )  # fmt: skip
     env.description = env.describe()
     try:
@@ -48,7 +49,7 @@ def test_a_per_vhost_export_round_trips_through_the_gate(tmp_path: Path) -> None
     assert {"rabbit_version", "parameters"} <= set(export), "what an export always carries"
 
     project = tmp_path / "project"
-    for rel in ("conftest.py", "tests_infra/test_topology.py", "templates/rabbitmq"):
+    for rel in ("conftest.py", "pyproject.toml", "tests_infra/test_topology.py", "templates/rabbitmq"):
         source = ROOT / rel
         (project / rel).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if source.is_dir() else shutil.copy)(source, project / rel)

@@ -7,7 +7,6 @@ says why; no secret the run generated reaches reports/ or the terminal.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import types
@@ -137,7 +136,7 @@ def test_green_run_writes_four_reports_that_agree(project: Project, workers: lis
     assert (record["sha"], record["environment"], record["backend"]) == (SHA, env_name, "local")
     assert record["versions"] == {"sleep": "600"}  # the sleeper's "versions" fact
     assert record["started"] <= record["ended"]
-    assert record["templates_sha256"] == _digest_of(project.path / "templates")
+    assert record["inputs"] == {}, "the sleepers deploy no file of the checkout"
     assert "envfixtures: PASSED" in md and "may be promoted" in md
 
     # The build timeline: each component, its build and its teardown.
@@ -232,19 +231,6 @@ def test_selection_narrowed_names_each_option(options: dict, expected: list[str]
     assert promotion.selection_narrowed(types.SimpleNamespace(**options)) == expected
 
 
-def test_templates_digest_sees_content_and_renames(tmp_path: Path) -> None:
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "x.yaml").write_text("one")
-    (tmp_path / "y.json").write_text("{}")
-    first = promotion.tree_digest(tmp_path)
-    assert first == _digest_of(tmp_path)
-    (tmp_path / "y.json").write_text("{ }")
-    second = promotion.tree_digest(tmp_path)
-    (tmp_path / "y.json").rename(tmp_path / "z.json")
-    assert len({first, second, promotion.tree_digest(tmp_path)}) == 3
-    assert promotion.tree_digest(tmp_path / "missing") is None
-
-
 def test_versions_of_two_components_naming_one_thing_keep_both() -> None:
     def state(versions: dict) -> dict:
         return {"facts": {"values": {"versions": versions}, "secrets": []}}
@@ -297,11 +283,3 @@ def test_report_html_escapes_what_the_run_reports() -> None:
 
 def _facts(project: Project, component: str) -> dict:
     return json.loads((project.env() / "components" / f"{component}.json").read_text())["facts"]["values"]
-
-
-def _digest_of(root: Path) -> str:
-    """The documented digest, computed independently: sorted relative paths, NUL, sha256 of the bytes, newline."""
-    h = hashlib.sha256()
-    for rel in sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()):
-        h.update(rel.encode() + b"\0" + hashlib.sha256((root / rel).read_bytes()).hexdigest().encode() + b"\n")
-    return h.hexdigest()

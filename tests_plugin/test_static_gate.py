@@ -61,6 +61,7 @@ def make_project(path: Path, case_file: str | None) -> None:
     (path / "tests_api" / "test_api.py").write_text("def test_nothing():\n    pass\n")
     (path / "conftest.py").write_text(CONFTEST)
     (path / "pytest.ini").write_text(INI)
+    shutil.copy(ROOT / "pyproject.toml", path)  # the reference platform's [tool.envfixtures]: its templates' paths
 
 
 def run_gate(path: Path) -> list[subprocess.CompletedProcess[str]]:

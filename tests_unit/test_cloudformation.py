@@ -340,8 +340,8 @@ def test_local_aws_builds_its_own_moto_and_stops_it(tmp_path: Path) -> None:
     assert facts["backend"] == "local" and facts["region"] == "us-east-1"
     assert facts["endpoint_url"].startswith("http://127.0.0.1:")
     assert EXPECTED_OUTPUTS <= set(facts["outputs"])
-    password = facts["db_master_password"]
-    assert "db_master_password" in facts.secret_keys and len(password) >= 16
+    password = facts["database_password"]
+    assert "database_password" in facts.secret_keys and len(password) >= 16
     [(_, pid, _)] = env.journal.processes()
     assert password not in " ".join(Path(f"/proc/{pid}/cmdline").read_text().split("\0"))
     assert seconds < 60
@@ -350,6 +350,64 @@ def test_local_aws_builds_its_own_moto_and_stops_it(tmp_path: Path) -> None:
         urllib.request.urlopen(f"{facts['endpoint_url']}/moto-api/", timeout=1)
     for log in (env.dir / "logs").iterdir():
         assert password not in log.read_text(errors="replace"), log
+
+
+#: Another team's stack: its own parameter and output names.
+OTHER_TEMPLATE = """\
+Parameters:
+  Environment: {Type: String}
+  Revision: {Type: String}
+  DbPassword: {Type: String, NoEcho: true}
+Resources:
+  Network:
+    Type: AWS::EC2::VPC
+    Properties:
+      CidrBlock: 10.9.0.0/16
+      Tags: [{Key: Revision, Value: !Ref Revision}]
+Outputs:
+  Rev: {Value: !Ref Revision}
+  Env: {Value: !Ref Environment}
+"""
+
+
+def other_team(tmp_path: Path, parameters: dict[str, str]) -> Environment:
+    root = tmp_path / "acme"
+    (root / "infra").mkdir(parents=True, exist_ok=True)
+    (root / "infra" / "stack.yaml").write_text(OTHER_TEMPLATE)
+    table = {"aws": {"template": "infra/stack.yaml", "parameters": parameters, "outputs": {}}}
+    return Environment(
+        name="ef-0123456-acme", sha=SHA, backend="local", root=root, home=tmp_path / "home",
+        settings={"quiet": "true"}, components=["aws"], config=PlatformConfig(str(root / "pyproject.toml"), table),
+    )  # fmt: skip
+
+
+def test_a_stack_parameter_without_a_value_is_named_at_configure_time(tmp_path: Path) -> None:
+    env = other_team(tmp_path, {"Environment": "env_name", "Revision": "sha"})
+    with pytest.raises(ConfigError) as caught:
+        env.check(["aws"])
+    assert "infra/stack.yaml: parameter DbPassword has no Default and no value: give it one in" in str(caught.value)
+    assert "[tool.envfixtures.aws] parameters" in str(caught.value) and not env.dir.exists()
+    env = other_team(tmp_path, {"Environment": "env_name", "Revision": "sha", "DbPassword": "database_password",
+                                "Certificate": "certificate_arn"})  # fmt: skip
+    with pytest.raises(ConfigError, match="parameters.Certificate: .*declares no such parameter"):
+        env.check(["aws"])
+
+
+@pytest.mark.integration
+def test_the_stack_parameters_are_given_what_the_platform_maps(tmp_path: Path) -> None:
+    env = other_team(tmp_path, {"Environment": "env_name", "Revision": "sha", "DbPassword": "database_password"})
+    env.check(["aws"])
+    try:
+        facts = env.ensure("aws")
+        assert facts["outputs"] == {"Rev": SHA, "Env": env.name}
+        assert facts["certificate_arn"] == "", "no parameter asks for a certificate: none is requested"
+        cf = aws_clients.client(facts, "cloudformation")
+        [stack] = cf.describe_stacks(StackName=facts["stack_id"])["Stacks"]
+        given = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+        assert given["DbPassword"] == facts["database_password"] and "database_password" in facts.secret_keys
+        assert {t["Key"]: t["Value"] for t in stack["Tags"]} == {"envfixtures:env": env.name, "envfixtures:sha": SHA}
+    finally:
+        env.teardown()
 
 
 def test_local_aws_check_refuses_a_broken_template_before_building(tmp_path: Path) -> None:
@@ -390,13 +448,13 @@ def test_real_aws_code_path_against_moto_standing_in(
     s3 = aws_clients.make_client("s3", endpoint_url=None, region="us-east-1")
     s3.put_object(Bucket=facts["outputs"]["ArtifactBucket"], Key="build/app.tar.gz", Body=b"artifact")
     diagnosis = aws_component.RealAws().diagnose(env.context("aws"), facts)
-    assert "CREATE_COMPLETE" in diagnosis and facts["db_master_password"] not in diagnosis
+    assert "CREATE_COMPLETE" in diagnosis and facts["database_password"] not in diagnosis
     problems = env.teardown()
     # The artifact is gone (emptied first: on AWS a full bucket blocks the delete; see test_empty_bucket),
     # then the delete was asked for: moto refuses a VPC stack, and the teardown says so rather
     # than calling it gone (real AWS accepts the request; the waiter then verifies it is gone).
     assert len(problems) == 1 and "DependencyViolation" in problems[0] and env.name in problems[0]
-    assert facts["db_master_password"] not in problems[0]
+    assert facts["database_password"] not in problems[0]
     # Not "torn down": the stack may still be there, so `envfixtures down` and `reap` must retry it.
     assert env.component_state("aws")["status"] == "teardown_failed"
     assert env.meta["status"] == "teardown_failed" and env.meta["teardown_problems"] == problems

@@ -372,11 +372,12 @@ def list_environments(home: Path) -> list[Environment]:
 def prune(home: Path, older_than: float) -> list[str]:
     """Remove the state directories of environments torn down more than ``older_than`` seconds ago; their names.
 
-    Only ``torn_down`` ones go (a ``teardown_failed`` one says what is left), and only those neither kept nor owned
-    by a live process (the owner writes its reports after the teardown; an owner on another host counts as live).
-    Their age is from ``torn_down`` in env.json or, without it, from the last change of the directory or env.json.
-    An entry that cannot be read, or that goes meanwhile, is skipped; a symbolic link is neither followed nor
-    removed. Each directory is renamed before it is removed, so nobody ever sees half of one.
+    Only ``torn_down`` ones go (a ``teardown_failed`` one says what is left; a kept one is ``kept`` until ``down``),
+    and only those not owned by a live process (the owner writes its reports after the teardown; an owner on
+    another host counts as live). Their age is from ``torn_down`` in env.json or, without it, from the last
+    change of the directory or env.json. An entry that cannot be read, or that goes meanwhile, is skipped; a
+    symbolic link is neither followed nor removed. Each directory is renamed before it is removed, so nobody
+    ever sees half of one.
     """
     envs_dir = Path(home) / "envs"
     try:
@@ -407,7 +408,7 @@ def prune(home: Path, older_than: float) -> list[str]:
 
 def _prunable(env_dir: Path, now: float, older_than: float) -> bool:
     meta = read_meta(env_dir)
-    if meta.get("status") != TORN_DOWN or meta.get("kept") or owner_alive(meta):
+    if meta.get("status") != TORN_DOWN or owner_alive(meta):  # a kept one too, once `down` tore it down
         return False
     when = meta.get("torn_down")
     if isinstance(when, bool) or not isinstance(when, int | float):

@@ -68,8 +68,21 @@ def record(results: "Results", env: "Environment") -> dict[str, Any]:
         "counts": results.counts_for_people(),
         "versions": versions(states),
         "artifacts": artifacts(states),
-        "templates_sha256": tree_digest(env.root / "templates"),
+        "inputs": inputs(env),
     }
+
+
+def inputs(env: "Environment") -> dict[str, str]:
+    """The sha256 of each input file of the environment's components (templates, definitions), by path relative
+    to the checkout: what was deployed besides the artifact."""
+    found = {}
+    for name in env.required_closure(env.components):
+        cls = env.component_class(name)
+        for path in cls.inputs(env.context(name, cls)):
+            path = Path(path)
+            shown = path.relative_to(env.root).as_posix() if path.is_relative_to(env.root) else str(path)
+            found[shown] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return dict(sorted(found.items()))
 
 
 def versions(states: dict[str, dict[str, Any]]) -> dict[str, str]:
@@ -99,20 +112,3 @@ def artifacts(states: dict[str, dict[str, Any]]) -> dict[str, str]:
         if digest:
             found[component] = str(digest)
     return found
-
-
-def tree_digest(root: Path) -> str | None:
-    """sha256 over the sorted relative paths and contents of every file under ``root`` (None if absent).
-
-    Each file contributes its POSIX relative path, a NUL, the sha256 of its bytes and a newline, so
-    neither a rename nor moving bytes between files keeps the digest.
-    """
-    if not root.is_dir():
-        return None
-    digest = hashlib.sha256()
-    for path in sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(root).as_posix()):
-        if "__pycache__" in path.parts:
-            continue
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).hexdigest().encode() + b"\n")
-    return digest.hexdigest()

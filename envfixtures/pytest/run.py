@@ -36,6 +36,9 @@ class Run:
         """Name the environment (or open the kept one to reuse), after its inputs passed the checks."""
         if settings.reuse:
             return cls(lifecycle.open_for_reuse(settings.home, settings.reuse), settings, owner=False)
+        pruned = lifecycle.prune(settings.home, settings.platform)
+        if pruned:
+            log.info("pruned the state of %d environment(s) torn down long ago", len(pruned))
         env = lifecycle.new_environment(
             sha=settings.sha,
             backend=settings.backend,

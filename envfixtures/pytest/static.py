@@ -17,7 +17,7 @@ import pytest
 
 from envfixtures.core.environment import Environment
 
-ITEM_NAME = "static rules"
+ITEM_NAME = "static_rules"
 
 
 class InputFile(pytest.File):

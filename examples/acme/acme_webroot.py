@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envfixtures.core.component import Component
+from envfixtures.core.config import path_field
 from envfixtures.core.errors import TemplateError
 from envfixtures.core.facts import Facts
 from envfixtures.core.ports import free_port
@@ -43,8 +44,7 @@ class Webroot(Component):
     class Config:
         """``[tool.envfixtures.webroot]``: the directory to serve, relative to the checkout root."""
 
-        # metadata: a path field (a directory) in the manner of envfixtures.core.config.path_field
-        directory: str = dataclasses.field(default="static", metadata={"path": "dir"})
+        directory: str = path_field("static", kind="dir")
 
     @classmethod
     def check(cls, ctx: "BuildContext") -> None:

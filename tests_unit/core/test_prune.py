@@ -1,4 +1,5 @@
-"""Pruning the state home: only environments torn down long enough ago, neither kept nor owned by a live process,
+"""Pruning the state home: only environments torn down long enough ago (kept ones too, once torn down), not owned by
+a live process,
 go; unreadable entries, symbolic links and a concurrent prune are survived."""
 
 from __future__ import annotations
@@ -59,16 +60,17 @@ def names(home: Path) -> list[str]:
     return sorted(p.name for p in (home / "envs").iterdir())
 
 
-def test_only_old_torn_down_environments_neither_kept_nor_owned_go(tmp_path: Path, dead_owner: dict) -> None:
+def test_only_old_torn_down_environments_not_owned_go(tmp_path: Path, dead_owner: dict) -> None:
     home = tmp_path / "home"
     make(home, "ef-0000001-old", dead_owner)
     make(home, "ef-0000002-recent", dead_owner, age=60)
     make(home, "ef-0000003-failed", dead_owner, status=TEARDOWN_FAILED)
-    make(home, "ef-0000004-kept", dead_owner, kept=True)
+    make(home, "ef-0000004-kept", dead_owner, status="kept", kept=True)  # kept and still up
+    make(home, "ef-0000008-kept-then-down", dead_owner, kept=True)  # `envfixtures down` after --env-keep
     make(home, "ef-0000005-owned", None)  # its run still writes its reports
     make(home, "ef-0000006-active", dead_owner, status="active")
     make(home, "ef-0000007-elsewhere", dict(dead_owner, host="another-host"))  # not ours to judge
-    assert prune(home, HOUR) == ["ef-0000001-old"]
+    assert prune(home, HOUR) == ["ef-0000001-old", "ef-0000008-kept-then-down"]
     assert names(home) == ["ef-0000002-recent", "ef-0000003-failed", "ef-0000004-kept", "ef-0000005-owned",
                            "ef-0000006-active", "ef-0000007-elsewhere"]  # fmt: skip
     assert prune(home, 30) == ["ef-0000002-recent"]
@@ -81,7 +83,7 @@ def test_without_a_recorded_time_the_last_change_counts(tmp_path: Path, dead_own
     two_hours_ago = time.time() - 2 * HOUR
     for path in (old, old / "env.json"):
         os.utime(path, (two_hours_ago, two_hours_ago))
-    assert prune(home, HOUR) == ["ef-0000001-old"]
+    assert prune(home, HOUR) == ["ef-0000001-old", "ef-0000008-kept-then-down"]
     assert names(home) == ["ef-0000002-new"]
 
 
@@ -117,7 +119,7 @@ def test_unreadable_entries_are_skipped(tmp_path: Path, dead_owner: dict) -> Non
     (home / "envs" / "stray-file").write_text("")
     unreadable = home / "envs" / "ef-0000005-unreadable"
     (unreadable / "env.json").mkdir(parents=True)  # unreadable as a file, for root too
-    assert prune(home, HOUR) == ["ef-0000001-old"]
+    assert prune(home, HOUR) == ["ef-0000001-old", "ef-0000008-kept-then-down"]
     assert names(home) == ["ef-0000002-materializing", "ef-0000003-torn", "ef-0000004-list",
                            "ef-0000005-unreadable", "stray-file"]  # fmt: skip
     assert prune(tmp_path / "no-home", HOUR) == []

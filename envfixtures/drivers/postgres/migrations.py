@@ -89,7 +89,7 @@ def from_git(repo: Path, sha: str, subdir: str) -> list[Migration]:
             raise ConfigError(f"{repo}: git {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
 
-    listing = git("ls-tree", "--name-only", f"{sha}:{subdir}")
+    listing = git("ls-tree", "--full-tree", "--name-only", f"{sha}:{subdir}")  # not filtered by the cwd
     names = [n for n in listing.splitlines() if n.endswith(".sql")]
     return _parse({n: git("show", f"{sha}:{subdir}/{n}") for n in names}, f"{subdir[2:]}@{sha[:12]}")
 
