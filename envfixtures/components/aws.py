@@ -189,6 +189,7 @@ def build_stack(
         secrets=[password] if password else [],
         timeout=timeout,
         max_delay=max_delay,
+        canonical=endpoint_url is not None,  # moto: the template as CloudFormation reads it
     )
     outputs = cloudformation.outputs(cf, stack_id)
     return Facts(

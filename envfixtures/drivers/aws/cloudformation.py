@@ -9,6 +9,7 @@ ever leaves this module with its parameters (see :func:`describe`).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -95,8 +96,12 @@ def create_stack(
     secrets: Iterable[str] = (),
     timeout: float = 60.0,
     max_delay: float = 1.0,
+    canonical: bool = False,
 ) -> str:
     """Create the stack, wait until ``CREATE_COMPLETE``, and return its id.
+
+    ``canonical`` sends the template as parsed (JSON, short forms expanded as CloudFormation reads them) instead
+    of its text: moto reads some short forms its own way (``!GetAtt Db.Endpoint.Address`` split on every dot).
 
     ``secrets`` are values that must not appear in any message (the NoEcho parameter values).
     Fails fast with :class:`FailedState` (carrying the failing events) on a ``*_FAILED`` or
@@ -104,7 +109,7 @@ def create_stack(
     (moto does that for every failure). ``timeout`` bounds the wait; use minutes on real AWS.
     """
     secrets = [s for s in secrets if s]
-    body = Path(template_path).read_text(encoding="utf-8")
+    body = json.dumps(load_template(template_path)) if canonical else Path(template_path).read_text(encoding="utf-8")
     try:
         answer = cf.create_stack(
             StackName=name,
