@@ -137,8 +137,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _importable(env: Environment) -> Environment:
+    """A component of the platform's own may be a module of its checkout: put the checkout on ``sys.path``."""
+    if str(env.root) not in sys.path:
+        sys.path.append(str(env.root))
+    return env
+
+
 def cmd_down(args: argparse.Namespace) -> int:
-    env = Environment.open(args.home, args.name)
+    env = _importable(Environment.open(args.home, args.name))
     problems = lifecycle.teardown(env)
     lifecycle.forget(env)
     for problem in problems:
@@ -158,7 +165,7 @@ def cmd_reap(args: argparse.Namespace) -> int:
         if meta.get("status") == TORN_DOWN or meta.get("kept") or env.owner_alive():
             continue
         try:
-            problems = lifecycle.teardown(env)
+            problems = lifecycle.teardown(_importable(env))
             lifecycle.forget(env)
         except EnvfixturesError as exc:
             problems = [str(exc)]

@@ -149,3 +149,46 @@ def test_torn_down_state_is_pruned_after_the_configured_retention(
     assert second.returncode == 0, second.stdout + second.stderr
     [new] = (tmp_path / "state" / "envs").iterdir()
     assert new.name != old.name, "the first run's torn-down state went when the second run started"
+
+
+HOOKED = """
+import dataclasses
+
+from envfixtures.core.component import Component
+from envfixtures.core.facts import Facts
+
+
+class Cache(Component):
+    name = "cache"
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        seconds: int = 600
+
+    def build(self, ctx):
+        process = ctx.spawn("sleep", ["sleep", str(ctx.config.seconds)])
+        return Facts({"pid": process.pid, "seconds": ctx.config.seconds})
+"""
+
+
+def test_a_component_from_a_conftest_hook_is_built_kept_and_torn_down_by_the_cli(tmp_path: Path) -> None:
+    """The hook pytest_envfixtures_components; `envfixtures down` later loads the class from the checkout."""
+    (tmp_path / "teamparts.py").write_text(HOOKED)
+    (tmp_path / "conftest.py").write_text(
+        "def pytest_envfixtures_components(config):\n    return {'cache': 'teamparts:Cache'}\n"
+    )
+    (tmp_path / "pyproject.toml").write_text('[tool.envfixtures]\ncomponents = ["cache"]\n'
+                                             "[tool.envfixtures.cache]\nseconds = 300\n")  # fmt: skip
+    (tmp_path / "test_cache.py").write_text("def test_cache(cache):\n    assert cache['seconds'] == 300\n")
+    env = {**os.environ, "ENVFIXTURES_SHA": "0123456789abcdef", "ENVFIXTURES_HOME": str(tmp_path / "state")}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    kept = run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--env-keep"], tmp_path, env, 120)
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    [state_dir] = (tmp_path / "state" / "envs").iterdir()
+    assert find_marked(state_dir.name), "the kept environment's sleep runs"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    down = run([sys.executable, "-m", "envfixtures.cli", "--home", str(tmp_path / "state"), "down", state_dir.name],
+               elsewhere, {**env, "PYTHONPATH": ""}, 120)  # fmt: skip
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert find_marked(state_dir.name) == []

@@ -113,7 +113,14 @@ class Apps(Component):
         ctx.progress(f"apps: {len(app_ids)} app(s) healthy in {time.time() - started:.1f}s")
         desired = {absolute_id(a["id"], group): _without_env_values(a) for a in body["apps"]}
         live = {a.id: a.version for a in client.list_apps(app_id=group)}
-        versions = {app_id: f"{live.get(app_id)} (image tag {ctx.sha[:12]})" for app_id in app_ids}
+        images = {
+            absolute_id(a["id"], group): ((a.get("container") or {}).get("docker") or {}).get("image")
+            for a in body["apps"]
+        }
+        versions = {
+            app_id: f"{live.get(app_id)}" + (f" (image {images[app_id]})" if images.get(app_id) else "")
+            for app_id in app_ids
+        }
         return Facts(
             {
                 "versions": versions,

@@ -26,7 +26,7 @@ from envfixtures.core.errors import BuildError
 class Artifact:
     path: Path
     sha256: str
-    top_dir: str  # the directory the tarball extracts to (e.g. platform-services-0.1.0); "" for a command's file
+    top_dir: str  # the directory the tarball extracts to (e.g. myapp-1.0.0); "" for a command's file
 
 
 def committed_tree(root: Path, sha: str, subdir: str, tree: Path) -> Path:

@@ -58,7 +58,7 @@ def _parse(files: dict[str, str], origin: str) -> list[Migration]:
         where = f"{origin}/{name}"
         match = NAME_RE.match(name)
         if not match:
-            raise TemplateError(where, "name", "a migration is named NNNN_lowercase_words.sql (e.g. 0001_orders.sql)")
+            raise TemplateError(where, "name", "a migration is named NNNN_lowercase_words.sql (e.g. 0001_accounts.sql)")
         version = int(match.group(1))
         if version in found:
             raise TemplateError(where, "name", f"version {version} is also used by {found[version].name}")
