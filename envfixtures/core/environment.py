@@ -169,8 +169,7 @@ class Environment(EnvironmentState):
 
     def check_settings(self) -> None:
         """Refuse a setting that no known component declares (on any backend), or a value of the wrong type; refuse
-        a key of the platform's configuration that no component of the environment declares, and a configured path
-        that does not exist."""
+        a key of the platform's configuration that no component declares, or a value of the wrong type."""
         declared = self._declared(dict.fromkeys([*self.components, *registry.COMPONENTS]))
         settings_mod.check(
             self.settings,
@@ -184,18 +183,18 @@ class Environment(EnvironmentState):
                     f"{self.config.where('components')}: unknown component {name!r}; known: "
                     f"{', '.join(registry.COMPONENTS)} (a component of your own: see docs/adopting.md)"
                 )
-            where = self.config.where(section=name)
-            for config in config_mod.parse(
-                (c.Config for c in declared.get(name, [])), self.config.section(name), where
-            ):
-                config_mod.check_paths(config, self.root, where)
+        for name, classes in declared.items():
+            config_mod.parse((c.Config for c in classes), self.config.section(name), self.config.where(section=name))
 
     def check(self, names: Iterable[str] | None = None) -> None:
-        """Validate the settings and the inputs of the given components (all by default); builds nothing."""
+        """Validate the settings, then the configured paths and the inputs of the given components (all by default)
+        and of what they require; builds nothing."""
         self.check_settings()
         for name in self.required_closure(names if names is not None else self.components):
             cls = self.component_class(name)
-            cls.check(self.context(name, cls))
+            ctx = self.context(name, cls)
+            config_mod.check_paths(ctx.config, self.root, self.config.where(section=name))
+            cls.check(ctx)
 
     def ensure(self, component: str) -> Facts:
         """The facts of ``component``, building it and its requirements first if nobody has yet.

@@ -83,7 +83,7 @@ def test_without_a_recorded_time_the_last_change_counts(tmp_path: Path, dead_own
     two_hours_ago = time.time() - 2 * HOUR
     for path in (old, old / "env.json"):
         os.utime(path, (two_hours_ago, two_hours_ago))
-    assert prune(home, HOUR) == ["ef-0000001-old", "ef-0000008-kept-then-down"]
+    assert prune(home, HOUR) == ["ef-0000001-old"]
     assert names(home) == ["ef-0000002-new"]
 
 
@@ -119,7 +119,7 @@ def test_unreadable_entries_are_skipped(tmp_path: Path, dead_owner: dict) -> Non
     (home / "envs" / "stray-file").write_text("")
     unreadable = home / "envs" / "ef-0000005-unreadable"
     (unreadable / "env.json").mkdir(parents=True)  # unreadable as a file, for root too
-    assert prune(home, HOUR) == ["ef-0000001-old", "ef-0000008-kept-then-down"]
+    assert prune(home, HOUR) == ["ef-0000001-old"]
     assert names(home) == ["ef-0000002-materializing", "ef-0000003-torn", "ef-0000004-list",
                            "ef-0000005-unreadable", "stray-file"]  # fmt: skip
     assert prune(tmp_path / "no-home", HOUR) == []
