@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from envfixtures import rules
+from envfixtures.core.config import PlatformConfig
 from envfixtures.core.errors import ConfigError, TemplateError
 from envfixtures.drivers.rabbitmq import definitions as defs
 from envfixtures.rules import cloudformation, marathon, policy, rabbitmq
@@ -19,13 +20,14 @@ def test_every_rule_of_the_gate_is_a_policy_rule_with_a_reason_or_a_validation_r
 
 
 def test_rules_off_turns_off_policy_rules_only() -> None:
-    assert policy.disabled({"rules_off": "cfn-db-backups, marathon-image-sha"}) == {
+    none = PlatformConfig()
+    assert policy.from_platform(none, "cfn-db-backups, marathon-image-sha").off == {
         "cfn-db-backups",
         "marathon-image-sha",
     }
-    assert policy.disabled({}) == frozenset()
+    assert policy.from_platform(none).off == frozenset()
     with pytest.raises(ConfigError, match="rabbitmq-definitions"):
-        policy.disabled({"rules_off": "rabbitmq-definitions"})
+        policy.from_platform(none, "rabbitmq-definitions")
     found = [rules.Finding("f", "p", "cfn-db-backups", "m"), rules.Finding("f", "q", "cfn-parse", "m")]
     assert policy.without(found, {"cfn-db-backups", "cfn-parse"}) == found[1:]
 

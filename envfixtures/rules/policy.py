@@ -129,13 +129,6 @@ def parse(text: str) -> frozenset[str]:
     return ids
 
 
-def disabled(rules_off: str | Mapping[str, str] | None) -> frozenset[str]:
-    """The policy rules a platform's setting ``rules_off`` turns off (its text, or a mapping of raw settings)."""
-    if isinstance(rules_off, Mapping):
-        rules_off = rules_off.get(SETTING, "")
-    return parse(rules_off or "")
-
-
 def without(findings: Iterable[Finding], off: Iterable[str]) -> list[Finding]:
     """``findings`` less those of the policy rules in ``off``."""
     off = frozenset(off) & POLICY_RULES.keys()
