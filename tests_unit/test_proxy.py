@@ -365,3 +365,39 @@ def test_any_method_reaches_the_task(backends, marathon, start_proxy) -> None:
     for method in ("TRACE", "PROPFIND"):
         r = requests.request(method, f"{base}/x", timeout=5)
         assert (r.status_code, r.json()["method"], r.json()["backend"]) == (200, method, "a")
+
+
+def test_the_api_component_gives_the_proxy_the_scheduler_credentials_in_its_environment_not_argv() -> None:
+    from envfixtures.components.api import ApiConfig, LocalApi
+
+    spawned: dict[str, Any] = {}
+
+    class Ready:
+        pid = 4242
+
+        def wait_ready(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    class Ctx:
+        config = ApiConfig(app="orders-api")
+        settings = LocalApi.Settings()
+        root = str(ROOT)
+
+        def facts(self, name: str) -> dict[str, Any]:
+            return {
+                "apps": {"group": "/g", "app_ids": ["/g/orders-api"], "url": "http://127.0.0.1:1"},
+                "scheduler": {"url": "http://127.0.0.1:1", "user": "ef-u", "password": "pw-not-on-argv"},
+            }[name]
+
+        def spawn(self, name: str, argv: list[str], *, env: dict[str, str], cwd: Path) -> Ready:
+            spawned.update(name=name, argv=argv, env=env)
+            return Ready()
+
+        def progress(self, message: str) -> None:
+            pass
+
+    assert "scheduler" in LocalApi.requires
+    facts = LocalApi().build(Ctx())  # type: ignore[arg-type]
+    assert facts["marathon_url"] == "http://127.0.0.1:1" and spawned["name"] == "proxy"
+    assert spawned["env"][auth.CREDENTIALS_ENV] == "ef-u:pw-not-on-argv"
+    assert not any("pw-not-on-argv" in arg for arg in spawned["argv"])
