@@ -35,6 +35,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from envfixtures.drivers.marathon.client import facts_auth  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "api.json"
 
 
@@ -117,19 +119,21 @@ def bench(base_url: str, threads: int, per_thread: int, max_seconds: float) -> l
     ]
 
 
-def one_task_url(marathon_url: str, app_id: str) -> str | None:
+def one_task_url(scheduler: dict[str, Any], app_id: str) -> str | None:
     """A healthy task of the API app, for the direct comparison (None if the scheduler says none)."""
-    r = requests.get(f"{marathon_url}/v2/apps/{app_id.strip('/')}?embed=app.tasks", timeout=10)
+    url = f"{scheduler['url']}/v2/apps/{app_id.strip('/')}?embed=app.tasks"
+    r = requests.get(url, auth=facts_auth(scheduler), timeout=10)
+    r.raise_for_status()
     for task in r.json()["app"].get("tasks") or []:
         if task.get("state") == "TASK_RUNNING" and all(h.get("alive") for h in task.get("healthCheckResults") or []):
             return f"http://{task['host']}:{task['ports'][0]}"
     return None
 
 
-def env_api_facts(home: Path, name: str) -> dict[str, Any]:
+def env_facts(home: Path, name: str, component: str) -> dict[str, Any]:
     from envfixtures.core.environment import Environment
 
-    return dict(Environment.open(home, name).facts("api"))
+    return dict(Environment.open(home, name).facts(component))
 
 
 def up(home: Path, settings: list[str]) -> str:
@@ -175,11 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     built = up(args.home, args.set) if args.up else None
     try:
         name = built or args.env
-        facts = env_api_facts(args.home, name) if name else {"base_url": args.base_url}
+        facts = env_facts(args.home, name, "api") if name else {"base_url": args.base_url}
         results = {"base URL": bench(facts["base_url"], args.threads, args.requests, args.max_seconds)}
         direct = None
-        if facts.get("marathon_url") and not args.no_direct:
-            direct = one_task_url(facts["marathon_url"], facts["app_id"])
+        if name and facts.get("marathon_url") and not args.no_direct:
+            direct = one_task_url(env_facts(args.home, name, "scheduler"), facts["app_id"])
             if direct:
                 results["one task, direct"] = bench(direct, args.threads, args.requests, args.max_seconds)
     finally:

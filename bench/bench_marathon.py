@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -27,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from envfixtures.core.ports import free_port  # noqa: E402
 from envfixtures.core.processes import standalone_spawner  # noqa: E402
 from envfixtures.core.waiting import wait_for  # noqa: E402
-from envfixtures.drivers.marathon import render  # noqa: E402
+from envfixtures.drivers.marathon import auth, render  # noqa: E402
 from envfixtures.drivers.marathon.client import MarathonClient, Unavailable  # noqa: E402
 
 GOAL_VERIFY_200 = 2.0
@@ -89,9 +90,10 @@ def one_run(workdir: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     argv = [sys.executable, "-m", "envfixtures.drivers.marathon.server", "--port", str(port),
             "--workdir", str(workdir / "w"), "--log-level", "WARNING"]  # fmt: skip
-    process = spawn("marathon", argv)
+    credentials = (f"bench-{secrets.token_hex(4)}", secrets.token_urlsafe(24))
+    process = spawn("marathon", argv, env={**os.environ, auth.CREDENTIALS_ENV: auth.join(*credentials)})
     try:
-        client = MarathonClient(f"http://127.0.0.1:{port}", timeout=30)
+        client = MarathonClient(f"http://127.0.0.1:{port}", timeout=30, auth=credentials)
         process.wait_ready(client.ping, what="scheduler", timeout=30, retry_on=(Unavailable,))
         out = {"start": time.perf_counter() - t0}
 

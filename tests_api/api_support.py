@@ -1,8 +1,8 @@
 """Plain helpers of the API suite: bodies, bounded waits, and the few platform lookups outside the base URL.
 
 The requests tests only use the base URL. The worker-kill and poison-message tests also need the
-scheduler (to find and kill the worker's task, and to see it relaunched) and the broker (to publish):
-the names they rely on are the constants below, the one place to adjust.
+scheduler (to find and kill the worker's task, and to see it relaunched; with the credentials of its facts)
+and the broker (to publish): the names they rely on are the constants below, the one place to adjust.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import requests
 
 from envfixtures.core.facts import Facts
 from envfixtures.core.waiting import wait_for
+from envfixtures.drivers.marathon.client import facts_auth
 
 #: Bounded waits of the suite (seconds).
 FULFIL_TIMEOUT = 60.0
@@ -60,15 +61,17 @@ def wait_fulfilled(base_url: str, ids: list[str], *, timeout: float = FULFIL_TIM
 # ---------------------------------------------------------------------------------------------- the scheduler
 
 
-def worker_app(apps: Facts) -> tuple[str, str]:
-    """(scheduler URL, the worker's app id) from the ``apps`` facts."""
+def worker_app(apps: Facts) -> str:
+    """The worker's app id, from the ``apps`` facts."""
     matching = [a for a in apps["app_ids"] if str(a).endswith(WORKER_APP_SUFFIX)]
     assert len(matching) == 1, f"no single app ending in {WORKER_APP_SUFFIX} among {apps['app_ids']}"
-    return str(apps["url"]), matching[0]
+    return str(matching[0])
 
 
-def app_tasks(scheduler_url: str, app_id: str) -> list[dict[str, Any]]:
-    r = requests.get(f"{scheduler_url}/v2/apps/{app_id.strip('/')}?embed=app.tasks", timeout=REQUEST_TIMEOUT)
+def app_tasks(scheduler: Facts, app_id: str) -> list[dict[str, Any]]:
+    """The app's tasks, from the scheduler of the ``scheduler`` facts (its URL and credentials)."""
+    url = f"{scheduler['url']}/v2/apps/{app_id.strip('/')}?embed=app.tasks"
+    r = requests.get(url, auth=facts_auth(scheduler), timeout=REQUEST_TIMEOUT)
     r.raise_for_status()
     return r.json()["app"].get("tasks") or []
 
@@ -98,7 +101,7 @@ def task_pids(task_id: str) -> list[int]:
     return found
 
 
-def kill_task(backend: str, scheduler_url: str, app_id: str, task_id: str) -> str:
+def kill_task(backend: str, scheduler: Facts, app_id: str, task_id: str) -> str:
     """Kill a task the hard way: SIGKILL its processes on ``local``; on ``aws`` ask Marathon to kill it.
 
     Returns how it was killed (for the test's message).
@@ -109,7 +112,8 @@ def kill_task(backend: str, scheduler_url: str, app_id: str, task_id: str) -> st
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
         return f"SIGKILL to pid(s) {pids}"
-    r = requests.delete(f"{scheduler_url}/v2/apps/{app_id.strip('/')}/tasks/{task_id}", timeout=REQUEST_TIMEOUT)
+    url = f"{scheduler['url']}/v2/apps/{app_id.strip('/')}/tasks/{task_id}"
+    r = requests.delete(url, auth=facts_auth(scheduler), timeout=REQUEST_TIMEOUT)
     r.raise_for_status()
     return "killed through Marathon's API"
 

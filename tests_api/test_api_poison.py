@@ -29,10 +29,10 @@ from envfixtures.core.waiting import wait_for
 
 
 def test_a_poison_message_is_dead_lettered_and_the_worker_stays_healthy(
-    create, base_url, apps, amqp_parameters
+    create, base_url, apps, scheduler, amqp_parameters
 ) -> None:
-    scheduler_url, worker_id = worker_app(apps)
-    tasks_before = wait_for(lambda: [t for t in app_tasks(scheduler_url, worker_id) if healthy(t)],
+    worker_id = worker_app(apps)
+    tasks_before = wait_for(lambda: [t for t in app_tasks(scheduler, worker_id) if healthy(t)],
                             what=f"a healthy task of {worker_id}", timeout=60)  # fmt: skip
     marker = str(uuid.uuid4())
     poison = [
@@ -69,7 +69,7 @@ def test_a_poison_message_is_dead_lettered_and_the_worker_stays_healthy(
         wait_for(all_dead_lettered, what=f"{len(poison)} poison messages in {DEAD_LETTER_QUEUE}", timeout=30)
     assert sorted(found) == sorted(poison), "the dead-lettered messages are the poison ones, unchanged"
 
-    tasks_after = [t for t in app_tasks(scheduler_url, worker_id) if healthy(t)]
+    tasks_after = [t for t in app_tasks(scheduler, worker_id) if healthy(t)]
     assert {t["id"] for t in tasks_after} == {t["id"] for t in tasks_before}, "the worker was restarted"
     # Still working: a real order is fulfilled after the poison.
     r = create(valid_order())

@@ -28,14 +28,14 @@ from envfixtures.core.waiting import wait_for
 pytestmark = pytest.mark.fault
 
 
-def test_killing_the_worker_task_loses_no_order(create, base_url, apps, envfixtures_env) -> None:
-    scheduler_url, worker_id = worker_app(apps)
-    before = wait_for(lambda: [t for t in app_tasks(scheduler_url, worker_id) if healthy(t)],
+def test_killing_the_worker_task_loses_no_order(create, base_url, apps, scheduler, envfixtures_env) -> None:
+    worker_id = worker_app(apps)
+    before = wait_for(lambda: [t for t in app_tasks(scheduler, worker_id) if healthy(t)],
                       what=f"a healthy task of {worker_id}", timeout=RELAUNCH_TIMEOUT)  # fmt: skip
     victim = before[0]["id"]
 
     ids = [create(valid_order(customer_id=f"kill-before-{i}")).json()["id"] for i in range(5)]
-    how = kill_task(envfixtures_env.backend, scheduler_url, worker_id, victim)
+    how = kill_task(envfixtures_env.backend, scheduler, worker_id, victim)
     killed_at = time.monotonic()
     if envfixtures_env.backend == "local":
         wait_for(lambda: not task_pids(victim), what=f"task {victim} gone ({how})", timeout=10)
@@ -44,11 +44,11 @@ def test_killing_the_worker_task_loses_no_order(create, base_url, apps, envfixtu
     ids += [r.json()["id"] for r in responses]
 
     def relaunched() -> list[dict]:
-        return [t for t in app_tasks(scheduler_url, worker_id) if t["id"] != victim and healthy(t)]
+        return [t for t in app_tasks(scheduler, worker_id) if t["id"] != victim and healthy(t)]
 
     replacement = wait_for(relaunched, what=f"{worker_id} relaunched after {how}", timeout=RELAUNCH_TIMEOUT)
     relaunch_seconds = time.monotonic() - killed_at
-    assert victim not in {t["id"] for t in app_tasks(scheduler_url, worker_id)}
+    assert victim not in {t["id"] for t in app_tasks(scheduler, worker_id)}
     ids += [create(valid_order(customer_id=f"kill-after-{i}")).json()["id"] for i in range(5)]
     fulfil_seconds = wait_fulfilled(base_url, ids)
     print(f"\nworker {how}; relaunched as {replacement[0]['id']} in {relaunch_seconds:.1f}s; "

@@ -27,12 +27,14 @@ from envfixtures.drivers.marathon.models import App
 HEALTH_WAIT = 60.0
 
 
-def _client(apps: Any) -> MarathonClient:
-    return MarathonClient(apps["url"], timeout=10)
+@pytest.fixture(scope="module")
+def marathon(scheduler: Any) -> MarathonClient:
+    """The environment's Marathon, with the credentials of the scheduler's facts."""
+    return MarathonClient.from_facts(scheduler, timeout=10)
 
 
-def _group_apps(apps: Any) -> dict[str, App]:
-    listed = _client(apps).list_apps(
+def _group_apps(marathon: MarathonClient, apps: Any) -> dict[str, App]:
+    listed = marathon.list_apps(
         embed=("apps.tasks", "apps.deployments", "apps.lastTaskFailure"), app_id=apps["group"] + "/"
     )
     return {a.id: a for a in listed if a.id.startswith(apps["group"] + "/")}
@@ -50,8 +52,8 @@ def _eventually(problems_of: Callable[[], list[str]], timeout: float = HEALTH_WA
         delay = min(delay * 1.5, 2.0)
 
 
-def _each_app(apps: Any, check: Callable[[App], list[str]]) -> list[str]:
-    live = _group_apps(apps)
+def _each_app(marathon: MarathonClient, apps: Any, check: Callable[[App], list[str]]) -> list[str]:
+    live = _group_apps(marathon, apps)
     problems = [f"{app_id}: missing from Marathon" for app_id in apps["app_ids"] if app_id not in live]
     for app_id in apps["app_ids"]:
         if app_id in live:
@@ -59,18 +61,16 @@ def _each_app(apps: Any, check: Callable[[App], list[str]]) -> list[str]:
     return problems
 
 
-def test_marathon_no_deployment_pending(apps: Any) -> None:
+def test_marathon_no_deployment_pending(apps: Any, marathon: MarathonClient) -> None:
     def check(app: App) -> list[str]:
         return [f"deployments pending: {app.deployments}"] if app.deployments else []
 
-    assert _eventually(lambda: _each_app(apps, check)) == []
-    pending = [
-        d.id for d in _client(apps).deployments() if any(a.startswith(apps["group"] + "/") for a in d.affected_apps)
-    ]
+    assert _eventually(lambda: _each_app(marathon, apps, check)) == []
+    pending = [d.id for d in marathon.deployments() if any(a.startswith(apps["group"] + "/") for a in d.affected_apps)]
     assert pending == []
 
 
-def test_marathon_running_and_healthy_equal_instances(apps: Any) -> None:
+def test_marathon_running_and_healthy_equal_instances(apps: Any, marathon: MarathonClient) -> None:
     def check(app: App) -> list[str]:
         tasks = app.tasks or []
         running = [t for t in tasks if t.state in (None, "TASK_RUNNING")]
@@ -87,19 +87,21 @@ def test_marathon_running_and_healthy_equal_instances(apps: Any) -> None:
                 )
         return out
 
-    assert _eventually(lambda: _each_app(apps, check)) == []
+    assert _eventually(lambda: _each_app(marathon, apps, check)) == []
 
 
-def test_marathon_tasks_on_current_version(apps: Any) -> None:
+def test_marathon_tasks_on_current_version(apps: Any, marathon: MarathonClient) -> None:
     def check(app: App) -> list[str]:
         config = (app.raw.get("versionInfo") or {}).get("lastConfigChangeAt") or app.version
         stale = [t.id for t in app.tasks or [] if not t.version or parse_time(t.version) < parse_time(config)]
         return [f"tasks of an older version than {config}: {stale}"] if stale else []
 
-    assert _eventually(lambda: _each_app(apps, check)) == []
+    assert _eventually(lambda: _each_app(marathon, apps, check)) == []
 
 
-def test_marathon_image_tag_and_sha_label_equal_the_sha(apps: Any, envfixtures_env: Any) -> None:
+def test_marathon_image_tag_and_sha_label_equal_the_sha(
+    apps: Any, marathon: MarathonClient, envfixtures_env: Any
+) -> None:
     sha = envfixtures_env.sha
 
     def check(app: App) -> list[str]:
@@ -121,7 +123,7 @@ def test_marathon_image_tag_and_sha_label_equal_the_sha(apps: Any, envfixtures_e
                 out.append(f"task {task.id} runs image tag {answer.get('image_tag')!r}, SHA {answer.get('sha')!r}")
         return out
 
-    assert _eventually(lambda: _each_app(apps, check), timeout=10) == []
+    assert _eventually(lambda: _each_app(marathon, apps, check), timeout=10) == []
 
 
 def definition_diff(desired: Any, live: Any, path: str = "") -> list[str]:
@@ -156,11 +158,11 @@ def definition_diff(desired: Any, live: Any, path: str = "") -> list[str]:
     return []
 
 
-def test_marathon_live_definition_equals_desired(apps: Any) -> None:
+def test_marathon_live_definition_equals_desired(apps: Any, marathon: MarathonClient) -> None:
     def check(app: App) -> list[str]:
         return definition_diff(apps["desired"][app.id], app.raw)
 
-    assert _each_app(apps, check) == []
+    assert _each_app(marathon, apps, check) == []
 
 
 def test_marathon_definition_diff_reports_paths() -> None:
@@ -212,10 +214,10 @@ def _health_window(app: App) -> float:
 
 
 @pytest.mark.fault
-def test_marathon_self_healing_after_a_task_is_killed(apps: Any, scheduler: Any) -> None:
+def test_marathon_self_healing_after_a_task_is_killed(apps: Any, scheduler: Any, marathon: MarathonClient) -> None:
     if scheduler.get("backend") != "local":
         pytest.skip("killing a task's process needs a shell on its agent; on aws this runs as a chaos job, not here")
-    live = _group_apps(apps)
+    live = _group_apps(marathon, apps)
     app = next((a for a in live.values() if a.health_checks and a.tasks), None)
     assert app is not None, "no app with health checks and tasks to kill"
     victim = app.tasks[0]
@@ -226,7 +228,7 @@ def test_marathon_self_healing_after_a_task_is_killed(apps: Any, scheduler: Any)
     started = time.monotonic()
 
     def healed() -> list[str]:
-        now = _group_apps(apps).get(app.id)
+        now = _group_apps(marathon, apps).get(app.id)
         if now is None:
             return ["app gone"]
         healthy = [t for t in now.tasks or [] if t.healthy]
@@ -238,7 +240,7 @@ def test_marathon_self_healing_after_a_task_is_killed(apps: Any, scheduler: Any)
 
     assert _eventually(healed, timeout=window) == [], f"not healthy again within {window:.0f}s"
     elapsed = time.monotonic() - started
-    failure = _client(apps).get_app(app.id).last_task_failure
+    failure = marathon.get_app(app.id).last_task_failure
     assert failure is not None and failure.task_id == victim.id
     print(
         f"self-healing: {app.id} healthy again {elapsed:.1f}s after task {victim.id} was killed (window {window:.0f}s)"

@@ -13,7 +13,7 @@ from envfixtures.drivers.marathon.client import MarathonClient
 
 
 def test_deploy(scheduler):
-    client = MarathonClient(scheduler["url"])
+    client = MarathonClient.from_facts(scheduler)
     app = {
         "id": "/t/crash",
         "cmd": "echo 'fatal: queue orders.created is not declared' >&2; exit 1",

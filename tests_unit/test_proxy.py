@@ -8,7 +8,10 @@ by the infra and api suites.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -25,7 +28,7 @@ import requests
 
 from envfixtures.core.ports import free_port
 from envfixtures.core.waiting import wait_for
-from envfixtures.drivers.marathon import proxy
+from envfixtures.drivers.marathon import auth, proxy
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_ID = "/ef-test/orders-api"
@@ -79,12 +82,17 @@ def echo_backend(name: str) -> _Server:
 
 
 class FakeMarathon:
-    """Answers ``GET /v2/apps/<APP_ID>?embed=app.tasks`` with tasks this test sets; counts the reads."""
+    """Answers ``GET /v2/apps/<APP_ID>?embed=app.tasks`` with tasks this test sets; counts the reads.
+
+    With ``credentials`` set, a read without exactly those (HTTP basic) is 401, as the local scheduler answers.
+    """
 
     def __init__(self) -> None:
         self.tasks: list[dict[str, Any]] = []
         self.reads = 0
+        self.refused = 0
         self.available = True
+        self.credentials: tuple[str, str] | None = None
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -93,6 +101,12 @@ class FakeMarathon:
                 if not owner.available:
                     self.send_error(503)
                     return
+                if owner.credentials:
+                    token = base64.b64encode(":".join(owner.credentials).encode()).decode()
+                    if self.headers.get("Authorization") != f"Basic {token}":
+                        owner.refused += 1
+                        self.send_error(401)
+                        return
                 if self.path != f"/v2/apps{APP_ID}?embed=app.tasks":
                     self.send_error(404)
                     return
@@ -291,17 +305,45 @@ def test_the_last_known_tasks_are_kept_while_marathon_does_not_answer(backends, 
     assert requests.get(base, timeout=5).json()["backend"] == "a"
 
 
+def test_the_proxy_reads_marathon_with_its_credentials_and_never_passes_them_on(
+    backends, marathon, start_proxy
+) -> None:
+    marathon.set((backends["a"], True))
+    marathon.credentials = ("ef-user", "s3cret:pass")
+    refused = marathon.refused
+    base = start_proxy()  # a source without credentials: Marathon says 401, so no target
+    assert requests.get(base, timeout=5).status_code == 502 and marathon.refused > refused
+
+    targets = proxy.Targets(proxy.marathon_source(marathon.url, APP_ID, credentials=marathon.credentials))
+    targets.refresh_once()
+    assert targets.candidates() == [("127.0.0.1", backends["a"])]
+    refused = marathon.refused
+    targets.refresh_once()
+    assert marathon.refused == refused
+    # What reaches a task: the client's own headers, never Marathon's credentials.
+    marathon.credentials = None
+    wait_for(lambda: requests.get(base, timeout=5).status_code == 200, what="targets after Marathon opens", timeout=5)
+    echoed = requests.get(base, timeout=5).json()["headers"]
+    assert "authorization" not in echoed and "s3cret" not in json.dumps(echoed)
+
+
 def test_the_proxy_process_serves_and_stops_cleanly_on_sigterm(backends, marathon) -> None:
+    """Also: it reads Marathon's credentials from its environment; the password is not on its command line."""
     marathon.set((backends["a"], True), (backends["b"], True))
+    marathon.credentials = (f"ef-{secrets.token_hex(4)}", secrets.token_urlsafe(24))
     port = free_port()
     argv = [sys.executable, "-m", "envfixtures.drivers.marathon.proxy", "--port", str(port), "--marathon", marathon.url,
             "--app-id", APP_ID, "--refresh", "0.2"]  # fmt: skip
-    proc = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, start_new_session=True)
+    env = {**os.environ, auth.CREDENTIALS_ENV: auth.join(*marathon.credentials)}
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.PIPE, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: requests.get(base, timeout=1).ok, what="the proxy", timeout=15, retry_on=(OSError,),
                  failed=lambda: None if proc.poll() is None else f"exited {proc.returncode}")  # fmt: skip
         assert {requests.get(base, timeout=5).json()["backend"] for _ in range(4)} == {"a", "b"}
+        assert marathon.refused == 0, "every read of the task list carried the credentials"
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+        assert b"marathon.proxy" in cmdline and marathon.credentials[1].encode() not in cmdline
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
@@ -323,3 +365,39 @@ def test_any_method_reaches_the_task(backends, marathon, start_proxy) -> None:
     for method in ("TRACE", "PROPFIND"):
         r = requests.request(method, f"{base}/x", timeout=5)
         assert (r.status_code, r.json()["method"], r.json()["backend"]) == (200, method, "a")
+
+
+def test_the_api_component_gives_the_proxy_the_scheduler_credentials_in_its_environment_not_argv() -> None:
+    from envfixtures.components.api import ApiConfig, LocalApi
+
+    spawned: dict[str, Any] = {}
+
+    class Ready:
+        pid = 4242
+
+        def wait_ready(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    class Ctx:
+        config = ApiConfig(app="orders-api")
+        settings = LocalApi.Settings()
+        root = str(ROOT)
+
+        def facts(self, name: str) -> dict[str, Any]:
+            return {
+                "apps": {"group": "/g", "app_ids": ["/g/orders-api"], "url": "http://127.0.0.1:1"},
+                "scheduler": {"url": "http://127.0.0.1:1", "user": "ef-u", "password": "pw-not-on-argv"},
+            }[name]
+
+        def spawn(self, name: str, argv: list[str], *, env: dict[str, str], cwd: Path) -> Ready:
+            spawned.update(name=name, argv=argv, env=env)
+            return Ready()
+
+        def progress(self, message: str) -> None:
+            pass
+
+    assert "scheduler" in LocalApi.requires
+    facts = LocalApi().build(Ctx())  # type: ignore[arg-type]
+    assert facts["marathon_url"] == "http://127.0.0.1:1" and spawned["name"] == "proxy"
+    assert spawned["env"][auth.CREDENTIALS_ENV] == "ef-u:pw-not-on-argv"
+    assert not any("pw-not-on-argv" in arg for arg in spawned["argv"])

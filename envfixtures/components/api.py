@@ -3,9 +3,9 @@
 Configured in ``[tool.envfixtures.api]``: ``app``, the id of the app it fronts (relative to the environment's
 group), and ``health_path``. ``local``: :mod:`envfixtures.drivers.marathon.proxy` started with ``ctx.spawn`` on a
 free loopback port, in the manner of a load balancer: round-robin over the healthy tasks of that app, its task
-list refreshed from the scheduler every second. ``aws``: the stack's load balancer, ``https://<the output
-configured as load_balancer_dns>``. Both builds end when ``<base_url><health_path>`` answers 200 through that URL
-(bounded: setting ``api_timeout``).
+list refreshed from the scheduler every second (with the scheduler's credentials, given in the proxy's
+environment). ``aws``: the stack's load balancer, ``https://<the output configured as load_balancer_dns>``.
+Both builds end when ``<base_url><health_path>`` answers 200 through that URL (bounded: setting ``api_timeout``).
 
 Facts: ``base_url``, ``app_id`` (and locally ``marathon_url``, ``pid``).
 """
@@ -13,6 +13,7 @@ Facts: ``base_url``, ``app_id`` (and locally ``marathon_url``, ``pid``).
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,8 @@ from envfixtures.core.facts import Facts
 from envfixtures.core.ports import free_port
 from envfixtures.core.processes import log_tail
 from envfixtures.core.waiting import CONNECTION_ERRORS, wait_for
+from envfixtures.drivers.marathon import auth
+from envfixtures.drivers.marathon.client import facts_auth
 
 if TYPE_CHECKING:
     from envfixtures.core.context import BuildContext
@@ -80,7 +83,7 @@ class LocalApi(Component):
     """A loopback reverse proxy over the healthy tasks of the app (see :mod:`envfixtures.drivers.marathon.proxy`)."""
 
     name = "api"
-    requires = ("apps",)
+    requires = ("apps", "scheduler")
     Config = ApiConfig
 
     @dataclasses.dataclass(frozen=True)
@@ -96,7 +99,11 @@ class LocalApi(Component):
         argv = [sys.executable, "-m", "envfixtures.drivers.marathon.proxy", "--port", str(port),
                 "--marathon", marathon_url, "--app-id", app_id,
                 "--refresh", str(ctx.settings.api_refresh)]  # fmt: skip
-        process = ctx.spawn("proxy", argv, cwd=Path(ctx.root))
+        env = {k: v for k, v in os.environ.items() if k != auth.CREDENTIALS_ENV}
+        credentials = facts_auth(ctx.facts("scheduler"))
+        if credentials:  # in its environment, not argv: `ps` shows argv to every user
+            env[auth.CREDENTIALS_ENV] = auth.join(*credentials)
+        process = ctx.spawn("proxy", argv, env=env, cwd=Path(ctx.root))
         base_url = f"http://127.0.0.1:{port}"
         health_url = f"{base_url}/{ctx.config.health_path.lstrip('/')}"
         process.wait_ready(

@@ -8,8 +8,9 @@ they use.
 ``build`` renders them with the SHA, the env name and the facts of those components, PUTs the group
 ``/<env name>`` with ``force``, waits until the deployment is gone and every app healthy, and fails fast
 with a task's ``lastTaskFailure`` message. Same class on both backends: only the scheduler's URL differs.
-Facts: ``url`` (the scheduler), ``group``, ``app_ids``, ``deployment_id``, ``desired`` (the rendered apps,
-secret-free: ``env`` values are dropped) and ``templates`` (app id -> template file).
+Facts: ``url`` (the scheduler; its credentials are in the ``scheduler`` facts), ``group``, ``app_ids``,
+``deployment_id``, ``desired`` (the rendered apps, secret-free: ``env`` values are dropped) and ``templates``
+(app id -> template file).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class Apps(Component):
         group = f"/{ctx.name}"
         body = render.group_body(group, [app for _, app in rendered])
         app_ids = [absolute_id(a["id"], group) for a in body["apps"]]
-        client = MarathonClient(ctx.facts("scheduler")["url"])
+        client = MarathonClient.from_facts(ctx.facts("scheduler"))
         timeout = ctx.settings.apps_timeout
         started = time.time()
         result = client.put_group(group, body, force=True)
@@ -135,13 +136,11 @@ class Apps(Component):
 
     def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         """Delete the group (its tasks stop) and wait for that deployment; tolerate a scheduler already gone."""
-        url = facts.get("url")
-        if not url:
-            try:
-                url = ctx.facts("scheduler")["url"]
-            except Exception:  # noqa: BLE001 - nothing was deployed if the scheduler never got built
-                return
-        client = MarathonClient(url, timeout=5.0)
+        try:
+            scheduler = ctx.facts("scheduler")
+        except Exception:  # noqa: BLE001 - nothing was deployed if the scheduler never got built
+            return
+        client = _client(scheduler, facts, timeout=5.0)
         try:
             result = client.delete_group(f"/{ctx.name}", force=True)
             client.wait_for_deployment(result.deployment_id, timeout=60)
@@ -152,7 +151,7 @@ class Apps(Component):
 
     def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:
         try:
-            client = MarathonClient(facts["url"], timeout=5.0)
+            client = _client(ctx.facts("scheduler"), facts, timeout=5.0)
             lines = []
             for app in client.list_apps(embed=("apps.tasks", "apps.lastTaskFailure"), app_id=facts["group"]):
                 failure = app.last_task_failure
@@ -164,6 +163,11 @@ class Apps(Component):
             return "\n".join(lines)
         except Exception as exc:  # noqa: BLE001 - diagnosis must not fail the report
             return f"could not read the apps: {exc}"
+
+
+def _client(scheduler: Facts, facts: Facts, *, timeout: float) -> MarathonClient:
+    """The scheduler's client with its credentials, at the URL the apps were deployed to."""
+    return MarathonClient.from_facts({**scheduler, "url": facts.get("url") or scheduler["url"]}, timeout=timeout)
 
 
 def _all_healthy(client: MarathonClient, app_ids: list[str]) -> bool:

@@ -2,23 +2,31 @@
 
 ``local``: the local scheduler (:mod:`envfixtures.drivers.marathon.server`) started with ``ctx.spawn`` on a free
 loopback port; it inherits ``ENVFIXTURES_ENV`` and so do its tasks. Its teardown (SIGTERM to its group)
-makes it stop every task before it exits. ``aws``: Marathon of the stack, its URL the stack's output configured as
-``marathon_url``.
-Facts: ``url`` (and ``pid``, ``workdir`` locally).
+makes it stop every task before it exits. Like Marathon with ``--http_credentials``, its API demands a user and
+password generated for the environment (given to the server in its environment, never on its command line).
+``aws``: Marathon of the stack, its URL the stack's output configured as ``marathon_url``; its credentials, if it
+demands some, from the settings ``marathon_user`` / ``marathon_password`` or ``ENVFIXTURES_MARATHON_USER`` /
+``ENVFIXTURES_MARATHON_PASSWORD`` (prefer the variables: they keep the password off command lines).
+Facts: ``url``, ``user`` and ``password`` (secret; absent on aws without credentials), and ``pid``, ``workdir``
+locally. A client: ``MarathonClient.from_facts(facts)``; a plain request: ``auth=facts_auth(facts)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import secrets
 import sys
 from typing import TYPE_CHECKING
 
 from envfixtures.components.aws import stack_output
 from envfixtures.core.component import Component
+from envfixtures.core.errors import ConfigError
 from envfixtures.core.facts import Facts
 from envfixtures.core.ports import free_port
 from envfixtures.core.processes import log_tail
 from envfixtures.core.waiting import wait_for
+from envfixtures.drivers.marathon import auth
 from envfixtures.drivers.marathon.client import MarathonClient, Unavailable
 
 if TYPE_CHECKING:
@@ -45,27 +53,37 @@ class LocalScheduler(Component):
             "--workdir",
             str(workdir),
         ]
-        process = ctx.spawn("marathon", argv, cwd=workdir)
+        user = f"envfixtures-{secrets.token_hex(4)}"
+        password = ctx.new_secret("local Marathon password")
+        env = {**os.environ, auth.CREDENTIALS_ENV: auth.join(user, password)}
+        process = ctx.spawn("marathon", argv, env=env, cwd=workdir)
         url = f"http://127.0.0.1:{port}"
-        client = MarathonClient(url, timeout=2.0)
+        client = MarathonClient(url, timeout=2.0, auth=(user, password))
         process.wait_ready(client.ping, what=f"local Marathon on {url}", timeout=PING_TIMEOUT, retry_on=(Unavailable,))
         ctx.progress(f"scheduler: local Marathon on {url}")
         versions = {"marathon": f"{client.info().version} (envfixtures local scheduler)"}
         return Facts(
-            {"url": url, "pid": process.pid, "workdir": str(workdir), "backend": "local", "versions": versions}
+            {
+                "url": url,
+                "user": user,
+                "password": password,
+                "pid": process.pid,
+                "workdir": str(workdir),
+                "backend": "local",
+                "versions": versions,
+            },
+            secrets=["password"],
         )
 
     def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:
         log_path = ctx.log_path("marathon")
-        return "\n".join(
-            filter(None, [_task_failures(facts["url"]), f"local Marathon log ({log_path}):", log_tail(log_path)])
-        )
+        return "\n".join(filter(None, [_task_failures(facts), f"local Marathon log ({log_path}):", log_tail(log_path)]))
 
 
-def _task_failures(url: str) -> str:
+def _task_failures(facts: Facts) -> str:
     """Each app's last task failure (its message carries the task's stderr tail locally)."""
     try:
-        apps = MarathonClient(url, timeout=5.0).list_apps(embed=("apps.lastTaskFailure",))
+        apps = MarathonClient.from_facts(facts, timeout=5.0).list_apps(embed=("apps.lastTaskFailure",))
     except Exception as exc:  # noqa: BLE001 - diagnosis must not fail the report
         return f"could not list the apps: {exc}"
     return "\n".join(
@@ -83,16 +101,31 @@ class StackScheduler(Component):
 
     @dataclasses.dataclass(frozen=True)
     class Settings:
-        """Seconds to wait until the stack's Marathon answers."""
+        """Seconds to wait until the stack's Marathon answers; its credentials if it demands some (prefer
+        $ENVFIXTURES_MARATHON_USER / $ENVFIXTURES_MARATHON_PASSWORD: off command lines)."""
 
         marathon_timeout: float = 300.0
+        marathon_user: str = ""
+        marathon_password: str = ""
 
     def build(self, ctx: "BuildContext") -> Facts:
         url = stack_output(ctx.facts("aws"), "marathon_url")
-        client = MarathonClient(url, timeout=5.0)
+        user = ctx.settings.marathon_user or os.environ.get("ENVFIXTURES_MARATHON_USER", "")
+        password = ctx.settings.marathon_password or os.environ.get("ENVFIXTURES_MARATHON_PASSWORD", "")
+        if bool(user) != bool(password):
+            raise ConfigError(
+                "scheduler on aws: set both ENVFIXTURES_MARATHON_USER and ENVFIXTURES_MARATHON_PASSWORD "
+                "(or the settings marathon_user / marathon_password), or neither for a Marathon without credentials"
+            )
+        facts: dict[str, object] = {"url": url, "backend": "aws"}
+        if password:
+            ctx.add_secret("Marathon password", password)
+            facts.update(user=user, password=password)
+        client = MarathonClient.from_facts(facts, timeout=5.0)
         wait_for(client.ping, what=f"Marathon at {url}", timeout=ctx.settings.marathon_timeout, retry_on=(Unavailable,))
         ctx.progress(f"scheduler: Marathon at {url} (leader {client.leader()})")
-        return Facts({"url": url, "backend": "aws", "versions": {"marathon": client.info().version}})
+        facts["versions"] = {"marathon": client.info().version}
+        return Facts(facts, secrets=["password"] if password else [])
 
     def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         """Nothing to stop: Marathon belongs to the stack, which the ``aws`` component deletes."""

@@ -1,8 +1,13 @@
-"""A real local scheduler process for the behaviour tests (``python -m envfixtures.drivers.marathon.server``)."""
+"""A real local scheduler process for the behaviour tests (``python -m envfixtures.drivers.marathon.server``).
+
+Like the ``scheduler`` component, it gives the server generated credentials in its environment; ``client`` and
+``http`` (a requests session for raw calls) send them.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import sys
 import uuid
@@ -11,9 +16,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 
 from envfixtures.core.ports import free_port
 from envfixtures.core.processes import find_marked, standalone_spawner
+from envfixtures.drivers.marathon import auth
 from envfixtures.drivers.marathon.client import MarathonClient, Unavailable
 
 
@@ -25,12 +32,16 @@ class LocalMarathon:
         self.marker = f"ef-test-{uuid.uuid4().hex[:10]}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.auth = (f"test-{secrets.token_hex(4)}", secrets.token_urlsafe(24))
         argv = [sys.executable, "-m", "envfixtures.drivers.marathon.server", "--port", str(self.port),
                 "--workdir", str(workdir / "w")]  # fmt: skip
-        self.process = standalone_spawner(workdir, self.marker, component="marathon")("marathon", argv)
+        env = {**os.environ, auth.CREDENTIALS_ENV: auth.join(*self.auth)}
+        self.process = standalone_spawner(workdir, self.marker, component="marathon")("marathon", argv, env=env)
         self.proc = self.process.popen
         self.log = self.process.log_path
-        self.client = MarathonClient(self.url, timeout=5)
+        self.client = MarathonClient(self.url, timeout=5, auth=self.auth)
+        self.http = requests.Session()
+        self.http.auth = self.auth
         self.process.wait_ready(self.client.ping, what="local marathon", timeout=20, retry_on=(Unavailable,))
 
     def marked(self) -> list[int]:
@@ -41,6 +52,7 @@ class LocalMarathon:
         return [p for p in self.marked() if p != self.proc.pid]
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.http.close()
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout=30)

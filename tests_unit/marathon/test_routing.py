@@ -10,7 +10,6 @@ characters than ``{id:.+}``, and Jersey prefers it) and as the if-chain this rou
 from __future__ import annotations
 
 import pytest
-import requests
 
 from envfixtures.drivers.marathon.engine import ApiError
 from envfixtures.drivers.marathon.server import route
@@ -84,23 +83,23 @@ def test_an_app_id_ending_in_tasks_over_http(marathon: LocalMarathon) -> None:
     url = f"{marathon.url}/v2/apps"
 
     def create(app_id: str) -> None:
-        resp = requests.post(url, json={"id": app_id, "cmd": "exec sleep 300", "instances": 0}, timeout=5)
+        resp = marathon.http.post(url, json={"id": app_id, "cmd": "exec sleep 300", "instances": 0}, timeout=5)
         assert resp.status_code == 201, resp.text
         assert resp.headers["Location"] == f"/v2/apps{app_id}"
 
     create("/rt/tasks")
-    missing = requests.get(f"{url}/rt/tasks", timeout=5)
+    missing = marathon.http.get(f"{url}/rt/tasks", timeout=5)
     assert (missing.status_code, missing.json()) == (404, {"message": "App '/rt' does not exist"})
 
     create("/rt")
     for path in ("/rt/tasks", "/rt/tasks/", "/rt%2Ftasks", "/rt/tasks/tasks"):
-        resp = requests.get(f"{url}{path}", timeout=5)
+        resp = marathon.http.get(f"{url}{path}", timeout=5)
         assert (resp.status_code, resp.json()) == (200, {"tasks": []}), path
-    (listed,) = requests.get(url, params={"id": "/rt/tasks"}, timeout=5).json()["apps"]
+    (listed,) = marathon.http.get(url, params={"id": "/rt/tasks"}, timeout=5).json()["apps"]
     assert listed["id"] == "/rt/tasks"
 
-    deleted = requests.delete(f"{url}/rt/tasks?force=true", timeout=5)  # the app, not its tasks
+    deleted = marathon.http.delete(f"{url}/rt/tasks?force=true", timeout=5)  # the app, not its tasks
     assert deleted.status_code == 200 and deleted.headers["Marathon-Deployment-Id"] == deleted.json()["deploymentId"]
-    assert requests.get(url, params={"id": "/rt/tasks"}, timeout=5).json() == {"apps": []}
-    assert requests.get(f"{url}/rt/tasks", timeout=5).json() == {"tasks": []}  # /rt is still there
-    assert requests.delete(f"{url}/rt?force=true", timeout=5).status_code == 200
+    assert marathon.http.get(url, params={"id": "/rt/tasks"}, timeout=5).json() == {"apps": []}
+    assert marathon.http.get(f"{url}/rt/tasks", timeout=5).json() == {"tasks": []}  # /rt is still there
+    assert marathon.http.delete(f"{url}/rt?force=true", timeout=5).status_code == 200

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from envfixtures.core.errors import FailedState
 from envfixtures.core.waiting import wait_for
@@ -59,15 +58,15 @@ def test_ping_info_leader(marathon: LocalMarathon) -> None:
 
 
 def test_post_answers_201_with_location_and_deployment_header(marathon: LocalMarathon) -> None:
-    resp = requests.post(f"{marathon.url}/v2/apps", json={"id": "/hdr/app", "cmd": "exec sleep 300"}, timeout=5)
+    resp = marathon.http.post(f"{marathon.url}/v2/apps", json={"id": "/hdr/app", "cmd": "exec sleep 300"}, timeout=5)
     assert resp.status_code == 201
     assert resp.headers["Location"] == "/v2/apps/hdr/app"
     body = resp.json()
     assert body["deployments"] == [{"id": resp.headers["Marathon-Deployment-Id"]}]
-    again = requests.post(f"{marathon.url}/v2/apps", json={"id": "/hdr/app", "cmd": "exec sleep 300"}, timeout=5)
+    again = marathon.http.post(f"{marathon.url}/v2/apps", json={"id": "/hdr/app", "cmd": "exec sleep 300"}, timeout=5)
     assert again.status_code == 409
     assert again.json() == {"message": "An app with id [/hdr/app] already exists."}
-    put = requests.put(f"{marathon.url}/v2/apps/hdr/app?force=true", json={"cmd": "exec sleep 301"}, timeout=5)
+    put = marathon.http.put(f"{marathon.url}/v2/apps/hdr/app?force=true", json={"cmd": "exec sleep 301"}, timeout=5)
     assert put.status_code == 200 and put.json()["deploymentId"] == put.headers["Marathon-Deployment-Id"]
     deleted = marathon.client.delete_app("/hdr/app", force=True)
     marathon.client.wait_for_deployment(deleted.deployment_id, timeout=20)
@@ -379,7 +378,7 @@ def test_bulk_listing_body_shapes(marathon: LocalMarathon) -> None:
     """GET /v2/apps?embed=apps.tasks returns RAML AppInfo fields the client and suites read."""
     app = {"id": "/shape/app", "cmd": HTTP_APP, "healthChecks": [http_check()]}
     deploy(marathon.client, app)
-    raw = requests.get(f"{marathon.url}/v2/apps", params={"embed": "apps.tasks", "id": "/shape"}, timeout=5).json()
+    raw = marathon.http.get(f"{marathon.url}/v2/apps", params={"embed": "apps.tasks", "id": "/shape"}, timeout=5).json()
     (body,) = raw["apps"]
     for key in (
         "id",

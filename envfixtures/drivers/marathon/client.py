@@ -3,7 +3,13 @@
 One client for both backends: the local scheduler (:mod:`envfixtures.drivers.marathon.server`) and a real Marathon
 (its URL from the stack outputs). Errors keep Marathon's own message and details:
 :class:`NotFound` (404), :class:`Conflict` / :class:`Locked` (409), :class:`Unprocessable` (422),
-:class:`BadRequest` (400). Request bodies are never logged (apps carry secrets in ``env``).
+:class:`BadRequest` (400), :class:`Unauthorized` (401/403). Request bodies are never logged (apps carry secrets
+in ``env``), nor are the credentials.
+
+Credentials: the local scheduler demands HTTP basic credentials generated for the environment (a real Marathon
+may too, ``--http_credentials``); the ``scheduler`` component's facts carry them as ``user`` and ``password``.
+:meth:`MarathonClient.from_facts` builds a client that sends them on every request, and :func:`facts_auth`
+gives them to a plain ``requests`` call (``auth=facts_auth(scheduler)``).
 """
 
 from __future__ import annotations
@@ -87,7 +93,25 @@ class Unavailable(MarathonError):
     """5xx or no answer at all."""
 
 
-_BY_STATUS: dict[int, type[MarathonError]] = {400: BadRequest, 404: NotFound, 409: Conflict, 422: Unprocessable}
+class Unauthorized(MarathonError):
+    """401 (no or wrong credentials) or 403 (not allowed): see the scheduler's facts ``user`` / ``password``."""
+
+
+_BY_STATUS: dict[int, type[MarathonError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Unauthorized,
+    404: NotFound,
+    409: Conflict,
+    422: Unprocessable,
+}
+
+
+def facts_auth(facts: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(user, password) of the scheduler's facts for HTTP basic auth, or None when it has none (a Marathon
+    without ``--http_credentials`` on aws)."""
+    user, password = facts.get("user"), facts.get("password")
+    return (str(user), str(password)) if user and password else None
 
 
 def error_for(method: str, path: str, status: int, body: Any) -> MarathonError:
@@ -116,7 +140,9 @@ class MarathonClient:
     """Marathon's v2 REST API.
 
     ``url`` is the base URL (e.g. ``http://127.0.0.1:8080``). ``timeout`` bounds every request.
-    ``auth`` is passed to requests (HTTP basic auth of a DC/OS or secured Marathon).
+    ``auth`` is passed to requests and sent with every request: ``(user, password)`` for HTTP basic auth
+    (Marathon's ``--http_credentials``, the local scheduler's generated credentials). Build it from the
+    ``scheduler`` component's facts with :meth:`from_facts`.
     """
 
     def __init__(self, url: str, *, timeout: float = 10.0, auth: Any = None, session: requests.Session | None = None):
@@ -125,6 +151,14 @@ class MarathonClient:
         self.session = session or requests.Session()
         if auth is not None:
             self.session.auth = auth
+
+    @classmethod
+    def from_facts(
+        cls, facts: Mapping[str, Any], *, timeout: float = 10.0, session: requests.Session | None = None
+    ) -> "MarathonClient":
+        """A client of the ``scheduler`` component's Marathon (``url``), with its credentials (``user``,
+        ``password``) when it has some."""
+        return cls(str(facts["url"]), timeout=timeout, auth=facts_auth(facts), session=session)
 
     # -- transport -------------------------------------------------------------------------------------------
 
@@ -342,9 +376,11 @@ __all__ = [
     "MarathonClient",
     "MarathonError",
     "NotFound",
+    "Unauthorized",
     "Unavailable",
     "Unprocessable",
     "error_for",
+    "facts_auth",
     "format_time",
     "parse_time",
 ]

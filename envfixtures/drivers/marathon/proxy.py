@@ -6,7 +6,9 @@ load balancer (what the ``api`` component gives the tests on ``local``; on ``aws
 * the task list comes from ``GET <marathon>/v2/apps/<app id>?embed=app.tasks`` every ``--refresh``
   seconds: a task is a target when it is ``TASK_RUNNING`` and, if the app has health checks, has a
   result for each of them and all are alive (like Marathon's own ``tasksHealthy``). When Marathon
-  does not answer, the last known list is kept;
+  does not answer, the last known list is kept. Marathon's credentials (HTTP basic) go with each read when
+  ``ENVFIXTURES_MARATHON_CREDENTIALS=user:password`` is in the proxy's environment (never on its command
+  line, which ``ps`` shows to every user); they are never passed on to a task;
 * requests go round-robin over the targets; method, path, query, headers (minus hop-by-hop ones,
   plus ``X-Forwarded-For``/``-Proto``/``-Host``) and body are passed on, the answer comes back the same way;
 * a target whose connection fails is left out until the next refresh, and the request is retried on
@@ -33,6 +35,8 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from envfixtures.drivers.marathon import auth
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +68,19 @@ def healthy_targets(app: dict[str, Any]) -> list[Target]:
     return sorted(targets)
 
 
-def marathon_source(marathon_url: str, app_id: str, *, timeout: float = 2.0) -> Callable[[], list[Target]]:
-    """A callable that reads the healthy targets of ``app_id`` from Marathon (raises when it cannot)."""
+def marathon_source(
+    marathon_url: str, app_id: str, *, timeout: float = 2.0, credentials: auth.Credentials | None = None
+) -> Callable[[], list[Target]]:
+    """A callable that reads the healthy targets of ``app_id`` from Marathon (raises when it cannot), sending
+    ``credentials`` (user, password) with HTTP basic auth when given."""
     url = f"{marathon_url.rstrip('/')}/v2/apps/{app_id.strip('/')}?embed=app.tasks"
+    headers = {"Accept": "application/json"}
+    if credentials:
+        headers["Authorization"] = auth.header(*credentials)
 
     def read() -> list[Target]:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - the scheduler's own URL
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - the scheduler's own URL
             return healthy_targets(json.load(resp)["app"])
 
     return read
@@ -279,9 +290,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--refresh", type=float, default=1.0, help="seconds between task list refreshes")
     parser.add_argument("--upstream-timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
+    try:
+        credentials = auth.from_environ()
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
-    targets = Targets(marathon_source(args.marathon, args.app_id), refresh=args.refresh)
+    targets = Targets(marathon_source(args.marathon, args.app_id, credentials=credentials), refresh=args.refresh)
     targets.start()
     server = ProxyServer((args.host, args.port), targets, upstream_timeout=args.upstream_timeout)
     stop = threading.Event()

@@ -2,9 +2,17 @@
 
 Status codes, headers (``Location``, ``Marathon-Deployment-Id``) and bodies follow Marathon's RAML
 (``reference/marathon/raml``). The state and task handling live in :mod:`.engine`.
-Run: ``python -m envfixtures.drivers.marathon.server --port P --workdir D``. SIGTERM / SIGINT stop every task, then
-the server. Standard library ``http.server`` is enough here: a few requests per second, JSON only. Requests are
-routed by werkzeug's URL map (:data:`ROUTES`): app ids hold slashes, and its rules say which suffix wins.
+Run: ``ENVFIXTURES_MARATHON_CREDENTIALS=user:password python -m envfixtures.drivers.marathon.server --port P
+--workdir D``. SIGTERM / SIGINT stop every task, then the server. Standard library ``http.server`` is enough here:
+a few requests per second, JSON only. Requests are routed by werkzeug's URL map (:data:`ROUTES`): app ids hold
+slashes, and its rules say which suffix wins.
+
+Like Marathon started with ``--http_credentials``, every request (``/ping`` included) needs those credentials
+(HTTP basic; :mod:`.auth`): otherwise 401 with ``WWW-Authenticate: Basic realm="Mesosphere"``. They come from
+the environment, never from argv (``ps`` shows argv to every user). Writes (POST, PUT, PATCH) take
+``application/json`` only: another Content-Type, or a body without one, is 415 ``Unsupported Media Type``
+(Marathon's resources consume JSON only) and nothing is changed, so a page that posts ``text/plain`` (no CORS
+preflight) cannot create an app.
 """
 
 from __future__ import annotations
@@ -23,12 +31,20 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, PathConverter, Rule
 
+from envfixtures.drivers.marathon import auth
 from envfixtures.drivers.marathon.engine import ApiError, Engine
 
 log = logging.getLogger(__name__)
 
 
 Query = dict[str, list[str]]
+
+#: Methods whose body Marathon reads: they take ``application/json`` only.
+WRITES = frozenset({"POST", "PUT", "PATCH"})
+#: Marathon's 415 body (MarathonExceptionMapper: the status's reason phrase).
+UNSUPPORTED_MEDIA_TYPE = {"message": "Unsupported Media Type"}
+#: The largest refused body (401, 415) read and dropped to keep the connection; after a larger one it is closed.
+DISCARD_LIMIT = 1024 * 1024
 
 
 def _flag(query: Query, name: str, default: bool = False) -> bool:
@@ -45,7 +61,8 @@ class Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "envfixtures-marathon"
-    engine: Engine  # set on the subclass made by make_server
+    engine: Engine  # set on the subclass made by Server
+    credentials: auth.Credentials | None = None  # likewise; None only for an in-process server of a test
 
     def log_message(self, fmt: str, *args: Any) -> None:  # route access logs to logging, at debug
         log.debug("%s %s", self.address_string(), fmt % args)
@@ -91,12 +108,44 @@ class Handler(BaseHTTPRequestHandler):
             headers["Location"] = location
         self._send(status, result, headers)
 
+    def _refuse(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        """Answer without using the request's body: a small one is read and dropped (the connection stays usable,
+        and closing a socket with unread data would reset it before the client reads the answer); after a large
+        or chunked one the connection is closed."""
+        headers = dict(headers or {})
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        if chunked or not 0 <= length <= DISCARD_LIMIT:
+            self.close_connection = True
+            headers["Connection"] = "close"
+        elif length:
+            self.rfile.read(length)
+        self._send(status, body, headers)
+
+    def _authorized(self) -> bool:
+        return self.credentials is None or auth.check(self.headers.get("Authorization"), self.credentials)
+
+    def _json_body_or_none(self) -> bool:
+        """A write's body is JSON, or there is none (``POST .../restart``): Marathon's resources consume JSON only."""
+        content_type = self.headers.get("Content-Type")
+        if content_type is None:
+            chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+            return not chunked and (self.headers.get("Content-Length") or "0").strip() == "0"
+        return content_type.split(";", 1)[0].strip().lower() == "application/json"
+
     def _dispatch(self) -> None:
+        if not self._authorized():
+            return self._refuse(401, auth.UNAUTHORIZED_BODY, {"WWW-Authenticate": auth.CHALLENGE})
         split = urlsplit(self.path)
         path = unquote(split.path).rstrip("/") or "/"
         query = parse_qs(split.query, keep_blank_values=True)
         try:
             endpoint, args = route(self.command, path)
+            if self.command in WRITES and not self._json_body_or_none():
+                return self._refuse(415, UNSUPPORTED_MEDIA_TYPE)
             getattr(self, endpoint)(query, **args)
         except ApiError as err:
             self._send(err.status, err.body)
@@ -264,8 +313,10 @@ def route(method: str, path: str) -> tuple[str, dict[str, str]]:
 class Server:
     """The HTTP server and its engine; ``serve()`` blocks until ``stop()``."""
 
-    def __init__(self, workdir: Path, port: int = 0, host: str = "127.0.0.1") -> None:
-        handler = type("BoundHandler", (Handler,), {})
+    def __init__(
+        self, workdir: Path, port: int = 0, host: str = "127.0.0.1", *, credentials: auth.Credentials | None
+    ) -> None:
+        handler = type("BoundHandler", (Handler,), {"credentials": credentials})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
@@ -296,11 +347,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, required=True, help="directory for task sandboxes")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    try:
+        credentials = auth.from_environ()
+    except ValueError as exc:
+        parser.error(str(exc))
+    if credentials is None:
+        parser.error(f"set {auth.CREDENTIALS_ENV}=user:password in the environment (the API demands them)")
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args.workdir.mkdir(parents=True, exist_ok=True)
-    server = Server(args.workdir, args.port)
+    server = Server(args.workdir, args.port, credentials=credentials)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

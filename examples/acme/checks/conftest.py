@@ -78,8 +78,11 @@ def management(broker: Any, topology: Any) -> Iterator[Callable[[str], Any]]:
 
 @pytest.fixture
 def marathon(scheduler: Any) -> Iterator[Callable[[str], Any]]:
-    """``marathon(path)``: GET on the scheduler's Marathon API; the answer's JSON."""
+    """``marathon(path)``: GET on the scheduler's Marathon API with the credentials of its facts (a Marathon
+    without credentials has none); the answer's JSON."""
     with requests.Session() as session:
+        if scheduler.get("password"):
+            session.auth = (scheduler["user"], scheduler["password"])
 
         def get(path: str) -> Any:
             answer = session.get(scheduler["url"].rstrip("/") + path, timeout=10)
