@@ -68,11 +68,11 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     root = Path.cwd()
     if args.sha:
-        sha, dirty = args.sha.strip().lower(), False
+        sha = args.sha.strip().lower()
         if not naming.SHA_RE.match(sha):
             raise ConfigError(f"--sha: not a git SHA (7 to 40 hex digits): {args.sha!r}")
     else:
-        sha, dirty = git_head(root)
+        sha = git_head(root)
     # The same environment as `pytest` from this directory would build: its ini's components and settings,
     # then --set on top (as --env-set is on top of ini env_settings).
     ini_file, ini_components, ini_settings = ini_values(root)
@@ -92,7 +92,6 @@ def cmd_up(args: argparse.Namespace) -> int:
         settings=settings,
         components=tuple(registry.COMPONENTS),  # whatever `wanted` needs; `check` narrows to it
         config=platform,
-        dirty=dirty,
         check=wanted,
     )
     env.materialize()

@@ -8,6 +8,7 @@ Both front ends use it: the pytest plugin (:mod:`envfixtures.pytest.run`) and th
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import signal
@@ -37,14 +38,16 @@ def new_environment(
     settings: Mapping[str, str],
     components: Sequence[str] | None,
     config: PlatformConfig | None = None,
-    dirty: bool = False,
     kept: bool = False,
     check: Sequence[str] | None = None,
 ) -> Environment:
     """A new environment of ``sha``, named, with its settings and its components' inputs checked (those of
     ``check`` and their requirements; default every component of the environment).
 
-    Nothing is written yet: the state directory appears with the first build.
+    Its description says how the checkout differs from ``sha`` as committed in what the run reads
+    (``provenance``: the reasons, see :func:`differences_from_sha`; ``dirty``: whether there is any), computed from
+    git whatever the SHA's source: an ``--env-sha`` is not taken on trust. Nothing is written yet: the state
+    directory appears with the first build.
     """
     env = Environment(
         name=naming.env_name(sha, naming.new_run_id(), branch),
@@ -57,7 +60,8 @@ def new_environment(
         config=config,
     )
     env.check(check)
-    env.description = env.describe(dirty=dirty, kept=kept)
+    why = differences_from_sha(root, sha, read_paths(env, check))
+    env.description = {**env.describe(dirty=bool(why), kept=kept), "provenance": why}
     return env
 
 
@@ -178,19 +182,133 @@ def _ini_section(path: Path, section: str | None) -> dict[str, Any] | None:
         raise ConfigError(f"{path}: cannot read it: {exc}") from None
 
 
-def git_head(root: Path) -> tuple[str, bool]:
-    """The checked-out SHA and whether the working tree has uncommitted changes."""
+def git_head(root: Path) -> str:
+    """The checked-out SHA (what a run builds unless it is told another)."""
+    head = _git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+    if head is None:
+        raise ConfigError(f"--env-sha: {root} is not a git checkout with a commit; pass --env-sha")
+    return head.strip()
+
+
+def commit_of(root: Path, rev: str) -> str | None:
+    """The full SHA of the commit ``rev`` names in the git checkout at ``root`` (None: no such commit, or no
+    git checkout)."""
+    found = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    return found.strip() if found else None
+
+
+def read_paths(env: Environment, names: Sequence[str] | None = None) -> list[Path]:
+    """What the environment's components read of the checkout, as absolute paths: each input file
+    (``Component.inputs``: templates, definitions) and its directory (unless that is the checkout's top), each
+    configured path (a ``path_field`` of a component's ``Config``: the apps' templates, the migrations, the
+    artifact's source), and the platform's configuration file; for the components ``names`` (default: the
+    environment's) and what they require."""
+    found: dict[Path, None] = {}
+    if env.config.source:
+        found[Path(env.config.source)] = None
+    root = Path(env.root)
+    for name in env.required_closure(names if names is not None else env.components):
+        cls = env.component_class(name)
+        ctx = env.context(name, cls)
+        for path in map(Path, cls.inputs(ctx)):
+            found[path] = None
+            if path.parent != root:
+                found[path.parent] = None
+        for f in dataclasses.fields(ctx.config):
+            value = getattr(ctx.config, f.name)
+            if f.metadata.get("path") and value:
+                found[root / value] = None
+    return list(found)
+
+
+def differences_from_sha(root: Path, sha: str, paths: Sequence[Path]) -> list[str]:
+    """Why the checkout at ``root`` is not ``sha`` as committed, for a run that reads ``paths`` from the
+    working tree (empty: it is). Each reason is one sentence, for the promotion verdict.
+
+    The rule: HEAD is ``sha``; no tracked file of the repository is modified or staged; and no file under
+    ``paths`` is untracked — whether git ignores it or not, an input file itself must be committed (a file
+    that is merely lying in an input directory counts only when git does not ignore it). Then every file the
+    run reads from the working tree is byte for byte the file of ``sha``.
+    """
+    top = _git(root, "rev-parse", "--show-toplevel")
+    if top is None:
+        return [f"{root} is not a git checkout: nothing ties what was deployed to {sha}"]
+    top_dir = Path(top.strip()).resolve()
+    head = commit_of(root, "HEAD")
+    wanted = commit_of(root, sha)
+    if head is None:
+        return [f"the git checkout at {top_dir} has no commit: nothing ties what was deployed to {sha}"]
+    why = []
+    if wanted is None:
+        why.append(f"{sha} is not a commit of this checkout (HEAD is {head[:12]}): what was deployed is not {sha}")
+    elif wanted != head:
+        why.append(
+            f"the checkout is at {head[:12]}, not at {sha}: what was deployed from the working tree is not {sha}"
+        )
+    changed = _status_paths(top_dir, "--untracked-files=no")
+    if changed:
+        why.append(
+            f"the working tree has uncommitted changes ({_listing(changed)}): the SHA does not describe what ran"
+        )
+    inside, outside = [], []
+    for path in paths:
+        resolved = Path(path).resolve()
+        (inside if resolved.is_relative_to(top_dir) else outside).append(resolved)
+    for path in outside:
+        why.append(f"{path} is read by this run but is outside the git checkout {top_dir}: {sha} does not hold it")
+    if inside:
+        spec = [p.relative_to(top_dir).as_posix() or "." for p in inside]
+        untracked = _status_paths(top_dir, "--untracked-files=all", "--", *spec, untracked_only=True)
+        files = [p for p in inside if p.is_file()]
+        listed = [p.relative_to(top_dir).as_posix() for p in files]
+        tracked = set(_git_z(top_dir, "ls-files", "-z", "--", *listed)) if listed else set()
+        ignored = [p for p in listed if p not in tracked and p not in untracked]
+        missing = sorted(set(untracked) | set(ignored))
+        if missing:
+            shown = [_shown(top_dir / p, root, top_dir) for p in missing]
+            why.append(
+                f"files this run reads are not committed ({_listing(shown)}): the SHA does not describe what was "
+                "deployed"
+            )
+    return why
+
+
+def _shown(path: Path, root: Path, top: Path) -> str:
+    """A path as a person reads it: relative to the checkout root if it is under it, else to the repository's top."""
+    base = Path(root).resolve()
+    return path.relative_to(base if path.is_relative_to(base) else top).as_posix()
+
+
+def _listing(items: Sequence[str], most: int = 10) -> str:
+    shown = ", ".join(items[:most])
+    return shown + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
+def _status_paths(top: Path, *args: str, untracked_only: bool = False) -> list[str]:
+    """The paths ``git status --porcelain -z`` names (relative to the repository's top); only the untracked
+    ones if ``untracked_only``."""
+    fields = _git_z(top, "status", "--porcelain=v1", "-z", "--ignored=no", *args)
+    out, i = [], 0
+    while i < len(fields):
+        entry = fields[i]
+        code, path = entry[:2], entry[3:]
+        i += 2 if code[0] in "RC" else 1  # a rename or copy is followed by its source path
+        if not untracked_only or code == "??":
+            out.append(path)
+    return sorted(out)
+
+
+def _git_z(cwd: Path, *args: str) -> list[str]:
+    out = _git(cwd, "--literal-pathspecs", *args)
+    if out is None:
+        raise ConfigError(f"{cwd}: git {' '.join(args[:2])} failed")
+    return [f for f in out.split("\0") if f]
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    """The output of ``git ARGS`` in ``cwd``; None if git failed (or is not installed)."""
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        raise ConfigError(f"--env-sha: {root} is not a git checkout with a commit; pass --env-sha") from None
-    return sha, bool(status.strip())
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    return done.stdout if done.returncode == 0 else None

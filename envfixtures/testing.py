@@ -76,6 +76,20 @@ class Templated(Component):
         return Facts({"pid": process.pid})
 
 
+class Deployer(Component):
+    """Deploys every ``templates/*.json`` of the checkout, as the apps deploy their templates: those files are its
+    inputs (the promotion record's digests, the files whose provenance a promotion vouches for)."""
+
+    name = "deployer"
+
+    @classmethod
+    def inputs(cls, ctx):  # type: ignore[no-untyped-def]
+        return sorted((ctx.root / "templates").glob("*.json"))
+
+    def build(self, ctx):  # type: ignore[no-untyped-def]
+        return Facts({"deployed": [path.name for path in self.inputs(ctx)]})
+
+
 class Listener(Component):
     """A real process listening on TCP: on the address of setting ``listener_host`` (default 127.0.0.1),
     on a recorded port, or also on an unrecorded one with ``listener_extra_port=true`` (for the host checks)."""

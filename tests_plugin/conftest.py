@@ -43,9 +43,26 @@ class Project:
         pytester.makeini(INI)
         (self.path / "templates").mkdir()
         (self.path / "templates" / "templated.json").write_text('{"ok": true}\n')
+        #: the ``--env-sha`` of each run; None: none, the run builds git's HEAD. The project is no git checkout
+        #: until :meth:`commit`: a run of ``SHA`` builds and verifies, but is not promotable.
+        self.sha: str | None = SHA
 
     def args(self, *extra: str) -> list[str]:
-        return ["-p", "no:cacheprovider", "-p", "no:benchmark", f"--env-sha={SHA}", *extra]
+        sha = [f"--env-sha={self.sha}"] if self.sha else []
+        return ["-p", "no:cacheprovider", "-p", "no:benchmark", *sha, *extra]
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(["git", *args], cwd=self.path, capture_output=True, text=True, check=True).stdout.strip()
+
+    def commit(self, message: str = "a commit") -> str:
+        """Make the project a git checkout (state and reports ignored, as a platform's .gitignore does), commit all
+        of it; returns HEAD."""
+        if not (self.path / ".git").exists():
+            self.git("init", "-q")
+            (self.path / ".gitignore").write_text(".envfixtures/\nreports/\n__pycache__/\n")
+        self.git("add", "-A")
+        self.git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
+        return self.git("rev-parse", "HEAD")
 
     def run(self, *extra: str) -> pytest.RunResult:
         return self.pytester.runpytest_subprocess(*self.args(*extra), timeout=120)

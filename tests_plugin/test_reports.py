@@ -112,15 +112,16 @@ def assert_no_secret(project: Project, result: pytest.RunResult) -> None:
 @WORKERS
 def test_green_run_writes_four_reports_that_agree(project: Project, workers: list[str]) -> None:
     project.pytester.makepyfile(test_x=GREEN)
+    sha = project.sha = project.commit()  # promotable: a git checkout at the SHA it builds, clean
     result = project.run(*workers, "--junitxml=reports/junit.xml")
     result.assert_outcomes(passed=4, skipped=1)
     out = project.path / "reports"
     env_name = project.env().name
-    assert f"{reports.PROMOTION} written for {SHA}" in result.stdout.str()
+    assert f"{reports.PROMOTION} written for {sha}" in result.stdout.str()
 
     suite = junit(project)
     props = {p.get("name"): p.get("value") for p in suite.find("properties")}
-    assert (props["envfixtures.sha"], props["envfixtures.env"]) == (SHA, env_name)
+    assert (props["envfixtures.sha"], props["envfixtures.env"]) == (sha, env_name)
     junit_counts = {k: int(suite.get(k)) for k in ("tests", "failures", "errors", "skipped")}
     assert junit_counts == {"tests": 5, "failures": 0, "errors": 0, "skipped": 1}
 
@@ -132,8 +133,8 @@ def test_green_run_writes_four_reports_that_agree(project: Project, workers: lis
     assert summary_counts(md) == expected
     assert html_counts(page) == expected
     for text in (md, page):
-        assert SHA in text and env_name in text
-    assert (record["sha"], record["environment"], record["backend"]) == (SHA, env_name, "local")
+        assert sha in text and env_name in text
+    assert (record["sha"], record["environment"], record["backend"]) == (sha, env_name, "local")
     assert record["versions"] == {"sleep": "600"}  # the sleeper's "versions" fact
     assert record["started"] <= record["ended"]
     assert record["inputs"] == {}, "the sleepers deploy no file of the checkout"

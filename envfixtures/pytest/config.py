@@ -31,7 +31,13 @@ OPTIONS: list[tuple[str, str, str, str, str]] = [
         "env_backend",
         "where the environment is built: local (processes on this machine, the default) or aws",
     ),
-    ("env_sha", "--env-sha", "ENVFIXTURES_SHA", "env_sha", "the git SHA to build (default: git rev-parse HEAD)"),
+    (
+        "env_sha",
+        "--env-sha",
+        "ENVFIXTURES_SHA",
+        "env_sha",
+        "the git SHA to build (default: git rev-parse HEAD); promotable only when it is HEAD and the tree is clean",
+    ),
     (
         "env_keep",
         "--env-keep",
@@ -66,8 +72,9 @@ OPTIONS: list[tuple[str, str, str, str, str]] = [
 @dataclass(frozen=True)
 class Settings:
     backend: str
+    #: the SHA to build; whether the checkout is that SHA is computed from git when the environment is named
+    #: (:func:`envfixtures.lifecycle.differences_from_sha`), never taken from how the SHA was given
     sha: str
-    dirty: bool
     keep: bool
     reuse: str | None
     home: Path
@@ -142,10 +149,9 @@ def resolve(config: pytest.Config) -> Settings:
         sha = sha_value.strip().lower()
         if not naming.SHA_RE.match(sha):
             raise pytest.UsageError(f"{sha_source}: not a git SHA (7 to 40 hex digits): {sha_value!r}")
-        dirty = False
     else:
         try:
-            sha, dirty = git_head(root)
+            sha = git_head(root)
         except ConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
     try:
@@ -166,7 +172,7 @@ def resolve(config: pytest.Config) -> Settings:
             raise pytest.UsageError(
                 f"ini env_components: unknown component {name!r}; known: {', '.join(registry.COMPONENTS)}"
             )
-    return Settings(backend, sha, dirty, keep, reuse, home, root, branch, components, values, platform)
+    return Settings(backend, sha, keep, reuse, home, root, branch, components, values, platform)
 
 
 def _hooked_components(config: pytest.Config) -> dict[str, Any]:

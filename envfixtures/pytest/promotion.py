@@ -1,14 +1,35 @@
 """The promotion record: whether a run may promote its SHA, and what ``reports/promotion.json`` says if so.
 
-A run is promotable only when the whole selection ran and passed on an environment it built: no
-``-k``, ``-m``, ``--lf`` or ``--deselect``, nothing deselected by any plugin, no failure, error or
-unexpected pass, at least one test, a clean working tree and a clean teardown. Skips are allowed
-and counted.
+A promotion record means exactly one thing: this SHA, as committed, built into this environment by this run and
+fully verified. So a run is promotable only when the whole selection ran and passed on an environment it built:
+no ``-k``, ``-m``, ``--lf`` or ``--deselect``, nothing deselected by any plugin, no failure, error or unexpected
+pass, at least one test, the checkout equal to the SHA in everything the run reads, and a clean teardown. Skips
+are allowed and counted.
+
+*The checkout equal to the SHA* (:func:`envfixtures.lifecycle.differences_from_sha`, computed from git at the
+start of the run and again at its end, whether the SHA came from ``git rev-parse HEAD`` or from ``--env-sha``):
+HEAD is the SHA; no tracked file is modified or staged; no file under the paths the run reads (each component's
+input files and their directories, each configured path, the platform's configuration file) is untracked, and
+every input file is committed (an ignored template is still deployed). Templates, definitions and the stack's
+template are read from the working tree, while migrations and the artifact are read from the SHA itself
+(``git show``, ``git archive``): under this rule the two are the same bytes, so reading the inputs from the
+working tree is equivalent to reading them from the SHA. Without it, an ``--env-sha`` other than HEAD, an edited
+template or an untracked ``templates/marathon/extra.json`` would be deployed and vouched for under a SHA that
+does not hold it. Each difference is a reason in the verdict.
+
+*Built by this run*: a ``--env-reuse`` run never promotes, even of a kept environment built from the current
+HEAD on a clean tree. The environment was built by an earlier run (whose checkout this run cannot check again),
+has been through that run's tests and any since (fault tests stop nodes, tests write data), may have been
+completed by this run on demand, and is not torn down at the end, so its teardown is not verified. If the kept
+environment's SHA is not HEAD, the tests that ran are not even those of the SHA the record would name; the verdict
+says that first. Reuse is the debugging loop (``--env-keep``, then ``--env-reuse NAME --lf``); promotion takes a
+fresh run.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +53,15 @@ def selection_narrowed(options: Any) -> list[str]:
 
 
 def refusals(
-    results: "Results", env: "Environment", *, exitstatus: int, dirty: bool, teardown_problems: list[str]
+    results: "Results",
+    env: "Environment",
+    *,
+    exitstatus: int,
+    provenance: Sequence[str],
+    teardown_problems: list[str],
 ) -> list[str]:
-    """Why this run may not promote its SHA; empty when it may."""
+    """Why this run may not promote its SHA; empty when it may. ``provenance``: why the SHA does not describe what
+    the run deployed and verified (:meth:`envfixtures.pytest.run.Run.provenance`)."""
     why = [f"the selection was narrowed ({r})" for r in results.narrowed]
     if results.deselected:
         why.append(f"{results.deselected} test(s) were deselected")
@@ -49,10 +76,27 @@ def refusals(
         why.append(f"pytest exited with status {exitstatus}")
     if not env.exists:
         why.append("no environment was built")
-    if dirty:
-        why.append("the working tree has uncommitted changes: the SHA does not describe what ran")
+    why += provenance
     if teardown_problems:
         why.append("the environment's teardown had problems")
+    return why
+
+
+def reuse_refusals(name: str, sha: str, head: str | None, built: str | None) -> list[str]:
+    """Why a run on the kept environment ``name`` (of ``sha``, the commit ``built`` in this checkout) may not promote,
+    the checkout being at ``head`` (None: no git checkout with a commit); see the module's docstring."""
+    why = []
+    if head is None:
+        why.append(f"the checkout is not a git checkout with a commit: nothing ties the tests that ran to {sha}")
+    elif built != head:
+        why.append(
+            f"environment {name} was built from {sha}, the checkout is at {head[:12]}: the tests that ran are not "
+            f"those of {sha}"
+        )
+    why.append(
+        f"--env-reuse: environment {name} was built by an earlier run, not by this one, and has been used since: "
+        "a promotion record needs an environment built and verified by one run"
+    )
     return why
 
 

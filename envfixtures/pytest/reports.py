@@ -258,7 +258,7 @@ def write(config: pytest.Config, run: "Run", results: Results, exitstatus: int) 
         results,
         env,
         exitstatus=int(exitstatus),
-        dirty=bool((env.description or {}).get("dirty")),
+        provenance=run.provenance(),
         teardown_problems=run.teardown_problems,
     )
     view = build_view(run, results, refusals)
