@@ -18,10 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from envfixtures.core import config as config_mod
-from envfixtures.core import processes, registry
+from envfixtures.core import private, processes, registry
 from envfixtures.core import settings as settings_mod
 from envfixtures.core.component import Component
 from envfixtures.core.context import BuildContext
@@ -52,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds to wait for another process's teardown of the same environment before giving up.
 LOCK_TIMEOUT = 600
+# A component's build lock is waited for ``build_lock_timeout`` seconds (a setting, default an hour: longer than a
+# build), env.json's for ``state.META_LOCK_TIMEOUT``.
 #: How :func:`prune` renames a state directory before removing it (``envs/.pruning-NAME.PID.NS``).
 PRUNING = ".pruning-"
 
@@ -73,6 +73,7 @@ class Environment(EnvironmentState):
         :class:`~envfixtures.core.processes.Process`."""
         if self.meta.get("status") in (TEARING_DOWN, TORN_DOWN):
             raise BuildError(f"{self.name} is being torn down: {component}/{name} not started")
+        self.private_dir("logs")  # 0700 before the process's log is created in it
         return processes.spawn(
             self.journal,
             component=component,
@@ -227,7 +228,7 @@ class Environment(EnvironmentState):
                 req, exc = next(iter(errors.items()))
                 cause = exc.cause if isinstance(exc, ComponentFailed) else str(exc)
                 self._fail_unbuilt(component, f"requirement {req!r} failed: {cause}")
-        with FileLock(str(self.dir / "locks" / f"{component}.lock")):
+        with self._build_lock(component):
             state = self.component_state(component) or {}
             status = state.get("status")
             if status == BUILT:
@@ -244,8 +245,17 @@ class Environment(EnvironmentState):
             self._facts[component] = facts
         return facts
 
+    def _build_lock(self, component: str) -> private.Lock:
+        """The lock of ``component``'s build: held while it builds, so waited for longer than a build takes."""
+        return self.lock(
+            component,
+            timeout=self.options.build_lock_timeout,
+            what=f"building {component}",
+            hint="if its builds take longer, raise --env-set build_lock_timeout=SECONDS",
+        )
+
     def _fail_unbuilt(self, component: str, cause: str) -> None:
-        with FileLock(str(self.dir / "locks" / f"{component}.lock")):
+        with self._build_lock(component):
             state = self.component_state(component) or {}
             if state.get("status") != FAILED:
                 self._set_state(component, status=FAILED, error=cause, started=None, ended=time.time())
@@ -288,7 +298,7 @@ class Environment(EnvironmentState):
         problems: list[str] = []
         if not self.exists:
             return problems  # nothing was ever built
-        with FileLock(str(self.dir / "locks" / "_teardown.lock"), timeout=LOCK_TIMEOUT):
+        with self.lock("_teardown", timeout=LOCK_TIMEOUT, what="teardown", hint="another teardown of it is running"):
             meta = self.meta
             if meta.get("status") == TORN_DOWN:
                 return problems
@@ -302,7 +312,7 @@ class Environment(EnvironmentState):
             def save(**changes: Any) -> None:
                 try:
                     self.update_meta(**changes)
-                except OSError as exc:
+                except (OSError, EnvfixturesError) as exc:  # a full disk, a held lock: the teardown goes on
                     note("writing the environment's state", exc)
 
             save(status=TEARING_DOWN)

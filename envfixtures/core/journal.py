@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from envfixtures.core import private
+
 log = logging.getLogger(__name__)
 
 
@@ -29,8 +31,8 @@ class Journal:
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps({"t": round(time.time(), 3), "writer": os.getpid(), **record}, sort_keys=True) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        private.private_dir(self.path.parent)
+        fd = private.open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)  # 0600, never through a link
         try:
             if os.fstat(fd).st_size and os.pread(fd, 1, os.fstat(fd).st_size - 1) != b"\n":
                 line = "\n" + line  # after a torn line, start a line of our own rather than finish that one

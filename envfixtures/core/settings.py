@@ -33,6 +33,9 @@ class EnvironmentSettings:
     ssh_bastion: str = ""
     ssh_user: str = "ec2-user"
     ssh_identity_file: str = ""
+    #: seconds a worker waits for another's build of a component (its lock is held while it builds): longer than
+    #: the longest build; then the wait fails naming the lock and its holder
+    build_lock_timeout: float = 3600.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,11 +6,15 @@ State layout (under ``HOME/envs/NAME/``; HOME defaults to ``<rootdir>/.envfixtur
     env.json                 name, sha, backend, owner, kept, status
     components/NAME.json     status (building|built|failed|torn_down), facts, error, timeline
     resources.jsonl          the journal: each resource recorded before it is created
-    secrets.jsonl            generated secrets (0600), forgotten once the reports are written
+    secrets.jsonl            generated secrets, forgotten once the reports are written
     locks/NAME.lock          one build of NAME at a time, across xdist workers and processes
     logs/                    the output of every process of the environment, and progress.log
     work/NAME/               a component's own files (data directories, configs); removed by a teardown
                              after a run whose builds all succeeded
+
+Every directory of it (and the home's ``envs/``) is ``0700`` and every file ``0600`` from the call that creates it,
+before anything is written to it (:mod:`envfixtures.core.private`); a wider one left by an older version is
+tightened when next written. Locks are waited for a bounded time: a held one is an error naming it, not a hang.
 
 An object is only a description until something is built: the state directory is written by the first build
 (whichever process gets there first), so a run that builds nothing leaves nothing behind. A torn-down
@@ -31,9 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from filelock import FileLock
-
-from envfixtures.core import processes, registry
+from envfixtures.core import private, processes, registry
 from envfixtures.core import settings as settings_mod
 from envfixtures.core.config import PlatformConfig
 from envfixtures.core.errors import BuildError, ConfigError
@@ -45,6 +47,8 @@ from envfixtures.core.settings import EnvironmentSettings
 BUILDING, BUILT, FAILED, TORN_DOWN = "building", "built", "failed", "torn_down"
 TEARING_DOWN, TEARDOWN_FAILED = "tearing_down", "teardown_failed"
 ACTIVE, KEPT = "active", "kept"
+#: Seconds to wait for the lock of ``env.json`` (held only while it is read and written).
+META_LOCK_TIMEOUT = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +125,7 @@ class EnvironmentState:
         """Write the state directory from the description, once, whoever comes first."""
         if self.exists:
             return
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        (self.dir / "locks").mkdir(exist_ok=True)
-        with FileLock(str(self.dir / "locks" / "_meta.lock")):
+        with self.meta_lock():
             if self.exists:
                 return
             desc = dict(self.description or self.describe())
@@ -150,23 +152,34 @@ class EnvironmentState:
         return read_meta(self.dir)
 
     def update_meta(self, **changes: Any) -> None:
-        with FileLock(str(self.dir / "locks" / "_meta.lock")):
+        with self.meta_lock():
             meta = self.meta
             meta.update(changes)
             self._write_meta(meta)
 
     def _write_meta(self, meta: dict[str, Any]) -> None:
-        (self.dir / "locks").mkdir(parents=True, exist_ok=True)
-        _write_json(self.dir / "env.json", meta)
+        _write_json(self.private_dir() / "env.json", meta)
+
+    def private_dir(self, *parts: str) -> Path:
+        """The state directory (or ``parts`` below it), every directory from the home's ``envs/`` down ``0700``:
+        created so, or tightened."""
+        return private.private_dirs(self.home, "envs", self.name, *parts)
+
+    def lock(self, name: str, *, timeout: float, what: str, hint: str = "") -> private.Lock:
+        """The file lock ``locks/NAME.lock`` of this environment, waited for at most ``timeout`` seconds (then a
+        :class:`~envfixtures.core.errors.WaitTimeout` naming the lock file and who may hold it)."""
+        path = self.private_dir("locks") / f"{name}.lock"
+        return private.Lock(path, timeout=timeout, what=f"{self.name}: {what}", hint=hint)
+
+    def meta_lock(self) -> private.Lock:
+        return self.lock("_meta", timeout=META_LOCK_TIMEOUT, what="writing env.json")
 
     def claim(self) -> None:
         """Make the current process the owner (a run reusing a kept environment)."""
         self.update_meta(owner=_owner())
 
     def workdir(self, component: str) -> Path:
-        path = self.dir / "work" / component
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return path
+        return self.private_dir("work", component)
 
     def scratch_dir(self, component: str) -> Path:
         """A private directory (0700) outside the state directory, in the system's temporary directory, for a
@@ -191,9 +204,7 @@ class EnvironmentState:
         """One progress line on the terminal, past pytest's capture, and in the env's progress log."""
         line = f"envfixtures [{self.name}] {message}"
         log.debug(line)  # the terminal gets it below; logging it at INFO as well would print it twice
-        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
-        with open(self.dir / "logs" / "progress.log", "a") as fh:
-            fh.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+        private.append_private(self.private_dir("logs") / "progress.log", f"{time.strftime('%H:%M:%S')} {message}\n")
         if not self.options.quiet:
             try:
                 os.write(2, (line + "\n").encode())
@@ -207,8 +218,7 @@ class EnvironmentState:
             return None
 
     def _set_state(self, component: str, **state: Any) -> None:
-        path = self.dir / "components" / f"{component}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self.private_dir("components") / f"{component}.json"
         current = self.component_state(component) or {"name": component}
         current.update(state)
         _write_json(path, current)
@@ -228,12 +238,8 @@ class EnvironmentState:
     def add_secret(self, label: str, value: str) -> None:
         """Redact ``value`` from everything this environment reports from now on."""
         self.materialize()
-        path = self.dir / "secrets.jsonl"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, (json.dumps({"label": label, "value": value}) + "\n").encode())
-        finally:
-            os.close(fd)
+        line = json.dumps({"label": label, "value": value}) + "\n"
+        private.append_private(self.private_dir() / "secrets.jsonl", line)  # 0600 before the secret is written
 
     def secret_values(self) -> list[str]:
         """Every secret value any component of this environment generated or reported."""
@@ -285,7 +291,5 @@ def _owner() -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    """Replace ``path`` with ``data``, through a new file that is ``0600`` from its creation (facts hold passwords)."""
+    private.write_private(path, json.dumps(data, indent=2, sort_keys=True))

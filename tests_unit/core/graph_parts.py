@@ -69,3 +69,20 @@ class Fragile(Part):
         if not flag.exists():
             flag.write_text("")
             raise RuntimeError("DependencyViolation: the VPC still has dependencies")
+
+
+class Secretive(Component):
+    """Writes to the state what a real component does, through the context only: a generated password (secrets and
+    facts), a journal record, progress lines (logs/) and its work directory."""
+
+    name = "secretive"
+
+    def build(self, ctx):  # noqa: ANN001, ANN201
+        password = ctx.new_secret("secretive password")
+        ctx.record("thing", id="thing-1")
+        ctx.progress("secretive: half way")
+        ctx.workdir()
+        return Facts({"user": "me", "password": password}, secrets=("password",))
+
+    def teardown(self, ctx, facts):  # noqa: ANN001, ANN201
+        ctx.record("thing", id="thing-1", state="deleted")
