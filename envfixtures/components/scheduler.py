@@ -44,6 +44,8 @@ class LocalScheduler(Component):
             str(port),
             "--workdir",
             str(workdir),
+            "--fetch-root",  # file:// fetches only from the environment's own directory
+            str(ctx.state_dir),
         ]
         process = ctx.spawn("marathon", argv, cwd=workdir)
         url = f"http://127.0.0.1:{port}"

@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -264,12 +265,14 @@ def route(method: str, path: str) -> tuple[str, dict[str, str]]:
 class Server:
     """The HTTP server and its engine; ``serve()`` blocks until ``stop()``."""
 
-    def __init__(self, workdir: Path, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, workdir: Path, port: int = 0, host: str = "127.0.0.1", *, fetch_roots: Sequence[Path] = ()
+    ) -> None:
         handler = type("BoundHandler", (Handler,), {})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self.engine = Engine(workdir, address=f"{host}:{self.port}")
+        self.engine = Engine(workdir, address=f"{host}:{self.port}", fetch_roots=fetch_roots)
         handler.engine = self.engine
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="marathon-http", daemon=True)
 
@@ -294,13 +297,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--workdir", type=Path, required=True, help="directory for task sandboxes")
+    parser.add_argument(
+        "--fetch-root",
+        type=Path,
+        action="append",
+        default=[],
+        help="a directory file:// fetch URIs may read from (repeatable; default: the workdir)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args.workdir.mkdir(parents=True, exist_ok=True)
-    server = Server(args.workdir, args.port)
+    server = Server(args.workdir, args.port, fetch_roots=args.fetch_root)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
