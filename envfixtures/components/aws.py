@@ -18,8 +18,9 @@ Facts: ``backend``, ``endpoint_url`` (``None`` on aws), ``region``, ``stack_name
 ``certificate_arn``, ``outputs`` (every output, by name), ``endpoints`` (the configured outputs, by meaning;
 read them with :func:`stack_output`), ``database_password`` (secret, generated per environment when a parameter
 asks for it, passed to AWS as a NoEcho parameter through the API, never on a command line); on ``local``
-``access_key_id`` and ``secret_access_key`` (both secret): the only key the moto server accepts, with which
-:func:`envfixtures.drivers.aws.clients.client` signs.
+``access_key_id`` and ``secret_access_key`` (secret): the only key the moto server accepts, with which
+:func:`envfixtures.drivers.aws.clients.client` signs. The key id is not secret, as on AWS: it is in every
+presigned URL (the artifact's, which apps' ``fetch`` URIs carry), and grants nothing without the secret.
 """
 
 from __future__ import annotations
@@ -210,7 +211,7 @@ def build_stack(
             "database_password": password,
             **values,
         },
-        secrets=(SECRET_KEYS if password else ()) + tuple(values),
+        secrets=(SECRET_KEYS if password else ()) + (("secret_access_key",) if values else ()),
     )
 
 
@@ -237,7 +238,6 @@ class LocalAws(Stack):
     def build(self, ctx: "BuildContext") -> Facts:
         credentials = aws_clients.LocalCredentials.new()
         ctx.add_secret("moto secret access key", credentials.secret_access_key)
-        ctx.add_secret("moto access key id", credentials.access_key_id)
         endpoint_url, _ = moto_server.start(ctx.spawn, workdir=ctx.workdir(), credentials=credentials)
         certificate_arn = ""
         if _needs(ctx, "certificate_arn"):

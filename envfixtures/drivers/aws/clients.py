@@ -2,9 +2,10 @@
 
 The ``aws`` component's facts say where AWS is: ``endpoint_url`` (the moto server on ``local``,
 ``None`` on ``aws``) and ``region``. Locally the moto server demands the environment's own credentials
-(:mod:`envfixtures.drivers.aws.moto_server`): the facts carry them (``access_key_id``, ``secret_access_key``,
-both secret) and the clients made from the facts sign with them, ignoring any ``AWS_PROFILE`` or ``AWS_*``
-credential of the user, so that a developer's real account can never be touched by a local run.
+(:mod:`envfixtures.drivers.aws.moto_server`): the facts carry them (``access_key_id``, and
+``secret_access_key`` marked secret) and the clients made from the facts sign with them, ignoring any
+``AWS_PROFILE`` or ``AWS_*`` credential of the user, so that a developer's real account can never be touched by a
+local run.
 On ``aws`` the usual boto3 chain applies (environment, profile, instance role); ``AWS_ENDPOINT_URL``
 is honoured by boto3 itself, which is how the tests point the real-AWS code path at a moto server.
 """
