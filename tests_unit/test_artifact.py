@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tarfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -100,3 +103,53 @@ def test_a_command_that_writes_no_file_is_a_build_error(repo: Path, tmp_path: Pa
         artifact.build_with_command(repo, sha, tmp_path / "w", command="true")
     with pytest.raises(BuildError, match="exited 3"):
         artifact.build_with_command(repo, sha, tmp_path / "x", command="exit 3")
+
+
+@pytest.mark.integration
+def test_tasks_fetch_the_stored_artifact_by_its_digest_and_refuse_a_tampered_one(tmp_path: Path) -> None:
+    """The artifact's URL is presigned for the environment's authenticated moto and names its digest: the local
+    fetcher downloads and extracts it; nobody else can read or replace the object; and an object replaced by
+    whoever could (here: with the environment's own key) is refused by the digest, never extracted."""
+    from botocore.exceptions import ClientError
+
+    from envfixtures.core import config
+    from envfixtures.core.environment import Environment
+    from envfixtures.drivers.aws import clients as aws_clients
+    from envfixtures.drivers.marathon import tasks
+
+    root = Path(__file__).resolve().parents[1]
+    sha = git(root, "rev-parse", "HEAD")
+    env = Environment(
+        name=f"ef-{sha[:7]}-art{os.getpid() % 1000}", sha=sha, backend="local", root=root, home=tmp_path / "home",
+        settings={"quiet": "true"}, components=["aws", "artifact"], config=config.find(root),
+    )  # fmt: skip
+    try:
+        env.check(["aws", "artifact"])
+        facts = env.ensure("artifact")
+        aws = env.facts("aws")
+        url = facts["url"]
+        assert url.endswith(f"#sha256={facts['sha256']}") and "X-Amz-Signature=" in url
+        item = {"uri": url, "extract": True, "destPath": "platform-services.tar.gz"}
+        sandbox = tmp_path / "sandbox-1"
+        sandbox.mkdir()
+        tasks.fetch_all({"fetch": [item]}, sandbox)
+        assert (sandbox / facts["top_dir"] / "platform_services" / "_build.py").read_text().count(sha) == 1
+        # nobody else reads or replaces it: the URL without its signature, another key
+        with pytest.raises(urllib.error.HTTPError) as unsigned:
+            urllib.request.urlopen(url.split("?", 1)[0], timeout=5)
+        assert unsigned.value.code == 403
+        other = aws_clients.make_client(
+            "s3", endpoint_url=aws["endpoint_url"], region=aws["region"], credentials=aws_clients.LocalCredentials.new()
+        )
+        with pytest.raises(ClientError, match="InvalidAccessKeyId"):
+            other.put_object(Bucket=facts["bucket"], Key=facts["key"], Body=b"evil")
+        # replaced all the same (whoever held the key): the digest refuses it
+        aws_clients.client(aws, "s3").put_object(Bucket=facts["bucket"], Key=facts["key"], Body=b"evil")
+        sandbox = tmp_path / "sandbox-2"
+        sandbox.mkdir()
+        with pytest.raises(tasks.FetchError, match="sha256 mismatch") as caught:
+            tasks.fetch_all({"fetch": [item]}, sandbox)
+        assert "X-Amz-Signature" not in str(caught.value)
+        assert list(sandbox.iterdir()) == [], "nothing of the tampered artifact is left, nothing extracted"
+    finally:
+        env.teardown()

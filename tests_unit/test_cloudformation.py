@@ -1,6 +1,7 @@
 """The stack code: template parsing and linting, and create/outputs/delete against a real moto server.
 
-A moto server (a real HTTP endpoint in its own process) stands in for AWS; the ``aws`` backend's
+A moto server (a real HTTP endpoint in its own process, closed to all but its own credentials, as an environment
+gets it: :mod:`envfixtures.drivers.aws.moto_server`) stands in for AWS; the ``aws`` backend's
 code path (:class:`RealAws`) is exercised against it through ``AWS_ENDPOINT_URL``, as far as moto
 allows: moto refuses a bad create at once (no rollback states) and cannot delete a VPC stack (the
 record disappears anyway), so those paths are asserted as moto shows them.
@@ -8,18 +9,20 @@ record disappears anyway), so those paths are asserted as moto shows them.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
+import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from envfixtures.components import aws as aws_component
 from envfixtures.core import config
@@ -34,9 +37,9 @@ from envfixtures.core.errors import (
     TemplateError,
     WaitTimeout,
 )
-from envfixtures.core.ports import free_port
+from envfixtures.core.processes import standalone_spawner
 from envfixtures.drivers.aws import clients as aws_clients
-from envfixtures.drivers.aws import cloudformation
+from envfixtures.drivers.aws import cloudformation, moto_server
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "templates" / "cloudformation" / "environment.yaml"
@@ -54,47 +57,36 @@ EXPECTED_OUTPUTS = {
 # ---------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real moto server on a free loopback port, stopped (by process group) after the module."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, f"moto server exited: {log.read_text()[-2000:]}"
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "moto server did not answer within 30 s"
-                time.sleep(0.1)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
+@dataclasses.dataclass
+class Moto:
+    """A moto server closed to all but its credentials, as an environment gets one."""
+
+    url: str
+    credentials: aws_clients.LocalCredentials
+
+    def client(self, service: str) -> Any:
+        return aws_clients.make_client(service, endpoint_url=self.url, region="us-east-1", credentials=self.credentials)
 
 
 @pytest.fixture
-def fresh(moto_server: str) -> str:
-    """The moto server with its state reset (each test starts with an empty account)."""
-    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")).close()
-    return moto_server
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
+    """A new authenticated moto server per test (an empty account each time), stopped by process group after it."""
+    directory = tmp_path_factory.mktemp("moto")
+    spawn = standalone_spawner(directory, f"ef-test-moto-{uuid.uuid4().hex[:8]}", component="aws")
+    credentials = aws_clients.LocalCredentials.new()
+    url, process = moto_server.start(spawn, workdir=directory / "work", credentials=credentials)
+    try:
+        yield Moto(url, credentials)
+    finally:
+        process.stop()
 
 
-def certificate(endpoint: str) -> str:
-    acm = aws_clients.make_client("acm", endpoint_url=endpoint, region="us-east-1")
-    return acm.request_certificate(DomainName="unit.envfixtures.test")["CertificateArn"]
+def certificate(moto: Moto) -> str:
+    return moto.client("acm").request_certificate(DomainName="unit.envfixtures.test")["CertificateArn"]
 
 
-def create(endpoint: str, name: str = "ef-unit", template: Path = TEMPLATE, **kwargs: Any) -> str:
-    cf = aws_clients.make_client("cloudformation", endpoint_url=endpoint, region="us-east-1")
+def create(moto: Moto, name: str = "ef-unit", template: Path = TEMPLATE, **kwargs: Any) -> str:
+    cf = moto.client("cloudformation")
     return cloudformation.create_stack(
         cf,
         name=name,
@@ -102,7 +94,7 @@ def create(endpoint: str, name: str = "ef-unit", template: Path = TEMPLATE, **kw
         parameters={
             "EnvName": name,
             "GitSha": SHA,
-            "CertificateArn": kwargs.pop("cert", None) or certificate(endpoint),
+            "CertificateArn": kwargs.pop("cert", None) or certificate(moto),
             "DbMasterPassword": PASSWORD,
         },
         tags={"EnvName": name, "GitSha": SHA},
@@ -185,11 +177,11 @@ def test_missing_template_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_stack_creates_with_tags_and_outputs(fresh: str) -> None:
+def test_stack_creates_with_tags_and_outputs(fresh: Moto) -> None:
     started = time.monotonic()
     stack_id = create(fresh)
     seconds = time.monotonic() - started
-    cf = aws_clients.make_client("cloudformation", endpoint_url=fresh, region="us-east-1")
+    cf = fresh.client("cloudformation")
     found = cloudformation.describe(cf, stack_id)
     assert found is not None and found["StackStatus"] == "CREATE_COMPLETE"
     assert "Parameters" not in found  # moto returns NoEcho values in clear: never handed out
@@ -201,7 +193,7 @@ def test_stack_creates_with_tags_and_outputs(fresh: str) -> None:
 
 
 @pytest.mark.integration
-def test_refused_create_fails_fast_with_cause_and_no_secret(fresh: str) -> None:
+def test_refused_create_fails_fast_with_cause_and_no_secret(fresh: Moto) -> None:
     """A certificate unknown to ACM: moto refuses the create inside the call; no waiting on the stuck stack."""
     started = time.monotonic()
     with pytest.raises(BuildError) as caught:
@@ -213,7 +205,7 @@ def test_refused_create_fails_fast_with_cause_and_no_secret(fresh: str) -> None:
 
 
 @pytest.mark.integration
-def test_bad_template_refused_by_the_service_fails_fast(fresh: str, tmp_path: Path) -> None:
+def test_bad_template_refused_by_the_service_fails_fast(fresh: Moto, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(TEMPLATE.read_text().replace("Value: !GetAtt Vpc.CidrBlock", "Value: !GetAtt Vpc.NoSuchAttribute"))
     started = time.monotonic()
@@ -223,11 +215,11 @@ def test_bad_template_refused_by_the_service_fails_fast(fresh: str, tmp_path: Pa
 
 
 @pytest.mark.integration
-def test_moto_silently_accepts_an_unknown_resource_type(fresh: str, tmp_path: Path) -> None:
+def test_moto_silently_accepts_an_unknown_resource_type(fresh: Moto, tmp_path: Path) -> None:
     """A fidelity fact: moto creates nothing for an unknown type and calls it complete; cfn-lint catches it."""
     bad = tmp_path / "unknown.yaml"
     bad.write_text("Resources:\n  Thing:\n    Type: AWS::EC2::NoSuchThing\n")
-    cf = aws_clients.make_client("cloudformation", endpoint_url=fresh, region="us-east-1")
+    cf = fresh.client("cloudformation")
     cloudformation.create_stack(cf, name="ef-unknown", template_path=bad, parameters={}, tags={}, timeout=5)
     from cfnlint.api import lint_file
 
@@ -235,7 +227,7 @@ def test_moto_silently_accepts_an_unknown_resource_type(fresh: str, tmp_path: Pa
 
 
 @pytest.mark.integration
-def test_waiter_fails_fast_on_rollback_with_failing_events(fresh: str) -> None:
+def test_waiter_fails_fast_on_rollback_with_failing_events() -> None:
     """moto never reaches a rollback state, so this one state is played by a stand-in client."""
 
     class RollingBack:
@@ -274,12 +266,12 @@ def test_waiter_fails_fast_on_rollback_with_failing_events(fresh: str) -> None:
 
 
 @pytest.mark.integration
-def test_waiter_ends_at_once_on_what_a_refused_create_leaves(fresh: str) -> None:
+def test_waiter_ends_at_once_on_what_a_refused_create_leaves(fresh: Moto) -> None:
     """After a refused create moto leaves a stack that stays CREATE_IN_PROGRESS (moto 5.2.5) or whose
     describe answers an HTML 500 (moto 5.2.1): either way the wait ends within its bound, naming the stack."""
     with pytest.raises(BuildError):
         create(fresh, name="ef-stuck", cert="arn:aws:acm:us-east-1:123456789012:certificate/nope")
-    cf = aws_clients.make_client("cloudformation", endpoint_url=fresh, region="us-east-1")
+    cf = fresh.client("cloudformation")
     started = time.monotonic()
     with pytest.raises((WaitTimeout, FailedState), match="ef-stuck"):
         cloudformation.wait_for_status(cf, "ef-stuck", target="CREATE_COMPLETE", timeout=1.0, max_delay=0.2)
@@ -287,34 +279,34 @@ def test_waiter_ends_at_once_on_what_a_refused_create_leaves(fresh: str) -> None
 
 
 @pytest.mark.integration
-def test_delete_verifies_the_stack_is_gone(fresh: str, tmp_path: Path) -> None:
+def test_delete_verifies_the_stack_is_gone(fresh: Moto, tmp_path: Path) -> None:
     """A stack moto can delete (no VPC): delete, wait, verify gone by name; a second delete is a no-op."""
     small = tmp_path / "small.yaml"
     small.write_text("Resources:\n  Bucket:\n    Type: AWS::S3::Bucket\n")
-    cf = aws_clients.make_client("cloudformation", endpoint_url=fresh, region="us-east-1")
+    cf = fresh.client("cloudformation")
     stack_id = cloudformation.create_stack(
         cf, name="ef-delete", template_path=small, parameters={}, tags={}, timeout=10
     )
     cloudformation.delete_stack(cf, stack_id, timeout=30)
     assert cloudformation.describe(cf, "ef-delete") is None
-    s3 = aws_clients.make_client("s3", endpoint_url=fresh, region="us-east-1")
+    s3 = fresh.client("s3")
     assert s3.list_buckets()["Buckets"] == []
     cloudformation.delete_stack(cf, "ef-delete", timeout=5)  # deleting what is gone is a no-op
 
 
 @pytest.mark.integration
-def test_refused_delete_is_a_teardown_error(fresh: str) -> None:
+def test_refused_delete_is_a_teardown_error(fresh: Moto) -> None:
     """moto refuses to delete the VPC stack: the teardown says so instead of claiming success."""
     stack_id = create(fresh, name="ef-novpcdelete")
-    cf = aws_clients.make_client("cloudformation", endpoint_url=fresh, region="us-east-1")
+    cf = fresh.client("cloudformation")
     with pytest.raises(TeardownError, match="ef-novpcdelete.*DependencyViolation"):
         cloudformation.delete_stack(cf, stack_id, timeout=10)
 
 
 @pytest.mark.integration
-def test_events_are_lines(fresh: str) -> None:
+def test_events_are_lines(fresh: Moto) -> None:
     stack_id = create(fresh, name="ef-events")
-    cf = aws_clients.make_client("cloudformation", endpoint_url=fresh, region="us-east-1")
+    cf = fresh.client("cloudformation")
     lines = cloudformation.events(cf, stack_id)
     assert lines and all(isinstance(line, str) and "\n" not in line for line in lines)
     assert any("CREATE_COMPLETE" in line for line in lines)
@@ -330,8 +322,33 @@ def make_env(tmp_path: Path, backend: str, **settings: str) -> Environment:
     )  # fmt: skip
 
 
+def refused(call: Any, **kwargs: Any) -> dict[str, Any]:
+    """The error of a call that the server must refuse (403)."""
+    with pytest.raises(ClientError) as caught:
+        call(**kwargs)
+    response = caught.value.response
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 403, response
+    return response["Error"]
+
+
+def status_of(request: urllib.request.Request) -> int:
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 @pytest.mark.integration
-def test_local_aws_builds_its_own_moto_and_stops_it(tmp_path: Path) -> None:
+def test_local_aws_builds_its_own_moto_closed_to_others_and_stops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment's moto answers its own credentials only: unsigned requests, other keys, the right key with
+    a wrong secret and moto's own API all get 403, for reads and writes; the server inherits no AWS_* variable of
+    the gate and no secret is on its command line, in its environment, on disk or in a log."""
+    gate_secret = "gate-own-secret-" + uuid.uuid4().hex
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAGATEOWNKEY000000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", gate_secret)
     env = make_env(tmp_path, "local")
     env.check(["aws"])
     started = time.monotonic()
@@ -342,14 +359,60 @@ def test_local_aws_builds_its_own_moto_and_stops_it(tmp_path: Path) -> None:
     assert EXPECTED_OUTPUTS <= set(facts["outputs"])
     password = facts["database_password"]
     assert "database_password" in facts.secret_keys and len(password) >= 16
+    assert "secret_access_key" in facts.secret_keys and "access_key_id" not in facts.secret_keys  # as on AWS
+    assert facts["access_key_id"].startswith("AKIA") and len(facts["secret_access_key"]) >= 40
+    secrets = [password, facts["secret_access_key"]]
     [(_, pid, _)] = env.journal.processes()
-    assert password not in " ".join(Path(f"/proc/{pid}/cmdline").read_text().split("\0"))
+    cmdline = " ".join(Path(f"/proc/{pid}/cmdline").read_text().split("\0"))
+    assert "envfixtures.drivers.aws.moto_server" in cmdline
+    environ = dict(line.split("=", 1) for line in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in line)
+    assert [name for name in environ if name.startswith("AWS_")] == [], "nothing of the gate's AWS_* variables"
+    assert environ["INITIAL_NO_AUTH_ACTION_COUNT"] == "0"
+    for secret in [*secrets, gate_secret]:
+        assert secret not in cmdline and secret not in "\0".join(environ.values())
+    assert not list(env.dir.rglob("moto-credentials-*")), "the credentials file is gone once the server read it"
     assert seconds < 60
+
+    url, bucket = facts["endpoint_url"], facts["outputs"]["ArtifactBucket"]
+    # the environment's own clients work
+    own_s3 = aws_clients.client(facts, "s3")
+    own_s3.put_object(Bucket=bucket, Key="build/app.tar.gz", Body=b"artifact")
+    assert own_s3.get_object(Bucket=bucket, Key="build/app.tar.gz")["Body"].read() == b"artifact"
+    [stack] = aws_clients.client(facts, "cloudformation").describe_stacks(StackName=env.name)["Stacks"]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    # anybody else: unsigned, another key, the right key id with a wrong secret
+    for path, method, body in ((f"/{bucket}/build/app.tar.gz", "PUT", b"evil"), (f"/{bucket}/build/app.tar.gz",
+                               "GET", None), ("/", "POST", b"Action=DescribeStacks&Version=2010-05-15")):  # fmt: skip
+        assert status_of(urllib.request.Request(url + path, data=body, method=method)) == 403, (method, path)
+    others = {
+        "another key": aws_clients.LocalCredentials.new(),
+        "a wrong secret": aws_clients.LocalCredentials(facts["access_key_id"], "x" * 40),
+    }
+    for who, credentials in others.items():
+        make = functools.partial(aws_clients.make_client, endpoint_url=url, region="us-east-1", credentials=credentials)
+        s3, cf = make("s3"), make("cloudformation")
+        codes = {
+            refused(s3.put_object, Bucket=bucket, Key="build/app.tar.gz", Body=b"evil")["Code"],
+            refused(s3.get_object, Bucket=bucket, Key="build/app.tar.gz")["Code"],
+            refused(cf.describe_stacks, StackName=env.name)["Code"],
+            refused(cf.delete_stack, StackName=env.name)["Code"],
+            refused(make("iam").create_user, UserName="intruder")["Code"],
+        }
+        assert codes == ({"InvalidAccessKeyId"} if who == "another key" else {"SignatureDoesNotMatch"}), who
+    # moto's own API (reset-auth would turn authentication off, data.json would show every key)
+    for path, method in (("/moto-api/reset-auth", "POST"), ("/moto-api/reset", "POST"), ("/moto-api/data.json", "GET")):
+        request = urllib.request.Request(url + path, data=b"inf" if method == "POST" else None, method=method)
+        assert status_of(request) == 403, path
+    assert own_s3.get_object(Bucket=bucket, Key="build/app.tar.gz")["Body"].read() == b"artifact", "untouched"
+    assert len(aws_clients.client(facts, "iam").list_users()["Users"]) == 1
+
     env.teardown()
-    with pytest.raises(OSError):
-        urllib.request.urlopen(f"{facts['endpoint_url']}/moto-api/", timeout=1)
+    with pytest.raises(urllib.error.URLError) as gone:
+        urllib.request.urlopen(f"{url}/", timeout=1)
+    assert isinstance(gone.value.reason, ConnectionRefusedError), "the server is stopped, not just refusing"
     for log in (env.dir / "logs").iterdir():
-        assert password not in log.read_text(errors="replace"), log
+        text = log.read_text(errors="replace")
+        assert all(secret not in text for secret in secrets), log
 
 
 #: Another team's stack: its own parameter and output names.
@@ -395,7 +458,7 @@ def test_a_stack_parameter_without_a_value_is_named_at_configure_time(tmp_path: 
 
 @pytest.mark.integration
 def test_the_short_form_of_a_dotted_attribute_reaches_moto_as_cloudformation_reads_it(
-    fresh: str, tmp_path: Path
+    fresh: Moto, tmp_path: Path
 ) -> None:
     """``!GetAtt Db.Endpoint.Address``: moto splits its text on every dot; the parsed template it reads right."""
     template = tmp_path / "db.yaml"
@@ -405,7 +468,7 @@ def test_the_short_form_of_a_dotted_attribute_reaches_moto_as_cloudformation_rea
         "Parameters:\n  Pw: {Type: String, NoEcho: true}\n"
         "Outputs:\n  Host: {Value: !GetAtt Db.Endpoint.Address}\n"
     )
-    cf = aws_clients.make_client("cloudformation", endpoint_url=fresh, region="us-east-1")
+    cf = fresh.client("cloudformation")
     kwargs = dict(template_path=template, parameters={"Pw": PASSWORD}, tags={}, secrets=[PASSWORD], timeout=30)
     with pytest.raises(BuildError, match="Endpoint"):
         cloudformation.create_stack(cf, name="ef-text", **kwargs)  # the text: moto's own reading
@@ -451,14 +514,14 @@ def test_local_aws_check_refuses_a_broken_template_before_building(tmp_path: Pat
 
 @pytest.mark.integration
 def test_real_aws_code_path_against_moto_standing_in(
-    fresh: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fresh: Moto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """RealAws with the usual boto3 chain, pointed at moto by AWS_ENDPOINT_URL: create, outputs, teardown."""
     for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", fresh)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "standin")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "standin")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", fresh.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", fresh.credentials.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", fresh.credentials.secret_access_key)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     env = make_env(tmp_path, "aws", aws_certificate_arn=certificate(fresh), aws_stack_timeout="30")
     env.check(["aws"])
@@ -481,8 +544,8 @@ def test_real_aws_code_path_against_moto_standing_in(
 
 
 @pytest.mark.integration
-def test_empty_bucket_removes_every_object(fresh: str) -> None:
-    s3 = aws_clients.make_client("s3", endpoint_url=fresh, region="us-east-1")
+def test_empty_bucket_removes_every_object(fresh: Moto) -> None:
+    s3 = fresh.client("s3")
     s3.create_bucket(Bucket="ef-artifacts")
     for i in range(3):
         s3.put_object(Bucket="ef-artifacts", Key=f"build/{i}", Body=b"x")
@@ -500,11 +563,11 @@ def test_real_aws_needs_a_certificate(tmp_path: Path, monkeypatch: pytest.Monkey
 
 @pytest.mark.integration
 def test_real_aws_failed_create_is_recorded_not_retried(
-    fresh: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fresh: Moto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", fresh)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "standin")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "standin")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", fresh.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", fresh.credentials.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", fresh.credentials.secret_access_key)
     env = make_env(
         tmp_path,
         "aws",
@@ -523,24 +586,10 @@ def test_real_aws_failed_create_is_recorded_not_retried(
 
 @pytest.mark.integration
 def test_moto_server_start_time_is_small(tmp_path: Path) -> None:
-    """A measurement as much as a check: a moto server answers within a few seconds on this machine."""
-    port = free_port()
+    """A measurement as much as a check: the authenticated moto server answers a signed call within seconds."""
+    spawn = standalone_spawner(tmp_path, f"ef-test-moto-{uuid.uuid4().hex[:8]}", component="aws")
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() - started < 30
-                time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    assert time.monotonic() - started < 15
+    _, process = moto_server.start(spawn, workdir=tmp_path / "work", credentials=aws_clients.LocalCredentials.new())
+    seconds = time.monotonic() - started
+    process.stop()
+    assert seconds < 15

@@ -6,8 +6,10 @@ Configured in ``[tool.envfixtures.artifact]``: ``source`` (a directory built int
 ``artifact_bucket``.
 
 Tasks fetch it into their sandbox through the app's ``fetch`` URI: a presigned S3 URL, the same call on
-the moto server (``local``) and on a real bucket (``aws``). Facts: ``key``, ``sha256``, ``top_dir``,
-``url`` (presigned, valid for ``artifact_url_seconds``, default 6 h).
+the moto server (``local``) and on a real bucket (``aws``), with the artifact's digest in its fragment
+(``#sha256=<hex>``): the local scheduler's fetcher refuses a download that does not match it (a fragment is
+never sent to the server, so the URL's signature and a real Mesos fetcher are unaffected). Facts: ``key``,
+``sha256``, ``top_dir``, ``url`` (presigned, valid for ``artifact_url_seconds``, default 6 h, with the digest).
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ class Artifact(Component):
                 "sha256": built.sha256,
                 "artifact_sha256": built.sha256,
                 "top_dir": built.top_dir,
-                "url": url,
+                "url": f"{url}#sha256={built.sha256}",
             }
         )
 

@@ -1,9 +1,10 @@
 """The ``aws`` component: the environment's CloudFormation stack, on moto (local) or in a real account.
 
 ``local`` (:class:`LocalAws`): one moto server per environment on loopback — its state is the
-environment's AWS — then an ACM certificate (moto checks the HTTPS listener's ARN against ACM) and
-the stack. moto cannot delete a VPC stack (``docs/local-standins.md``), so stopping the server is
-the honest local teardown (the default :meth:`Component.teardown`).
+environment's AWS; it answers only requests signed with a key generated for the environment
+(:mod:`envfixtures.drivers.aws.moto_server`) — then an ACM certificate (moto checks the HTTPS listener's
+ARN against ACM) and the stack. moto cannot delete a VPC stack (``docs/local-standins.md``), so stopping the
+server is the honest local teardown (the default :meth:`Component.teardown`).
 
 ``aws`` (:class:`RealAws`): the same stack code against the real endpoint with the usual boto3
 credential chain; teardown empties the artifact bucket, deletes the stack and verifies it is gone.
@@ -16,7 +17,10 @@ value, and every configured output must exist in the template.
 Facts: ``backend``, ``endpoint_url`` (``None`` on aws), ``region``, ``stack_name``, ``stack_id``,
 ``certificate_arn``, ``outputs`` (every output, by name), ``endpoints`` (the configured outputs, by meaning;
 read them with :func:`stack_output`), ``database_password`` (secret, generated per environment when a parameter
-asks for it, passed to AWS as a NoEcho parameter through the API, never on a command line).
+asks for it, passed to AWS as a NoEcho parameter through the API, never on a command line); on ``local``
+``access_key_id`` and ``secret_access_key`` (secret): the only key the moto server accepts, with which
+:func:`envfixtures.drivers.aws.clients.client` signs. The key id is not secret, as on AWS: it is in every
+presigned URL (the artifact's, which apps' ``fetch`` URIs carry), and grants nothing without the secret.
 """
 
 from __future__ import annotations
@@ -25,8 +29,6 @@ import dataclasses
 import logging
 import os
 import secrets
-import sys
-import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,10 +37,8 @@ from envfixtures.core.component import Component
 from envfixtures.core.config import path_field
 from envfixtures.core.errors import BuildError, ConfigError
 from envfixtures.core.facts import Facts
-from envfixtures.core.ports import free_port
-from envfixtures.core.waiting import CONNECTION_ERRORS
 from envfixtures.drivers.aws import clients as aws_clients
-from envfixtures.drivers.aws import cloudformation
+from envfixtures.drivers.aws import cloudformation, moto_server
 from envfixtures.rules import cloudformation as cfn_rules
 from envfixtures.rules import policy as policy_mod
 
@@ -171,9 +171,12 @@ def build_stack(
     certificate_arn: str,
     timeout: float,
     max_delay: float,
+    credentials: aws_clients.LocalCredentials | None = None,
 ) -> Facts:
-    """Create the environment's stack (named like the environment) and return the component's facts."""
-    cf = aws_clients.make_client("cloudformation", endpoint_url=endpoint_url, region=region)
+    """Create the environment's stack (named like the environment) and return the component's facts.
+
+    ``credentials``: the local moto server's (``None`` on AWS, where boto3's chain applies); they become facts."""
+    cf = aws_clients.make_client("cloudformation", endpoint_url=endpoint_url, region=region, credentials=credentials)
     password = generate_password() if _needs(ctx, "database_password") else ""
     if password:
         ctx.add_secret("database master password", password)
@@ -192,6 +195,9 @@ def build_stack(
         canonical=endpoint_url is not None,  # moto: the template as CloudFormation reads it
     )
     outputs = cloudformation.outputs(cf, stack_id)
+    values: dict[str, Any] = {}
+    if credentials is not None:
+        values = {"access_key_id": credentials.access_key_id, "secret_access_key": credentials.secret_access_key}
     return Facts(
         {
             "backend": backend,
@@ -203,8 +209,9 @@ def build_stack(
             "outputs": outputs,
             "endpoints": {meaning: outputs.get(name) for meaning, name in ctx.config.outputs.items()},
             "database_password": password,
+            **values,
         },
-        secrets=SECRET_KEYS if password else (),
+        secrets=(SECRET_KEYS if password else ()) + (("secret_access_key",) if values else ()),
     )
 
 
@@ -229,18 +236,14 @@ class LocalAws(Stack):
         aws_stack_timeout: float = 60.0
 
     def build(self, ctx: "BuildContext") -> Facts:
-        port = free_port()
-        endpoint_url = f"http://127.0.0.1:{port}"
-        moto = ctx.spawn("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)])
-        moto.wait_ready(
-            lambda: _answers(endpoint_url),
-            what=f"moto server on {endpoint_url}",
-            timeout=30,
-            retry_on=CONNECTION_ERRORS,
-        )
+        credentials = aws_clients.LocalCredentials.new()
+        ctx.add_secret("moto secret access key", credentials.secret_access_key)
+        endpoint_url, _ = moto_server.start(ctx.spawn, workdir=ctx.workdir(), credentials=credentials)
         certificate_arn = ""
         if _needs(ctx, "certificate_arn"):
-            acm = aws_clients.make_client("acm", endpoint_url=endpoint_url, region=aws_clients.LOCAL_REGION)
+            acm = aws_clients.make_client(
+                "acm", endpoint_url=endpoint_url, region=aws_clients.LOCAL_REGION, credentials=credentials
+            )
             certificate_arn = acm.request_certificate(DomainName=f"{ctx.name}.envfixtures.test")["CertificateArn"]
         return build_stack(
             ctx,
@@ -250,6 +253,7 @@ class LocalAws(Stack):
             certificate_arn=certificate_arn,
             timeout=ctx.settings.aws_stack_timeout,
             max_delay=0.5,
+            credentials=credentials,
         )
 
     def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:
@@ -324,11 +328,6 @@ def empty_bucket(s3: Any, bucket: str) -> None:
                 s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
     except s3.exceptions.NoSuchBucket:
         return
-
-
-def _answers(endpoint_url: str) -> bool:
-    with urllib.request.urlopen(f"{endpoint_url}/moto-api/", timeout=2) as answer:
-        return answer.status == 200
 
 
 def _certificate_arn(ctx: "BuildContext") -> str:

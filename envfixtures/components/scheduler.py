@@ -52,6 +52,8 @@ class LocalScheduler(Component):
             str(port),
             "--workdir",
             str(workdir),
+            "--fetch-root",  # file:// fetches only from the environment's own directory
+            str(ctx.state_dir),
         ]
         user = f"envfixtures-{secrets.token_hex(4)}"
         password = ctx.new_secret("local Marathon password")

@@ -89,6 +89,8 @@ def test_invalid_app_gets_422_with_marathon_paths(marathon: LocalMarathon) -> No
 
 
 def test_task_environment_and_fetch_into_sandbox(marathon: LocalMarathon, tmp_path: Path) -> None:
+    tmp_path = marathon.workdir / "w" / "files"  # file:// only from the scheduler's own directories
+    tmp_path.mkdir(exist_ok=True)
     script = tmp_path / "hello.sh"
     script.write_text("#!/bin/sh\necho hello-from-fetch\n")
     archive = tmp_path / "bundle.tgz"
@@ -136,11 +138,41 @@ def test_task_environment_and_fetch_into_sandbox(marathon: LocalMarathon, tmp_pa
 
 
 def test_fetch_failure_is_a_task_failure(marathon: LocalMarathon) -> None:
-    app = {"id": "/fetchfail/app", "cmd": "exec sleep 300", "fetch": [{"uri": "file:///nonexistent/x.tgz"}]}
+    missing = marathon.workdir / "w" / "files" / "nonexistent.tgz"
+    app = {"id": "/fetchfail/app", "cmd": "exec sleep 300", "fetch": [{"uri": f"file://{missing}"}]}
     marathon.client.update_app(app["id"], app)
     failure = wait_for(lambda: marathon.client.get_app(app["id"]).last_task_failure, what="failure", timeout=15)
     assert failure.state == "TASK_FAILED" and "Failed to fetch all URIs" in failure.message
+    assert "No such file" in failure.message
     marathon.client.delete_app(app["id"], force=True)
+
+
+def test_a_refused_fetch_fails_the_task_saying_why(marathon: LocalMarathon, tmp_path: Path) -> None:
+    """A tampered artifact, a destPath out of the sandbox, a file:// outside the scheduler's directories: each
+    is a TASK_FAILED whose lastTaskFailure names the rule, and nothing is written outside the sandbox."""
+    files = marathon.workdir / "w" / "files"
+    files.mkdir(exist_ok=True)
+    (files / "app.tar.gz").write_bytes(b"tampered after the digest was taken")
+    (tmp_path / "outside.txt").write_text("not the environment's")
+    good = "0" * 64
+    cases = {
+        "/refused/digest": ({"uri": f"file://{files}/app.tar.gz#sha256={good}"}, "sha256 mismatch"),
+        "/refused/up": ({"uri": f"file://{files}/app.tar.gz", "destPath": "../../escaped"}, "goes up ('..')"),
+        "/refused/absolute": ({"uri": f"file://{files}/app.tar.gz", "destPath": str(tmp_path / "abs")}, "absolute"),
+        "/refused/outside": ({"uri": f"file://{tmp_path}/outside.txt"}, "file:// is refused outside"),
+    }
+    for app_id, (item, _) in cases.items():
+        marathon.client.update_app(app_id, {"id": app_id, "cmd": "touch ran && exec sleep 300", "fetch": [item]})
+    try:
+        for app_id, (_, says) in cases.items():
+            failure = wait_for(lambda a=app_id: marathon.client.get_app(a).last_task_failure, what=app_id, timeout=15)
+            assert failure.state == "TASK_FAILED", app_id
+            assert "Failed to fetch all URIs" in failure.message and says in failure.message, (app_id, failure.message)
+        assert not (marathon.workdir / "w" / "escaped").exists() and not (tmp_path / "abs").exists()
+        assert not list((marathon.workdir / "w" / "sandboxes").rglob("ran")), "no refused task ran"
+    finally:
+        for app_id in cases:
+            marathon.client.delete_app(app_id, force=True)
 
 
 def test_unhealthy_task_is_killed_and_relaunched(marathon: LocalMarathon) -> None:

@@ -15,7 +15,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -158,8 +158,17 @@ class AppState:
 class Engine:
     """The local scheduler. Methods named like the REST calls return JSON-ready bodies or raise ApiError."""
 
-    def __init__(self, workdir: Path, *, address: str = "127.0.0.1:0", health_workers: int = 8) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        address: str = "127.0.0.1:0",
+        health_workers: int = 8,
+        fetch_roots: Sequence[Path] = (),
+    ) -> None:
         self.workdir = Path(workdir)
+        #: the directories a task's file:// fetch may read from (default: the scheduler's own workdir)
+        self.fetch_roots = [Path(p) for p in fetch_roots] or [self.workdir]
         self.sandboxes = self.workdir / "sandboxes"
         self.sandboxes.mkdir(parents=True, exist_ok=True)
         self.address = address
@@ -379,7 +388,7 @@ class Engine:
 
     def _fetch(self, spec: dict[str, Any], task: tk.TaskRun) -> None:
         try:
-            tk.fetch_all(spec, task.sandbox)
+            tk.fetch_all(spec, task.sandbox, file_roots=self.fetch_roots)
         except tk.FetchError as exc:
             task.fetch_error = str(exc)
         except Exception as exc:  # noqa: BLE001 - any fetch problem fails the task, not the scheduler

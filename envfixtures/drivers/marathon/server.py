@@ -23,6 +23,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -314,13 +315,19 @@ class Server:
     """The HTTP server and its engine; ``serve()`` blocks until ``stop()``."""
 
     def __init__(
-        self, workdir: Path, port: int = 0, host: str = "127.0.0.1", *, credentials: auth.Credentials | None
+        self,
+        workdir: Path,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        *,
+        credentials: auth.Credentials | None,
+        fetch_roots: Sequence[Path] = (),
     ) -> None:
         handler = type("BoundHandler", (Handler,), {"credentials": credentials})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self.engine = Engine(workdir, address=f"{host}:{self.port}")
+        self.engine = Engine(workdir, address=f"{host}:{self.port}", fetch_roots=fetch_roots)
         handler.engine = self.engine
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="marathon-http", daemon=True)
 
@@ -345,6 +352,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--workdir", type=Path, required=True, help="directory for task sandboxes")
+    parser.add_argument(
+        "--fetch-root",
+        type=Path,
+        action="append",
+        default=[],
+        help="a directory file:// fetch URIs may read from (repeatable; default: the workdir)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     try:
@@ -357,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args.workdir.mkdir(parents=True, exist_ok=True)
-    server = Server(args.workdir, args.port, credentials=credentials)
+    server = Server(args.workdir, args.port, credentials=credentials, fetch_roots=args.fetch_root)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -1,16 +1,17 @@
 """Task processes of the local scheduler: sandbox, fetch, environment, launch, kill — what a Mesos agent does.
 
-A task runs ``/bin/sh -c <cmd>`` (or ``args`` directly) in a sandbox directory of its own, in its own
-session (so it is stopped by process group), with ``stdout`` / ``stderr`` files in the sandbox like Mesos.
+A task runs ``/bin/sh -c <cmd>`` (or ``args`` directly) in a sandbox directory of its own (its fetches confined
+to it, digests checked: :func:`fetch_all`), in its own session (so it is stopped by process group), with
+``stdout`` / ``stderr`` files in the sandbox like Mesos.
 Its leader gets ``PR_SET_PDEATHSIG``: if the scheduler dies, even by SIGKILL, the kernel kills it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import logging
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -21,9 +22,9 @@ import urllib.parse
 import urllib.request
 import uuid
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from envfixtures.core.archives import UnsafeArchive, extract_tar, extract_zip
@@ -125,29 +126,120 @@ def task_env(app: Mapping[str, Any], task: TaskRun, base: Mapping[str, str] | No
     return env
 
 
-def fetch_all(app: Mapping[str, Any], sandbox: Path, *, timeout: float = 60.0) -> None:
-    """Download the app's ``fetch`` (and legacy ``uris``) into ``sandbox`` like the Mesos fetcher."""
+def fetch_all(app: Mapping[str, Any], sandbox: Path, *, timeout: float = 60.0, file_roots: Sequence[Path] = ()) -> None:
+    """Download the app's ``fetch`` (and legacy ``uris``) into ``sandbox`` like the Mesos fetcher, and stricter:
+
+    - a URI whose fragment carries ``sha256=<hex>`` must download to exactly that digest (the fragment is never
+      sent, so presigned URLs and a real Mesos fetcher, which ignores it, are unaffected); a mismatch is refused
+      and the file removed before anything is extracted or run;
+    - ``destPath`` stays inside the sandbox: absolute, ``..`` and paths that a symlink leads out of are refused;
+    - ``file://`` URIs (and bare paths) are read only from inside ``file_roots``, the environment's own
+      directories (none given: every local file is refused).
+
+    Raises :class:`FetchError` saying which rule a URI broke; nothing is written outside the sandbox."""
     items = [dict(f) for f in app.get("fetch") or []] + [{"uri": u} for u in app.get("uris") or []]
     for item in items:
         uri = item["uri"]
         parsed = urllib.parse.urlparse(uri)
+        shown = _shown(parsed)
+        expected = _expected_sha256(parsed.fragment, shown)
         name = item.get("destPath") or os.path.basename(parsed.path) or "download"
-        dest = sandbox / name
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest = _destination(sandbox, name)
         try:
             if parsed.scheme in ("http", "https", "ftp"):
-                with urllib.request.urlopen(uri, timeout=timeout) as resp, open(dest, "wb") as out:  # noqa: S310
-                    shutil.copyfileobj(resp, out)
+                with urllib.request.urlopen(uri, timeout=timeout) as resp:  # noqa: S310 - the fragment is not sent
+                    digest = _write_new(dest, resp)
             elif parsed.scheme in ("file", ""):
-                shutil.copyfile(urllib.parse.unquote(parsed.path), dest)
+                source = _local_source(parsed, shown, file_roots)
+                with open(source, "rb", opener=_open_no_follow) as resp:
+                    if not stat.S_ISREG(os.fstat(resp.fileno()).st_mode):
+                        raise FetchError(f"failed to fetch {shown}: not a regular file")
+                    digest = _write_new(dest, resp)
             else:
-                raise FetchError(f"unsupported URI scheme {parsed.scheme!r} in {uri}")
+                raise FetchError(f"unsupported URI scheme {parsed.scheme!r} in {shown}")
         except (OSError, ValueError) as exc:
-            raise FetchError(f"failed to fetch {uri}: {exc}") from exc
+            raise FetchError(f"failed to fetch {shown}: {exc}") from exc
+        if expected is not None and digest != expected:
+            dest.unlink(missing_ok=True)
+            raise FetchError(
+                f"{shown}: sha256 mismatch: the URI names {expected}, the download is {digest}; refused (not "
+                "extracted, not run)"
+            )
         if item.get("executable", False):
             dest.chmod(dest.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-        elif item.get("extract", True) and name.endswith(ARCHIVES):
+        elif item.get("extract", True) and dest.name.endswith(ARCHIVES):
             _extract(dest, sandbox)
+
+
+def _shown(parsed: urllib.parse.ParseResult) -> str:
+    """The URI for a message: no query (a presigned URL's signature), no fragment."""
+    return urllib.parse.urlunparse(parsed._replace(query="…" if parsed.query else "", fragment=""))
+
+
+def _expected_sha256(fragment: str, shown: str) -> str | None:
+    """The digest a ``#sha256=<hex>`` fragment names (``None`` without one)."""
+    values = urllib.parse.parse_qs(fragment, keep_blank_values=True).get("sha256") if fragment else None
+    if not values:
+        return None
+    value = values[-1].strip().lower()
+    if len(values) != 1 or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise FetchError(f"{shown}: the fragment's sha256 is not one hex SHA-256 digest; refused")
+    return value
+
+
+def _inside(path: str, root: str) -> bool:
+    return path != root and os.path.commonpath([path, root]) == root
+
+
+def _destination(sandbox: Path, dest_path: str) -> Path:
+    """Where ``dest_path`` lands in ``sandbox``, its directories made; refused when it would land outside."""
+    relative = PurePosixPath(dest_path)
+    where = f"destPath {dest_path!r}"
+    if relative.is_absolute():
+        raise FetchError(f"{where} is an absolute path: a fetch writes only inside the task's sandbox")
+    if ".." in relative.parts:
+        raise FetchError(f"{where} goes up ('..'): a fetch writes only inside the task's sandbox")
+    if not relative.parts or relative.name in ("", "."):
+        raise FetchError(f"{where} names no file in the task's sandbox")
+    root = os.path.realpath(sandbox)
+    parent = os.path.realpath(os.path.join(root, *relative.parts[:-1]))
+    if parent != root and not _inside(parent, root):
+        raise FetchError(f"{where} leads out of the task's sandbox through a symlink; refused")
+    os.makedirs(parent, exist_ok=True)
+    target = os.path.realpath(os.path.join(parent, relative.name))
+    if not _inside(target, root):
+        raise FetchError(f"{where} leads out of the task's sandbox through a symlink; refused")
+    return Path(target)
+
+
+def _local_source(parsed: urllib.parse.ParseResult, shown: str, roots: Sequence[Path]) -> str:
+    """The real path of a ``file://`` URI (or bare path), if it is inside one of ``roots``."""
+    if parsed.netloc not in ("", "localhost"):
+        raise FetchError(f"{shown}: a file:// URI of another host is refused")
+    path = urllib.parse.unquote(parsed.path)
+    if not os.path.isabs(path):
+        raise FetchError(f"{shown}: a local path must be absolute")
+    real = os.path.realpath(path)
+    if not any(_inside(real, os.path.realpath(root)) for root in roots):
+        allowed = ", ".join(str(r) for r in roots) or "none"
+        raise FetchError(f"{shown}: file:// is refused outside the environment's own directories (allowed: {allowed})")
+    return real
+
+
+def _open_no_follow(path: str, flags: int) -> int:
+    # O_NONBLOCK: a FIFO would block the open until a writer came; it is refused as not a regular file instead
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
+
+
+def _write_new(dest: Path, source: Any) -> str:
+    """Copy ``source`` into ``dest`` (never through a symlink) and return the sha256 of what was written."""
+    digest = hashlib.sha256()
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as out:
+        while chunk := source.read(1024 * 1024):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
 
 
 def _extract(archive: Path, into: Path) -> None:

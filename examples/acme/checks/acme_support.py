@@ -28,13 +28,14 @@ def eventually(probe: Callable[[], T], *, what: str, timeout: float = 30.0) -> T
 
 
 def aws_client(aws: Any, service: str) -> Any:
-    """A boto3 client for the environment's AWS: the moto server of a local run (dummy credentials, no profile
-    read, so a developer's real account is never touched), else the usual credential chain."""
+    """A boto3 client for the environment's AWS: the moto server of a local run (it answers only the environment's
+    own key, which the aws facts carry; no profile is read, so a developer's real account is never touched), else
+    the usual credential chain."""
     if aws["endpoint_url"]:
         core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
         session = boto3.Session(
-            aws_access_key_id="acme-local",
-            aws_secret_access_key="acme-local",  # not a secret: moto takes any key
+            aws_access_key_id=aws["access_key_id"],
+            aws_secret_access_key=aws["secret_access_key"],
             region_name=aws["region"],
             botocore_session=core,
         )
