@@ -131,7 +131,7 @@ def project(pytester: pytest.Pytester):
     for env in proj.envs():
         leftovers = processes.find_marked(env.name)
         if leftovers:
-            processes.kill_pids(leftovers)
+            processes.kill_pids(leftovers, marker=env.name)
 
 
 def interrupt(proc: subprocess.Popen, sig: int, *, group: bool) -> str:

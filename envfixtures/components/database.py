@@ -118,7 +118,10 @@ class LocalDatabase(Component):
 
     def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         # The journaled server, SIGINT first (PostgreSQL's fast shutdown; SIGTERM would wait for every client to
-        # leave), and only while its PID is still the server that was started.
+        # leave), and only while its PID is still the server that was started: same kernel start time and this
+        # environment's marker, or, when its environment cannot be read (it runs as `postgres`; root without
+        # CAP_SYS_PTRACE), the uid it was started as (see core.processes). A process that merely has its PID after
+        # a crash or a reboot is never signalled.
         for process in ctx.processes():
             if process.name == "postgres":
                 postgres.stop(process)

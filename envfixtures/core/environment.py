@@ -89,11 +89,12 @@ class Environment(EnvironmentState):
         """Stop the journaled processes of ``component`` (``None``: of every component) by group, newest
         first, all in parallel."""
         prefix = f"{component}/" if component else ""
-        mine = [(key, pid, st) for key, pid, st in self.journal.processes() if key.startswith(prefix)]
+        mine = [rec for rec in self.journal.started_processes() if rec["key"].startswith(prefix)]
 
-        def stop(item: tuple[str, int, int]) -> None:
-            key, pid, st = item
-            processes.Process.from_record(key, pid, st).stop(timeout=timeout)  # only if still the one started
+        def stop(rec: dict[str, Any]) -> None:
+            key, pid = rec["key"], rec["pid"]
+            process = processes.Process.from_record(key, pid, rec["start_time"], marker=self.name, uid=rec["uid"])
+            process.stop(timeout=timeout)  # only if still the one started (start time and marker)
             self.journal.append({"kind": "process", "key": key, "state": "stopped", "pid": pid})
 
         if mine:
@@ -104,9 +105,16 @@ class Environment(EnvironmentState):
         """The journaled processes of ``component`` still recorded as running (started by any process)."""
         prefix = f"{component}/"
         return [
-            processes.Process.from_record(key, pid, st, self.log_path(component, key[len(prefix) :]))
-            for key, pid, st in self.journal.processes()
-            if key.startswith(prefix)
+            processes.Process.from_record(
+                rec["key"],
+                rec["pid"],
+                rec["start_time"],
+                self.log_path(component, rec["key"][len(prefix) :]),
+                marker=self.name,
+                uid=rec["uid"],
+            )
+            for rec in self.journal.started_processes()
+            if rec["key"].startswith(prefix)
         ]
 
     def record(self, component: str, kind: str, **data: Any) -> None:
@@ -344,7 +352,7 @@ class Environment(EnvironmentState):
             self.stop_processes(None, timeout=5)
             leftovers = processes.find_marked(self.name)
             if leftovers:
-                processes.kill_pids(leftovers)
+                processes.kill_pids(leftovers, marker=self.name)
                 leftovers = processes.find_marked(self.name)
             if leftovers:
                 problems.append(f"processes of {self.name} survived teardown: {leftovers}")

@@ -63,15 +63,20 @@ class Journal:
 
     def processes(self) -> list[tuple[str, int, int]]:
         """(key, pid, start_time) of every process the journal says was started and not yet stopped."""
-        live: dict[str, tuple[int, int]] = {}
+        return [(rec["key"], rec["pid"], rec["start_time"]) for rec in self.started_processes()]
+
+    def started_processes(self) -> list[dict[str, Any]]:
+        """The ``started`` record (``key``, ``pid``, ``start_time``, ``uid``: None in a journal written before uids
+        were recorded) of every process the journal says was started and not yet stopped."""
+        live: dict[str, dict[str, Any]] = {}
         for rec in self.records():
             if rec.get("kind") != "process":
                 continue
             if rec["state"] == "started":
-                live[rec["key"]] = (rec["pid"], rec["start_time"])
+                live[rec["key"]] = {"uid": None, **rec}
             elif rec["state"] == "stopped":
                 live.pop(rec["key"], None)
-        return [(key, pid, st) for key, (pid, st) in live.items()]
+        return list(live.values())
 
     def directories(self) -> list[str]:
         """Paths of the directories the journal says were created outside the state directory, not yet removed."""

@@ -20,13 +20,14 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from envfixtures.core.errors import BuildError
 from envfixtures.core.ports import free_port
-from envfixtures.core.processes import Process, Spawner, stop_groups
+from envfixtures.core.processes import Process, Spawner, minimal_environ, stop_groups
 from envfixtures.core.waiting import wait_for
 from envfixtures.drivers.rabbitmq import ENABLED_PLUGINS
 from envfixtures.drivers.rabbitmq.management import Management, ManagementError
@@ -76,14 +77,23 @@ class ClusterSpec:
         return Management(self.nodes[node].management_url, self.admin_user, self.admin_password, timeout=timeout)
 
     def node_environ(self, node: NodeSpec) -> dict[str, str]:
-        """The environment of a node's server process (and of CLI calls aimed at it)."""
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
+        """The environment of a node's server process (and of CLI calls aimed at it): the minimal one of every
+        process of the environment (no ``RABBITMQ_*`` or ``ERL_*`` of the gate's), and the node's own.
+
+        Every Erlang node started with it listens on loopback only: the scripts pass
+        ``RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS`` to the server and ``RABBITMQ_CTL_ERL_ARGS`` to the CLI tools'
+        node, ``ERL_ZFLAGS`` reaches any other ``erl`` (RabbitMQ's own short-lived ``epmd-starter`` node, which
+        has neither, listened on 0.0.0.0 before the server's distribution was started with the VM:
+        :func:`_boot_distribution`), and ``ERL_EPMD_ADDRESS`` keeps an epmd that any of them would start on
+        loopback. ``tests_unit/rabbitmq/test_loopback_listeners.py`` samples every listener to prove it.
+        """
         missing = self.dir / "nonexistent"  # nothing under /etc/rabbitmq is ever read
         return {
-            **base,
+            **minimal_environ(),
             "HOME": str(self.dir / "home"),
             "ERL_EPMD_PORT": str(self.epmd_port),
             "ERL_EPMD_ADDRESS": LOOPBACK,
+            "ERL_ZFLAGS": ERL_ARGS,
             "RABBITMQ_NODENAME": node.name,
             "RABBITMQ_NODE_IP_ADDRESS": LOOPBACK,
             "RABBITMQ_NODE_PORT": str(node.amqp_port),
@@ -95,9 +105,20 @@ class ClusterSpec:
             "RABBITMQ_MNESIA_BASE": str(node.dir / "mnesia"),
             "RABBITMQ_LOG_BASE": str(node.dir / "log"),
             "RABBITMQ_PID_FILE": str(node.dir / "rabbitmq.pid"),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": ERL_ARGS,
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"{ERL_ARGS} {_boot_distribution(node)}",
             "RABBITMQ_CTL_ERL_ARGS": ERL_ARGS,
         }
+
+
+def _boot_distribution(node: NodeSpec) -> str:
+    """Erlang arguments that start the node's distribution with the VM, on its own port (on loopback by ERL_ARGS).
+
+    Left to itself, RabbitMQ starts its distribution late (rabbit_prelaunch_dist) and, before that, starts a
+    short-lived node to make sure epmd runs and probes its distribution port by listening on it on every
+    interface (0.0.0.0 and [::]). A node whose distribution already runs skips both.
+    """
+    port = node.dist_port
+    return f"-sname {node.name} -kernel inet_dist_listen_min {port} -kernel inet_dist_listen_max {port}"
 
 
 def plan(
@@ -224,6 +245,25 @@ class Cluster:
             return "no node log"
         tail = node.log_file.read_text(errors="replace").splitlines()[-lines:]
         return f"last lines of {node.log_file}:\n" + "\n".join(tail)
+
+    # --- CLI ----------------------------------------------------------------------------------------------
+
+    def cli(self, tool: str, *args: str, node: int = 0, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run a RabbitMQ CLI tool (``rabbitmqctl``, ``rabbitmq-diagnostics``...) against node ``node`` (0-based).
+
+        The CLI is an Erlang node of its own: it gets the node's environment, so it finds our epmd and cookie and
+        its distribution listener is on loopback like the servers' (see :meth:`ClusterSpec.node_environ`).
+        """
+        target = self.spec.nodes[node]
+        argv = [str(RABBITMQ_BIN / tool), "-n", target.name, *args]
+        return subprocess.run(
+            argv,
+            env=self.spec.node_environ(target),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     # --- faults and health ----------------------------------------------------------------------------
 
