@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from envfixtures.components.topology import Topology
+from envfixtures.core.config import PlatformConfig
 from envfixtures.core.environment import Environment
 from envfixtures.core.errors import WaitTimeout
 from envfixtures.core.facts import Facts
@@ -138,13 +139,14 @@ def test_the_timeout_names_the_objects_still_waiting(tmp_path: Path, stub_http) 
 
 
 def test_the_build_returns_only_once_the_policies_show(tmp_path: Path, stub_http) -> None:  # noqa: ANN001
-    (tmp_path / "templates" / "rabbitmq").mkdir(parents=True)
-    shutil.copy(TEMPLATE, tmp_path / "templates" / "rabbitmq" / "definitions.json")
+    (tmp_path / "mq").mkdir(parents=True)
+    shutil.copy(TEMPLATE, tmp_path / "mq" / "definitions.json")
     answer, reads = late_policies(defs.load(TEMPLATE), reads_before=2)
     api = stub_http(answer)
     env = Environment(
         name="ef-0123456-plcy", sha="0" * 40, backend="aws", root=tmp_path, home=tmp_path / "home",
         settings={"quiet": "true"}, components=["broker", "topology"],
+        config=PlatformConfig("pyproject.toml", {"topology": {"definitions": "mq/definitions.json"}}),
     )  # fmt: skip
     env.description = env.describe()
     env.materialize()
