@@ -40,6 +40,7 @@ junit_logging = all
 TESTS = """
 import base64
 import logging
+import warnings
 
 def test_facts(sleeper):
     assert sleeper == {"password": "what the test expected", "pid": sleeper["pid"]}
@@ -52,6 +53,7 @@ def test_logged(sleeper, record_property):
     record_property("amqp_url", "amqp://admin:" + sleeper["password"] + "@127.0.0.1:5672/")
     logging.getLogger("app").warning("connecting with password %s", sleeper["password"])
     print("printed:", sleeper["password"])
+    warnings.warn("deprecated: a password in a URL, " + sleeper["password"][:50])
     assert 0
 """
 
@@ -112,6 +114,7 @@ def test_truncated_repr_basic_auth_and_logs_are_masked_in_every_sink(project: Pr
         lines = result.stdout.lines
         live = lines[next(i for i, line in enumerate(lines) if "live log call" in line) + 1]
         assert live.startswith("WARNING ") and live.endswith(f"connecting with password {MASK}"), live
+    assert f"UserWarning: deprecated: a password in a URL, {MASK}" in result.stdout.str()
     md = (project.path / "reports" / "summary.md").read_text()
     assert "- `test_x.py::test_header` — AssertionError: sent Basic \\*\\*\\*\\*\\*\\*\\*\\*..." in md
     assert_nothing_leaked(project, result)

@@ -272,8 +272,8 @@ class EnvironmentState:
         kept = [e for e in entries if e.get("component") in keep or (keep and not e.get("component"))]
         forgotten = [e["value"] for e in entries if e not in kept]
         for name, state in states.items():
-            if name not in keep and state.get("facts", {}).get("secrets"):
-                facts = Facts.from_json(state["facts"])
+            facts = Facts.from_json(state.get("facts") or {})
+            if name not in keep and facts.secret_values():
                 forgotten += facts.secret_values()
                 self._set_state(name, facts=Facts(facts.masked(), secrets=facts.secret_keys).to_json())
         if not keep:
