@@ -24,6 +24,7 @@ from envfixtures.core.environment import KEPT, TORN_DOWN, Environment, list_envi
 from envfixtures.core.errors import ConfigError, EnvfixturesError
 from envfixtures.core.facts import Facts
 from envfixtures.core.settings import parse_lines
+from envfixtures.core.state import secret_settings
 from envfixtures.lifecycle import git_head, ini_values
 
 log = logging.getLogger("envfixtures.cli")
@@ -77,7 +78,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     # then --set on top (as --env-set is on top of ini env_settings).
     ini_file, ini_components, ini_settings = ini_values(root)
     settings = parse_lines(ini_settings, f"{ini_file} env_settings") if ini_file else {}
-    settings.update(parse_lines(args.set, "--set"))
+    given = parse_lines(args.set, "--set")
+    _warn_secret_on_command_line(given)
+    settings.update(given)
     platform = platform_config.find(root)
     wanted = args.components or ini_components or list(platform.components) or list(registry.COMPONENTS)
     for component in wanted:
@@ -100,14 +103,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         for component in env.required_closure(wanted):
             env.ensure(component)
     except BaseException:
-        lifecycle.teardown(env)
-        lifecycle.forget(env)
+        # Nothing of a failed `up` stays: what it started is torn down, and its secrets go from disk (but those of
+        # what the teardown could not take down, for `envfixtures down` to retry with).
+        _print_problems(lifecycle.teardown(env) + lifecycle.forget(env))
         raise
     env.update_meta(kept=True, status=KEPT)
     print(env.name)
+    redactor = env.redactor()  # a fact that is not marked secret may still carry one (a URL with its password)
     for component, state in env.states().items():
         if state.get("facts"):
-            print(f"{component}: {json.dumps(Facts.from_json(state['facts']).masked(), sort_keys=True)}")
+            facts = json.dumps(Facts.from_json(state["facts"]).masked(), sort_keys=True)
+            print(f"{component}: {redactor.redact(facts)}")
     print(f"reuse: pytest --env-reuse {env.name}    destroy: envfixtures down {env.name}")
     return 0
 
@@ -146,9 +152,7 @@ def _importable(env: Environment) -> Environment:
 def cmd_down(args: argparse.Namespace) -> int:
     env = _importable(Environment.open(args.home, args.name))
     problems = lifecycle.teardown(env)
-    lifecycle.forget(env)
-    for problem in problems:
-        print(problem, file=sys.stderr)
+    _print_problems(problems + lifecycle.forget(env))
     if problems:
         print(f"{env.name}: teardown failed ({len(problems)} problem(s)); run `envfixtures down {env.name}` again")
         return 1
@@ -165,7 +169,7 @@ def cmd_reap(args: argparse.Namespace) -> int:
             continue
         try:
             problems = lifecycle.teardown(_importable(env))
-            lifecycle.forget(env)
+            problems += lifecycle.forget(env)
         except EnvfixturesError as exc:
             problems = [str(exc)]
         reaped += 1
@@ -196,6 +200,22 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"  {finding}{hint(finding.rule)}")
             refused += finding.refuses
     return 1 if refused else 0
+
+
+def _print_problems(problems: list[str]) -> None:
+    for problem in problems:
+        print(problem, file=sys.stderr)
+
+
+def _warn_secret_on_command_line(settings: dict[str, str]) -> None:
+    """A secret given with ``--set`` is on the command line, which every local user reads in ``ps``."""
+    secret = list(secret_settings(settings))
+    if secret:
+        print(
+            f"envfixtures: warning: --set {', '.join(secret)}: a command line shows in `ps` to every user of this "
+            "machine; give secrets in the ini's env_settings (or the variable the component reads) instead",
+            file=sys.stderr,
+        )
 
 
 COMMANDS = {"up": cmd_up, "ls": cmd_ls, "down": cmd_down, "reap": cmd_reap, "check": cmd_check}

@@ -91,7 +91,8 @@ def open_for_reuse(home: Path, name: str) -> Environment:
         raise EnvfixturesError(f"--env-reuse: environment {env.name} was torn down; nothing to reuse")
     env.check()
     env.claim()
-    env.description = env.meta
+    # What the workers get: env.json, with the secret settings it masks (their values are in secrets.jsonl).
+    env.description = {**env.meta, "settings": dict(env.settings)}
     return env
 
 
@@ -101,9 +102,11 @@ def teardown(env: Environment) -> list[str]:
         return env.teardown()
 
 
-def forget(env: Environment) -> None:
-    """After the last report: no generated password stays on disk."""
-    env.forget_secrets()
+def forget(env: Environment) -> list[str]:
+    """After the teardown and the last report: no secret stays on disk, but those of what the teardown left standing
+    (``teardown_failed`` components and what they require: a retry of their teardown needs them). Returns the
+    problems met (a file of the state directory that could be neither scrubbed nor removed)."""
+    return env.forget_secrets()
 
 
 # ---------------------------------------------------------------------- signals

@@ -21,18 +21,27 @@ class Sleeper(Component):
 
     @dataclasses.dataclass(frozen=True)
     class Settings:
-        """Fail the build on purpose; make it slow (to interrupt it)."""
+        """Fail the build on purpose; make it slow (to interrupt it); a password to serve (a secret setting)."""
 
         sleeper_fail: bool = False
         sleeper_build_seconds: float = 0.0
+        sleeper_password: str = ""
 
     def build(self, ctx):  # type: ignore[no-untyped-def]
         process = ctx.spawn("sleep", ["sleep", "600"])
         ctx.add_secret("sleeper token", SECRET)
+        password = ctx.settings.sleeper_password
+        # Its config file holds its secrets, as rabbitmq.conf holds the broker's admin password.
+        (ctx.workdir() / "sleeper.conf").write_text(f"token = {SECRET}\npassword = {password}\n")
         if ctx.settings.sleeper_fail:
             raise BuildError(f"sleeper was told to fail (and its secret is {SECRET})")
         # A slow build, to interrupt mid-way: waits on an event nobody sets, bounded by the setting.
         threading.Event().wait(ctx.settings.sleeper_build_seconds)
+        if password:  # first, so that a repr of the facts cut short shows the start of it
+            return Facts(
+                {"password": password, "pid": process.pid, "token": SECRET, "versions": {"sleep": "600"}},
+                secrets=["password", "token"],
+            )
         return Facts({"pid": process.pid, "token": SECRET, "versions": {"sleep": "600"}}, secrets=["token"])
 
     def diagnose(self, ctx, facts):  # type: ignore[no-untyped-def]

@@ -99,6 +99,8 @@ class LocalBroker(Component):
         count = node_count(ctx)
         spec = rmq.plan(ctx.workdir() / "cluster", count)
         ctx.add_secret("broker administrator password", spec.admin_password)
+        # The cookie lets whoever knows it run code on the nodes: redacted, and scrubbed from a kept work/.
+        ctx.add_secret("Erlang cookie", (spec.dir / "home" / ".erlang.cookie").read_text().strip())
 
         ctx.progress(f"starting {count} RabbitMQ node(s)")
         cluster = rmq.Cluster(spec, ctx.spawn)

@@ -124,8 +124,8 @@ class BuildContext:
 
     def new_secret(self, label: str, nbytes: int = 24) -> str:
         """A generated password, redacted from every output from now on."""
-        return self._env.new_secret(label, nbytes)
+        return self._env.new_secret(label, nbytes, component=self.component)
 
     def add_secret(self, label: str, value: str) -> None:
         """Redact ``value`` (a secret the component got elsewhere) from every output from now on."""
-        self._env.add_secret(label, value)
+        self._env.add_secret(label, value, component=self.component)

@@ -31,6 +31,7 @@ from envfixtures.core.errors import (
     UnknownName,
 )
 from envfixtures.core.facts import Facts
+from envfixtures.core.redaction import scrub_tree
 from envfixtures.core.settings import EnvironmentSettings
 from envfixtures.core.state import (  # noqa: F401 - the statuses are part of this module's interface
     ACTIVE,
@@ -361,8 +362,12 @@ class Environment(EnvironmentState):
                 self.journal.append({"kind": "directory", "path": path, "state": "removed"})
             if not leftovers and not failed_any:
                 # Data directories and configs (which hold generated passwords) go; logs and state stay for
-                # reports. After a failed build they stay too: they are the evidence (node logs, crash dumps).
+                # reports. After a failed build they stay too: they are the evidence (node logs, crash dumps)...
                 shutil.rmtree(self.dir / "work", ignore_errors=True)
+            else:
+                # ... but no file of them keeps a secret: rabbitmq.conf's admin password, the Erlang cookie, a
+                # crash dump's copy of either are masked (or removed, if they cannot be rewritten).
+                problems += [redactor.redact(p) for p in scrub_tree(self.dir / "work", redactor)]
             save(
                 status=TEARDOWN_FAILED if problems else TORN_DOWN,
                 torn_down=time.time(),
@@ -373,6 +378,23 @@ class Environment(EnvironmentState):
         outcome = f"with {len(problems)} problem(s); `envfixtures down {self.name}` retries" if problems else ""
         self.progress(f"torn down in {time.time() - started:.1f}s {outcome}".rstrip())
         return problems
+
+    def left_standing(self) -> list[str]:
+        """The components a teardown could not take down (``teardown_failed``), and what they require: the secrets
+        a retry of their teardown needs (a vhost is deleted with the broker's admin password)."""
+        standing = [name for name, state in self.states().items() if state.get("status") == TEARDOWN_FAILED]
+        if not standing:
+            return []
+        try:
+            return self.required_closure(standing)
+        except EnvfixturesError:  # a component that cannot be loaded any more: keep them all
+            return sorted(self.states())
+
+    def forget_secrets(self, keep: Iterable[str] | None = None) -> list[str]:
+        """After the teardown and the last report: every secret goes from disk (facts, secrets.jsonl, every file of
+        the state directory scrubbed), but those of what the teardown left standing (default: :meth:`left_standing`);
+        returns the problems met."""
+        return super().forget_secrets(self.left_standing() if keep is None else keep)
 
 
 def list_environments(home: Path) -> list[Environment]:

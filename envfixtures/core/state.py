@@ -6,7 +6,8 @@ State layout (under ``HOME/envs/NAME/``; HOME defaults to ``<rootdir>/.envfixtur
     env.json                 name, sha, backend, owner, kept, status
     components/NAME.json     status (building|built|failed|torn_down), facts, error, timeline
     resources.jsonl          the journal: each resource recorded before it is created
-    secrets.jsonl            generated secrets, forgotten once the reports are written
+    secrets.jsonl            generated secrets and the values of secret settings (0600), forgotten once the
+                             reports are written (but those of what a failed teardown left standing)
     locks/NAME.lock          one build of NAME at a time, across xdist workers and processes
     logs/                    the output of every process of the environment, and progress.log
     work/NAME/               a component's own files (data directories, configs); removed by a teardown
@@ -31,7 +32,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -39,9 +40,9 @@ from envfixtures.core import private, processes, registry
 from envfixtures.core import settings as settings_mod
 from envfixtures.core.config import PlatformConfig
 from envfixtures.core.errors import BuildError, ConfigError
-from envfixtures.core.facts import Facts
+from envfixtures.core.facts import MASK, Facts
 from envfixtures.core.journal import Journal
-from envfixtures.core.redaction import Redactor
+from envfixtures.core.redaction import Redactor, scrub_tree, secret_like
 from envfixtures.core.settings import EnvironmentSettings
 
 BUILDING, BUILT, FAILED, TORN_DOWN = "building", "built", "failed", "torn_down"
@@ -85,6 +86,7 @@ class EnvironmentState:
         self.description: dict[str, Any] | None = None
         self._facts: dict[str, Facts] = {}
         self._lock = threading.Lock()
+        self._redactor: tuple[Any, Redactor] | None = None
 
     def describe(self, *, dirty: bool = False, kept: bool = False) -> dict[str, Any]:
         """What a worker (or the state file) needs to know of this environment."""
@@ -130,19 +132,25 @@ class EnvironmentState:
                 return
             desc = dict(self.description or self.describe())
             desc.update(created=time.time(), status=ACTIVE)
+            for key, value in secret_settings(desc.get("settings") or {}).items():
+                self._record_secret({"label": f"setting {key}", "value": value, "setting": key})
             self._write_meta(desc)
 
     @classmethod
     def open(cls, home: Path, name: str) -> "Self":
         """The environment ``name`` from its state directory (for reuse and the CLI)."""
         meta = read_meta(Path(home) / "envs" / name)
+        settings = dict(meta.get("settings", {}))
+        for entry in _secret_entries(Path(home) / "envs" / name):  # env.json holds a mask for a secret setting
+            if entry.get("setting") in settings:
+                settings[entry["setting"]] = entry["value"]
         return cls(
             name=meta["name"],
             sha=meta["sha"],
             backend=meta["backend"],
             root=Path(meta["root"]),
             home=Path(home),
-            settings=meta.get("settings", {}),
+            settings=settings,
             components=meta.get("components"),
             config=PlatformConfig.from_json(meta.get("config")),
         )
@@ -158,6 +166,9 @@ class EnvironmentState:
             self._write_meta(meta)
 
     def _write_meta(self, meta: dict[str, Any]) -> None:
+        hidden = secret_settings(meta.get("settings") or {})
+        if hidden:  # a secret setting's value is in secrets.jsonl only (see materialize and open)
+            meta = {**meta, "settings": {**meta["settings"], **dict.fromkeys(hidden, MASK)}}
         _write_json(self.private_dir() / "env.json", meta)
 
     def private_dir(self, *parts: str) -> Path:
@@ -202,6 +213,7 @@ class EnvironmentState:
 
     def progress(self, message: str) -> None:
         """One progress line on the terminal, past pytest's capture, and in the env's progress log."""
+        message = self.redactor().redact(message)  # a component's own message may carry a secret
         line = f"envfixtures [{self.name}] {message}"
         log.debug(line)  # the terminal gets it below; logging it at INFO as well would print it twice
         private.append_private(self.private_dir("logs") / "progress.log", f"{time.strftime('%H:%M:%S')} {message}\n")
@@ -229,41 +241,69 @@ class EnvironmentState:
             return {}
         return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
 
-    def new_secret(self, label: str, nbytes: int = 24) -> str:
+    def new_secret(self, label: str, nbytes: int = 24, *, component: str | None = None) -> str:
         """A generated secret (a password), recorded for redaction before anybody can print it."""
         value = secrets.token_urlsafe(nbytes)
-        self.add_secret(label, value)
+        self.add_secret(label, value, component=component)
         return value
 
-    def add_secret(self, label: str, value: str) -> None:
-        """Redact ``value`` from everything this environment reports from now on."""
+    def add_secret(self, label: str, value: str, *, component: str | None = None) -> None:
+        """Redact ``value`` from everything this environment reports from now on (``component``: whose it is; it is
+        forgotten with that component's teardown)."""
         self.materialize()
-        line = json.dumps({"label": label, "value": value}) + "\n"
+        self._record_secret({"label": label, "value": value, **({"component": component} if component else {})})
+
+    def _record_secret(self, entry: dict[str, Any]) -> None:
+        line = json.dumps(entry) + "\n"
         private.append_private(self.private_dir() / "secrets.jsonl", line)  # 0600 before the secret is written
 
     def secret_values(self) -> list[str]:
-        """Every secret value any component of this environment generated or reported."""
-        values: list[str] = []
-        try:
-            with open(self.dir / "secrets.jsonl") as fh:
-                values += [json.loads(line)["value"] for line in fh if line.strip()]
-        except FileNotFoundError:
-            pass
+        """Every secret value of this environment: generated or reported by a component, or a secret setting."""
+        values = [entry["value"] for entry in _secret_entries(self.dir)]
         for state in self.states().values():
             if state.get("facts"):
                 values += Facts.from_json(state["facts"]).secret_values()
+        values += [v for v in secret_settings(self.settings).values() if v != MASK]
         return values
 
-    def forget_secrets(self) -> None:
-        """After teardown and the last report: no generated password stays on disk (facts keep a mask)."""
-        for name, state in self.states().items():
-            if state.get("facts", {}).get("secrets"):
-                facts = Facts.from_json(state["facts"])
+    def forget_secrets(self, keep: Iterable[str] = ()) -> list[str]:
+        """After teardown and the last report: no secret stays on disk, but those of the components in ``keep``
+        (what a failed teardown left standing, whose retry needs them) and, while any is kept, secret settings.
+
+        Facts keep a mask; every other file of the state directory (logs, work/, the journal) is scrubbed of every
+        form of the secrets forgotten. Returns the problems met (a file that could be neither scrubbed nor removed).
+        """
+        keep = set(keep)
+        states = self.states()
+        entries = _secret_entries(self.dir)
+        kept = [e for e in entries if e.get("component") in keep or (keep and not e.get("component"))]
+        forgotten = [e["value"] for e in entries if e not in kept]
+        for name, state in states.items():
+            facts = Facts.from_json(state.get("facts") or {})
+            if name not in keep and facts.secret_values():
+                forgotten += facts.secret_values()
                 self._set_state(name, facts=Facts(facts.masked(), secrets=facts.secret_keys).to_json())
-        (self.dir / "secrets.jsonl").unlink(missing_ok=True)
+        if not keep:
+            forgotten += [v for v in secret_settings(self.settings).values() if v != MASK]
+        path = self.dir / "secrets.jsonl"
+        if kept:
+            private.write_private(path, "".join(json.dumps(e) + "\n" for e in kept))
+        else:
+            path.unlink(missing_ok=True)
+        remaining = {e["value"] for e in kept}
+        for name in keep:
+            remaining.update(Facts.from_json(states.get(name, {}).get("facts") or {}).secret_values())
+        return scrub_tree(self.dir, Redactor(v for v in forgotten if v not in remaining), skip=[path])
 
     def redactor(self) -> Redactor:
-        return Redactor(self.secret_values())
+        """A redactor of every secret of this environment known now (one per state of the secrets' files)."""
+        key = (_file_key(self.dir / "secrets.jsonl"), _dir_key(self.dir / "components"), tuple(self.settings.items()))
+        cached = self._redactor
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        redactor = Redactor(self.secret_values())
+        self._redactor = (key, redactor)
+        return redactor
 
     def owner_alive(self) -> bool:
         return owner_alive(self.meta)
@@ -277,6 +317,43 @@ def owner_alive(meta: Mapping[str, Any]) -> bool:
     # A zombie is dead: a controller killed by SIGKILL stays one until its parent reaps it, and `reap` run at
     # once (a Jenkins `post { always }` step) must not wait for that.
     return processes.ProcessRecord(int(owner.get("pid", 0)), owner.get("start_time") or 0).alive()
+
+
+def secret_settings(settings: Mapping[str, str]) -> dict[str, str]:
+    """The settings whose key names a secret (``broker_admin_password``), with a value."""
+    return {k: str(v) for k, v in settings.items() if v and secret_like(k)}
+
+
+def _secret_entries(env_dir: Path) -> list[dict[str, Any]]:
+    try:
+        with open(env_dir / "secrets.jsonl") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def _file_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def _dir_key(path: Path) -> tuple[Any, ...]:
+    """What changes whenever a file of ``path`` is written (each write replaces the file: a new inode)."""
+    found = []
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                try:
+                    info = entry.stat()
+                except FileNotFoundError:  # a temporary file, renamed meanwhile
+                    continue
+                found.append((entry.name, info.st_ino, info.st_size, info.st_mtime_ns))
+    except FileNotFoundError:
+        pass
+    return tuple(sorted(found))
 
 
 def read_meta(env_dir: Path) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def _component(env: "Environment", name: str) -> str:
         facts = Facts.from_json(state.get("facts") or {})
         text = env.component_class(name)().diagnose(env.context(name), facts) or "(no diagnosis)"
     except Exception as exc:  # noqa: BLE001 - a diagnosis that fails must not hide the test's own failure
-        log.warning("diagnose of %s failed: %s", name, exc)
+        log.warning("diagnose of %s failed: %s", name, env.redactor().redact(str(exc)))
         text = f"(diagnose failed: {type(exc).__name__}: {exc})"
     if len(text) > MAX_CHARS:
         text = "... (cut)\n" + text[-MAX_CHARS:]

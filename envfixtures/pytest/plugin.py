@@ -7,20 +7,28 @@ run reports, and where), :mod:`envfixtures.pytest.evidence` and :mod:`envfixture
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
 
-from envfixtures.core.environment import TORN_DOWN, Environment
+from envfixtures import lifecycle
+from envfixtures.core.environment import TEARDOWN_FAILED, TORN_DOWN, Environment
 from envfixtures.core.errors import ConfigError, EnvfixturesError
 from envfixtures.core.facts import Facts
+from envfixtures.core.redaction import redacting_output
 from envfixtures.pytest import config as settings_mod
 from envfixtures.pytest import promotion, reports, static
 from envfixtures.pytest.run import WORKER_KEY, Run, is_worker
 
+log = logging.getLogger(__name__)
+
 RUN_KEY = pytest.StashKey[Run]()
 RESULTS_KEY = pytest.StashKey[reports.Results]()
+OUTPUT_KEY = pytest.StashKey[contextlib.ExitStack]()
 DESELECTED_KEY = "envfixtures_deselected"  # xdist workeroutput: how many items a worker deselected
 
 
@@ -74,6 +82,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     run = session.config.stash.get(RUN_KEY, None)
+    if run is not None:
+        _redact_live_output(session.config, run)
     if run is not None and not is_worker(session.config):
         narrowed = promotion.selection_narrowed(session.config.option)
         session.config.stash[RESULTS_KEY] = reports.Results(narrowed=narrowed)
@@ -93,15 +103,36 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     results = session.config.stash.get(RESULTS_KEY, None)
     if results is not None:  # after the teardown: the reports show its timeline and its problems
         session.config.get_terminal_writer().line(reports.write(session.config, run, results, session.exitstatus))
-    if run.owner and run.env.exists and run.env.meta.get("status") == TORN_DOWN:
-        run.env.forget_secrets()  # every report is written and redacted: the passwords may go
+    _forget(run)  # every report is written and redacted: the secrets may go
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """The safety net: a run that never reached sessionfinish still tears down what it owns."""
+    """The safety net: a run that never reached sessionfinish still tears down what it owns, and forgets its secrets."""
     run = config.stash.get(RUN_KEY, None)
     if run is not None and not is_worker(config):
         run.finish()
+        _forget(run)
+    output = config.stash.get(OUTPUT_KEY, None)
+    if output is not None:
+        output.close()
+
+
+def _forget(run: Run) -> None:
+    """The secrets of an environment this run owned and tore down go from disk, but those of what its teardown left
+    standing (``teardown_failed``): ``envfixtures down`` retries with them, and forgets them once it succeeds."""
+    if run.owner and run.env.exists and run.env.meta.get("status") in (TORN_DOWN, TEARDOWN_FAILED):
+        for problem in lifecycle.forget(run.env):
+            log.warning("%s", problem)
+
+
+def _redact_live_output(config: pytest.Config, run: Run) -> None:
+    """What reaches the terminal or a file past the test reports: live logs (``log_cli``, ``--log-file``) and, with
+    ``-s`` (no capture), what the tests print through ``sys.stdout`` and ``sys.stderr``."""
+    reports.redact_live_output(config, run.env.redactor)
+    if config.option.capture == "no" and OUTPUT_KEY not in config.stash:
+        stack = contextlib.ExitStack()
+        stack.enter_context(redacting_output(run.env.redactor))
+        config.stash[OUTPUT_KEY] = stack
 
 
 @pytest.fixture(scope="session")
@@ -116,8 +147,9 @@ def envfixtures_env(request: pytest.FixtureRequest) -> Environment:
 def _component_fixture(name: str) -> Callable[..., Facts]:
     def fixture(self: object, envfixtures_env: Environment, pytestconfig: pytest.Config) -> Facts:
         # Builds take a while: let their progress lines reach the terminal instead of the test's capture.
+        # What a build prints there is redacted (a component's own print of a password it was given).
         capman = pytestconfig.pluginmanager.get_plugin("capturemanager")
-        with capman.global_and_fixture_disabled():
+        with capman.global_and_fixture_disabled(), redacting_output(envfixtures_env.redactor):
             return envfixtures_env.ensure(name)
 
     fixture.__name__ = name
@@ -156,9 +188,18 @@ class _RunPlugin:
             status = self.config.hook.pytest_report_teststatus(report=report, config=self.config)
             self.results.add(report, status[0] if status else "")
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if self.run is not None and report.failed:
+            reports.redact_report(report, self.run.env.redactor())
         if self.results is not None and report.failed:
             self.results.add_collect_error(report)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_warning_recorded(self, warning_message: warnings.WarningMessage) -> None:
+        """Before the terminal's warnings summary shows it."""
+        if self.run is not None:
+            reports.redact_warning(warning_message, self.run.env.redactor())
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         if self.results is not None:

@@ -20,14 +20,16 @@ import logging
 import os
 import re
 import time
+import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from envfixtures.core.redaction import Redactor
+from envfixtures.core.redaction import RedactingFormatter, Redactor
 from envfixtures.pytest import evidence, promotion, summary
 
 if TYPE_CHECKING:
@@ -40,8 +42,8 @@ REASON_CHARS = 400
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 
 
-def redact_report(report: pytest.TestReport, redactor: Redactor) -> None:
-    """Mask secrets in a test report's failure text and captured sections, in place.
+def redact_report(report: pytest.TestReport | pytest.CollectReport, redactor: Redactor) -> None:
+    """Mask secrets in a test report's failure text, captured sections and user properties, in place.
 
     The failure's structure is kept (pytest's repr objects are dataclasses of strings), so the JUnit
     ``message`` stays the one-line crash message; a repr of another kind becomes its redacted text.
@@ -50,14 +52,31 @@ def redact_report(report: pytest.TestReport, redactor: Redactor) -> None:
         return
     if report.longrepr is not None:
         text = str(report.longrepr)
-        if redactor.redact(text) != text:
+        if redactor.finds(text):
             try:
                 report.longrepr = _redact_structure(report.longrepr, redactor)
             except (TypeError, AttributeError, dataclasses.FrozenInstanceError):
                 report.longrepr = redactor.redact(text)
-            if redactor.redact(str(report.longrepr)) != str(report.longrepr):
+            if redactor.finds(str(report.longrepr)):  # a secret cut between two of its strings
                 report.longrepr = redactor.redact(str(report.longrepr))
     report.sections = [(title, redactor.redact(content)) for title, content in report.sections]
+    properties = getattr(report, "user_properties", None)
+    if properties:  # record_property: JUnit <property> elements
+        report.user_properties = [(name, _redact_value(value, redactor)) for name, value in properties]
+
+
+def redact_warning(warning: warnings.WarningMessage, redactor: Redactor) -> None:
+    """Mask secrets in a warning's message, in place, before the terminal's warnings summary shows it."""
+    text = str(warning.message)
+    if redactor and redactor.finds(text):
+        warning.message = Warning(redactor.redact(text))  # its category (``warning.category``) stays as it was
+
+
+def _redact_value(value: Any, redactor: Redactor) -> Any:
+    if isinstance(value, str) or not isinstance(value, (int, float, bool, type(None))):
+        text = str(value)
+        return redactor.redact(text) if redactor.finds(text) else value
+    return value
 
 
 def _redact_structure(value: Any, redactor: Redactor) -> Any:
@@ -202,8 +221,10 @@ def complete_junit(config: pytest.Config, run: "Run", results: "Results", redact
 
     tree = ET.parse(path)
     root = tree.getroot()
+    _redact_tree(root, redactor)  # every text and attribute (record_testsuite_property too)
     suite = root if root.tag == "testsuite" else root.find("testsuite")
     if suite is None:
+        tree.write(path, encoding="utf-8", xml_declaration=True)
         return
     env = run.env
     properties = suite.find("properties")
@@ -229,6 +250,18 @@ def complete_junit(config: pytest.Config, run: "Run", results: "Results", redact
             out.text = _XML_ILLEGAL.sub("?", redactor.redact(f"{header}\n{failure.evidence}\n"))
             done.add(failure.nodeid)
     tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
+def _redact_tree(root: Any, redactor: Redactor) -> None:
+    if not redactor:
+        return
+    for element in root.iter():
+        if element.text:
+            element.text = redactor.redact(element.text)
+        if element.tail:
+            element.tail = redactor.redact(element.tail)
+        for name, value in list(element.attrib.items()):
+            element.set(name, redactor.redact(value))
 
 
 #: Characters XML 1.0 cannot carry (pytest's junitxml escapes them too).
@@ -261,8 +294,9 @@ def write(config: pytest.Config, run: "Run", results: Results, exitstatus: int) 
         provenance=run.provenance(),
         teardown_problems=run.teardown_problems,
     )
-    view = build_view(run, results, refusals)
     redactor = env.redactor()
+    # Redacted before rendering as well as after: Markdown and HTML escape the text they show.
+    view = _redact_structure(build_view(run, results, refusals), redactor)
     complete_junit(config, run, results, redactor)
     out = reports_dir(config)
     out.mkdir(parents=True, exist_ok=True)
@@ -322,6 +356,19 @@ def _build_outcome(state: dict[str, Any]) -> str:
     if state.get("error"):
         return "failed"
     return str(state.get("status", "?"))
+
+
+def redact_live_output(config: pytest.Config, source: Callable[[], Redactor]) -> None:
+    """Redact what pytest's live logging (``log_cli``) and ``--log-file`` write, as they write it.
+
+    Their formatters are wrapped (the records are left alone: ``caplog`` sees what was logged; the captured log
+    sections are redacted with the report).
+    """
+    plugin = config.pluginmanager.get_plugin("logging-plugin")
+    for name in ("log_cli_handler", "log_file_handler"):
+        handler = getattr(plugin, name, None)
+        if isinstance(handler, logging.Handler):
+            RedactingFormatter.install(handler, source)
 
 
 def _write(path: Path, text: str, redactor: Redactor) -> None:

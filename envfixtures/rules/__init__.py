@@ -18,30 +18,18 @@ reasons, and which are turned off).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from envfixtures.core.errors import TemplateError
-
-#: Keys whose value is a secret when literal (matched case-insensitively, anywhere in the key).
-SECRET_KEY_WORDS = (
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "apikey",
-    "api_key",
-    "api-key",
-    "credential",
-    "passphrase",
-    "privatekey",
-    "private_key",
+from envfixtures.core.redaction import (  # noqa: F401 - part of this module's interface: the rules use them
+    NOT_SECRET_KEYS,
+    NOT_SECRET_LAST_WORDS,
+    SECRET_KEY_WORDS,
+    key_words,
+    secret_like,
 )
-#: Keys that contain such a word and are not secrets.
-NOT_SECRET_KEYS = frozenset({"httptokens", "secret_ref", "secretsmanagersecretid"})
-
 
 ERROR, WARNING = "error", "warning"
 
@@ -68,34 +56,6 @@ class Finding:
 def from_error(exc: TemplateError, rule: str) -> Finding:
     """A finding from a :class:`TemplateError` raised by a loader or validator."""
     return Finding(exc.path, exc.where, rule, exc.problem)
-
-
-#: The last word of a key that names *where* a secret is, or something about it, not the secret itself
-#: (``ParentSecretStack``, ``DbSecretArn``, ``TokenLength``, ``PASSWORD_FILE``).
-NOT_SECRET_LAST_WORDS = frozenset(
-    {"stack", "arn", "id", "ids", "name", "names", "length", "policy", "type", "enabled", "version", "kmskeyid"}
-    | {"file", "path", "ref", "url", "uri", "rotation", "template", "string"}
-)
-_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-
-
-def key_words(key: object) -> list[str]:
-    """``ParentSecretStack`` -> parent, secret, stack; ``DB_PASSWORD_FILE`` -> db, password, file."""
-    return [w.lower() for w in _WORDS.findall(str(key))]
-
-
-def secret_like(key: object) -> bool:
-    """Whether ``key`` names a secret (``DbPassword``, ``API_TOKEN``, ``client-secret`` ...).
-
-    Not a key whose last word says it names a stack, an ARN, an id, a file ... (``ParentSecretStack``).
-    """
-    lowered = str(key).lower()
-    if lowered in NOT_SECRET_KEYS:
-        return False
-    if not any(word in lowered for word in SECRET_KEY_WORDS):
-        return False
-    words = key_words(key)
-    return not (len(words) > 1 and words[-1] in NOT_SECRET_LAST_WORDS)
 
 
 def report(findings: Iterable[Finding]) -> str:
