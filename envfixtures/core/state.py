@@ -326,10 +326,11 @@ def secret_settings(settings: Mapping[str, str]) -> dict[str, str]:
 
 def _secret_entries(env_dir: Path) -> list[dict[str, Any]]:
     try:
-        with open(env_dir / "secrets.jsonl") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+        fd = os.open(env_dir / "secrets.jsonl", os.O_RDONLY | os.O_NOFOLLOW)  # a link there is refused (ELOOP)
     except FileNotFoundError:
         return []
+    with os.fdopen(fd) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
 
 
 def _file_key(path: Path) -> tuple[int, int, int] | None:
