@@ -1,0 +1,163 @@
+"""A kept environment on a shared agent, tried by another local user (``nobody``, through ``setpriv``).
+
+The other user gets 401 or 403 from every local API of the environment — Marathon, the AWS endpoint, RabbitMQ's
+management API — for reads and writes alike, runs no command through Marathon, reads no file of the
+environment's state, and finds no generated secret in any process's command line or environment it can read.
+The probe is a stdlib-only script run by Debian's ``/usr/bin/python3`` (the gate's interpreter may live in a
+private home); it prints counts and statuses, never a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from envfixtures.core import config
+from envfixtures.core.environment import Environment
+from envfixtures.core.processes import find_marked
+from envfixtures.drivers.marathon.client import MarathonClient
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = "/usr/bin/python3"
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None or not Path(PYTHON).exists(),
+    reason="needs root, setpriv and /usr/bin/python3 to act as another local user",
+)
+
+PROBE = r"""
+import json, os, sys, urllib.request, urllib.error
+
+job = json.load(sys.stdin)
+out = {}
+
+def status(method, url, body=None, headers=None):
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError as exc:
+        return f"no answer: {type(exc).__name__}"
+
+app = json.dumps({"id": "/intruder", "cmd": "touch " + job["marker"], "instances": 1}).encode()
+out["marathon"] = {
+    "GET /v2/apps": status("GET", job["marathon"] + "/v2/apps"),
+    "GET /v2/info": status("GET", job["marathon"] + "/v2/info"),
+    "POST /v2/apps json": status("POST", job["marathon"] + "/v2/apps", app, {"Content-Type": "application/json"}),
+    "POST /v2/apps text": status("POST", job["marathon"] + "/v2/apps", app, {"Content-Type": "text/plain"}),
+}
+out["aws"] = {
+    "ListBuckets": status("GET", job["aws"] + "/"),
+    "DescribeStacks": status("POST", job["aws"] + "/", b"Action=DescribeStacks&Version=2010-05-15",
+                             {"Content-Type": "application/x-www-form-urlencoded"}),
+    "PutObject": status("PUT", job["aws"] + "/" + job["bucket"] + "/intruder.tar.gz", b"x"),
+    "moto-api reset": status("POST", job["aws"] + "/moto-api/reset"),
+}
+out["rabbitmq"] = {
+    "GET /api/overview": status("GET", job["management"] + "/api/overview"),
+    "PUT /api/vhosts/intruder": status("PUT", job["management"] + "/api/vhosts/intruder", b"{}",
+                                       {"Content-Type": "application/json"}),
+}
+readable, listed = [], []
+for top, dirs, files in os.walk(job["state"]):
+    listed.append(top)
+    for name in files:
+        try:
+            with open(os.path.join(top, name), "rb") as fh:
+                fh.read(1)
+            readable.append(os.path.relpath(os.path.join(top, name), job["state"]))
+        except OSError:
+            pass
+out["state"] = {"listed": len(listed), "readable": readable}
+found, environs = [], 0
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    for kind in ("cmdline", "environ"):
+        try:
+            with open(f"/proc/{pid}/{kind}", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        environs += kind == "environ"
+        found += [f"{pid}/{kind}" for secret in job["secrets"] if secret.encode() in data]
+out["processes"] = {"secrets_found": found, "environs_read": environs}
+json.dump(out, sys.stdout)
+"""
+
+
+@pytest.fixture(scope="module")
+def kept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environment]:
+    """A kept environment whose state home another user can reach (a world-traversable /tmp directory): only the
+    environment's own protections stand between the two."""
+    base = Path(tempfile.mkdtemp(prefix="envfixtures-shared-", dir="/tmp"))
+    base.chmod(0o755)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    env = Environment(
+        name="ef-0123456-shrd", sha=sha.strip(), backend="local", root=ROOT, home=base / ".envfixtures",
+        settings={"broker_nodes": "1", "quiet": "true"}, config=config.find(ROOT),
+        components=["aws", "database", "broker", "topology", "scheduler"],
+    )  # fmt: skip
+    env.description = env.describe(kept=True)
+    try:
+        for component in ("topology", "scheduler", "aws", "database"):
+            env.ensure(component)
+        env.update_meta(kept=True, status="kept")
+        yield env
+    finally:
+        env.teardown()
+        env.forget_secrets()
+        assert find_marked(env.name) == []
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def probe(env: Environment, marker: Path) -> dict:
+    aws, broker, scheduler = env.facts("aws"), env.facts("broker"), env.facts("scheduler")
+    job = {
+        "marathon": scheduler["url"],
+        "aws": aws["endpoint_url"],
+        "bucket": aws["endpoints"]["artifact_bucket"],
+        "management": broker["management_url"],
+        "state": str(env.home),
+        "marker": str(marker),
+        "secrets": env.secret_values(),
+    }
+    assert len(job["secrets"]) >= 5, "the generated passwords of the broker, database, topology, scheduler, aws"
+    done = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--reset-env", PYTHON, "-c", PROBE],
+        input=json.dumps(job), capture_output=True, text=True, timeout=120, cwd="/",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_another_local_user_can_do_nothing_with_a_kept_environment(kept: Environment, tmp_path: Path) -> None:
+    marker = Path(tempfile.mkdtemp(prefix="envfixtures-probe-", dir="/tmp")) / "owned"
+    marker.parent.chmod(0o777)  # the intruder could write it, if a command of theirs ran
+    try:
+        seen = probe(kept, marker)
+        for api in ("marathon", "aws", "rabbitmq"):
+            refused = {call: code for call, code in seen[api].items() if code not in (401, 403)}
+            assert not refused, f"{api} answered another user: {refused}"
+        assert seen["state"]["readable"] == [], "files of the environment readable by another user"
+        assert seen["state"]["listed"] <= 1, "no directory below the state home can be listed"
+        assert seen["processes"]["secrets_found"] == [], "a secret readable in a process's command line or environ"
+        assert not marker.exists(), "a command of the other user ran"
+        apps = MarathonClient.from_facts(kept.facts("scheduler")).list_apps()
+        assert [a.id for a in apps] == [], "the other user's app was created"
+        overview = requests.get(
+            f"{kept.facts('broker')['management_url']}/api/vhosts",
+            auth=(kept.facts("broker")["admin_user"], kept.facts("broker")["admin_password"]),
+            timeout=10,
+        )
+        assert "intruder" not in {v["name"] for v in overview.json()}
+    finally:
+        shutil.rmtree(marker.parent, ignore_errors=True)
