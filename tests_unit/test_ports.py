@@ -327,7 +327,12 @@ def test_a_second_user_gets_a_registry_of_their_own(tmp_path: Path, monkeypatch:
         assert ports.registry_dir() == base / "envfixtures-0"
         code = "from envfixtures.core import ports; print(ports.free_port()); print(ports.registry_dir())"
         env = {"PATH": os.environ["PATH"], "TMPDIR": str(base), "XDG_RUNTIME_DIR": str(runtime)}
-        env["PYTHONPATH"] = str(Path(ports.__file__).parents[2])
+        # The checkout may sit in a private home (/root on Debian): nobody imports a copy of the package.
+        shutil.copytree(Path(ports.__file__).parents[1], base / "pkg" / "envfixtures",
+                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+        for path in [base / "pkg", *(base / "pkg").rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        env["PYTHONPATH"] = str(base / "pkg")
         done = subprocess.run(
             ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", python, "-c", code],
             capture_output=True, text=True, env=env, timeout=60,
