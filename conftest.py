@@ -7,6 +7,7 @@ entry point, so a platform's own repository gets it by installing envfixtures, w
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pika
 import pytest
@@ -28,6 +29,16 @@ def amqp_parameters(topology: Facts) -> pika.ConnectionParameters:
         retry_delay=0.5,
         blocked_connection_timeout=30,
     )
+
+
+@pytest.fixture
+def live_work_queues(envfixtures_env: Any) -> Iterator[None]:
+    """Held, across xdist workers, by a test that takes messages off the platform's live work queues and by one that
+    stops their consumer: the two must not overlap. A message taken and put back counts as a delivery, and the
+    queues' policy dead-letters a message past its delivery limit, so orders waiting for a stopped worker would
+    be lost to the other test's looking."""
+    with envfixtures_env.lock("live-work-queues", timeout=600, what="using the platform's live work queues"):
+        yield
 
 
 @pytest.fixture

@@ -28,7 +28,9 @@ from envfixtures.core.waiting import wait_for
 pytestmark = pytest.mark.fault
 
 
-def test_killing_the_worker_task_loses_no_order(create, base_url, apps, scheduler, envfixtures_env) -> None:
+def test_killing_the_worker_task_loses_no_order(
+    create, base_url, apps, scheduler, envfixtures_env, live_work_queues: None
+) -> None:
     worker_id = worker_app(apps)
     before = wait_for(lambda: [t for t in app_tasks(scheduler, worker_id) if healthy(t)],
                       what=f"a healthy task of {worker_id}", timeout=RELAUNCH_TIMEOUT)  # fmt: skip

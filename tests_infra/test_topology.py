@@ -101,7 +101,7 @@ def arrivals(ch, desired: defs.Definitions, msg_id: str) -> set[str]:
 
 @pytest.mark.parametrize("binding", DESIRED.bindings, ids=_binding_id)
 def test_topology_binding_delivers_to_its_queue_and_nowhere_else(
-    channel, desired: defs.Definitions, binding: dict
+    channel, desired: defs.Definitions, binding: dict, live_work_queues: None
 ) -> None:
     source_type = desired.exchanges[binding["source"]]["type"]
     key = topo.sample_routing_key(binding, source_type)
@@ -126,7 +126,9 @@ def test_topology_binding_delivers_to_its_queue_and_nowhere_else(
 
 
 @pytest.mark.parametrize("queue", DEAD_LETTERED)
-def test_topology_rejected_message_lands_in_dead_letter_queue(channel, desired: defs.Definitions, queue: str) -> None:
+def test_topology_rejected_message_lands_in_dead_letter_queue(
+    channel, desired: defs.Definitions, queue: str, live_work_queues: None
+) -> None:
     args = desired.queues[queue]["arguments"]
     dlx, dl_key = args["x-dead-letter-exchange"], args.get("x-dead-letter-routing-key", queue)
     dlqs = topo.route(desired, dlx, dl_key)
