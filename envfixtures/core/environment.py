@@ -75,9 +75,13 @@ class Environment(EnvironmentState):
         self._stopping = False
         self._builders: set[threading.Thread] = set()
 
-    def _refuse_if_stopping(self, what: str) -> None:
-        if self._stopping or self.meta.get("status") in (TEARING_DOWN, TORN_DOWN):
-            raise BuildError(f"{self.name} is being torn down: {what} not started")
+    def _refuse_to_late_builds(self, what: str) -> None:
+        """A build still running on a thread of this process once the run's end began (:meth:`stop_builds`) starts
+        and records nothing more (a component's own teardown, on the thread that tears down, still may)."""
+        with self._guard:
+            late = self._stopping and threading.current_thread() in self._builders
+        if late:
+            raise BuildError(f"{self.name} is being torn down: {what} refused to a build still running")
 
     def spawn(
         self,
@@ -91,7 +95,9 @@ class Environment(EnvironmentState):
     ) -> processes.Process:
         """Start a process of ``component`` in its own session, journaled before it starts; see
         :class:`~envfixtures.core.processes.Process`."""
-        self._refuse_if_stopping(f"{component}/{name}")
+        self._refuse_to_late_builds(f"{component}/{name}")
+        if self.meta.get("status") in (TEARING_DOWN, TORN_DOWN):
+            raise BuildError(f"{self.name} is being torn down: {component}/{name} not started")
         self.private_dir("logs")  # 0700 before the process's log is created in it
         return processes.spawn(
             self.journal,
@@ -137,16 +143,15 @@ class Environment(EnvironmentState):
         ]
 
     def record(self, component: str, kind: str, **data: Any) -> None:
-        """Journal a resource that is not a process (a stack, a vhost) before creating it; refused (the caller must
-        not create it) once the environment's teardown began."""
-        self._refuse_if_stopping(f"{component}'s {kind}")
+        """Journal a resource that is not a process (a stack, a vhost) before creating it; refused to a build still
+        running once the run's end began (it must not create the resource)."""
+        self._refuse_to_late_builds(f"{component}'s {kind}")
         self.journal.append({"kind": kind, "component": component, **data})
 
     def add_secret(self, label: str, value: str, *, component: str | None = None) -> None:
-        """See :meth:`EnvironmentState.add_secret`; refused to a build still running once this process's teardown
-        began (its secrets would outlive the teardown's scrub)."""
-        if self._stopping:
-            raise BuildError(f"{self.name} is being torn down: {label} not recorded")
+        """See :meth:`EnvironmentState.add_secret`; refused to a build still running once the run's end began (its
+        secrets would outlive the teardown's scrub)."""
+        self._refuse_to_late_builds(f"the secret {label!r}")
         super().add_secret(label, value, component=component)
 
     def component_class(self, component: str) -> type[Component]:
@@ -244,9 +249,10 @@ class Environment(EnvironmentState):
         with self._lock:
             if component in self._facts:
                 return self._facts[component]
-        if self._stopping:
-            raise ComponentFailed(component, STOPPED)
-        self.materialize()
+        with self._guard:  # the state directory is not created once the run's end began (see stop_builds)
+            if self._stopping:
+                raise ComponentFailed(component, STOPPED)
+            self.materialize()
         cls = self.component_class(component)
         requires = self.requirements(component, cls)
         if requires:
@@ -335,9 +341,9 @@ class Environment(EnvironmentState):
         self.progress(f"built {component} in {ended - started:.1f}s")
         return facts
 
-    def _stop_builds(self) -> None:
+    def stop_builds(self) -> None:
         """From now on no build of this process starts a process, records a resource or a secret, or writes a
-        component's state: the teardown owns the environment."""
+        component's state: the end of the run (its teardown, or its keeping) owns the environment."""
         with self._guard:
             self._stopping = True
 
@@ -360,7 +366,7 @@ class Environment(EnvironmentState):
         environment is ``torn_down`` only when there were none.
         """
         problems: list[str] = []
-        self._stop_builds()  # a build on another thread of this process starts nothing from now on
+        self.stop_builds()  # a build on another thread of this process starts nothing from now on
         if not self.exists:
             return problems  # nothing was ever built
         with self.lock("_teardown", timeout=LOCK_TIMEOUT, what="teardown", hint="another teardown of it is running"):

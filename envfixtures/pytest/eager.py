@@ -132,8 +132,13 @@ def start(session: pytest.Session, run: Run) -> EagerBuilds | None:
 
 
 def finish(builds: EagerBuilds | None, *, interrupted: bool) -> None:
-    """At the end of the session: wait for the eager builds unless the run was interrupted."""
-    if builds is not None and not interrupted:
+    """At the end of the session: wait for the eager builds, unless the run was interrupted: then they start
+    nothing more (the threads end with the process; the teardown stops what they started)."""
+    if builds is None:
+        return
+    if interrupted:
+        builds.env.stop_builds()
+    else:
         builds.wait()
 
 
