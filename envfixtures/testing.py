@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
+import time
 
 from envfixtures.core.component import Component
 from envfixtures.core.errors import BuildError
@@ -35,8 +35,13 @@ class Sleeper(Component):
         (ctx.workdir() / "sleeper.conf").write_text(f"token = {SECRET}\npassword = {password}\n")
         if ctx.settings.sleeper_fail:
             raise BuildError(f"sleeper was told to fail (and its secret is {SECRET})")
-        # A slow build, to interrupt mid-way: waits on an event nobody sets, bounded by the setting.
-        threading.Event().wait(ctx.settings.sleeper_build_seconds)
+        # A slow build, to interrupt mid-way: waits as for a server's readiness, failing at once if its process
+        # exits (a teardown stopped it), as a real component's build would.
+        seconds = ctx.settings.sleeper_build_seconds
+        done = time.monotonic() + seconds
+        process.wait_ready(
+            lambda: time.monotonic() >= done, what="the sleeper's build", timeout=seconds + 60, max_delay=0.2
+        )
         if password:  # first, so that a repr of the facts cut short shows the start of it
             return Facts(
                 {"password": password, "pid": process.pid, "token": SECRET, "versions": {"sleep": "600"}},

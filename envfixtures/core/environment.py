@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,32 @@ LOCK_TIMEOUT = 600
 # build), env.json's for ``state.META_LOCK_TIMEOUT``.
 #: How :func:`prune` renames a state directory before removing it (``envs/.pruning-NAME.PID.NS``).
 PRUNING = ".pruning-"
+#: Seconds a teardown waits, once the environment's processes are stopped, for the builds still running on other
+#: threads of its own process (eager builds, requirements) to end, before it removes and scrubs the state directory.
+BUILDS_STOP_TIMEOUT = 5.0
+#: The cause a build gets when the teardown of its own process began while it ran.
+STOPPED = "the environment is being torn down"
 
 
 class Environment(EnvironmentState):
     """One environment of one run (or of several runs, when kept and reused): its state, and its build graph."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Builds on other threads of this process (eager builds, requirements) against this process's teardown:
+        # once ``_stopping`` is set (under ``_guard``), no build starts a process, records a resource or a secret,
+        # or writes a component's state; the teardown waits for the threads in ``_builders`` (bounded).
+        self._guard = threading.Lock()
+        self._stopping = False
+        self._builders: set[threading.Thread] = set()
+
+    def _refuse_to_late_builds(self, what: str) -> None:
+        """A build still running on a thread of this process once the run's end began (:meth:`stop_builds`) starts
+        and records nothing more (a component's own teardown, on the thread that tears down, still may)."""
+        with self._guard:
+            late = self._stopping and threading.current_thread() in self._builders
+        if late:
+            raise BuildError(f"{self.name} is being torn down: {what} refused to a build still running")
 
     def spawn(
         self,
@@ -72,6 +95,7 @@ class Environment(EnvironmentState):
     ) -> processes.Process:
         """Start a process of ``component`` in its own session, journaled before it starts; see
         :class:`~envfixtures.core.processes.Process`."""
+        self._refuse_to_late_builds(f"{component}/{name}")
         if self.meta.get("status") in (TEARING_DOWN, TORN_DOWN):
             raise BuildError(f"{self.name} is being torn down: {component}/{name} not started")
         self.private_dir("logs")  # 0700 before the process's log is created in it
@@ -119,8 +143,16 @@ class Environment(EnvironmentState):
         ]
 
     def record(self, component: str, kind: str, **data: Any) -> None:
-        """Journal a resource that is not a process (a stack, a vhost) before creating it."""
+        """Journal a resource that is not a process (a stack, a vhost) before creating it; refused to a build still
+        running once the run's end began (it must not create the resource)."""
+        self._refuse_to_late_builds(f"{component}'s {kind}")
         self.journal.append({"kind": kind, "component": component, **data})
+
+    def add_secret(self, label: str, value: str, *, component: str | None = None) -> None:
+        """See :meth:`EnvironmentState.add_secret`; refused to a build still running once the run's end began (its
+        secrets would outlive the teardown's scrub)."""
+        self._refuse_to_late_builds(f"the secret {label!r}")
+        super().add_secret(label, value, component=component)
 
     def component_class(self, component: str) -> type[Component]:
         if component not in self.components:
@@ -206,33 +238,27 @@ class Environment(EnvironmentState):
             config_mod.check_paths(ctx.config, self.root, self.config.where(section=name))
             cls.check(ctx)
 
-    def ensure(self, component: str) -> Facts:
+    def ensure(self, component: str, *, eager: bool = False) -> Facts:
         """The facts of ``component``, building it and its requirements first if nobody has yet.
 
-        Requirements are built concurrently. Exactly one process builds a component; a component
-        whose build failed is not retried in this environment: :class:`ComponentFailed` carries the
-        recorded cause.
+        Requirements are built concurrently, each on a daemon thread: a Ctrl-C stops the waiting, not the process's
+        exit (see :meth:`teardown`). Exactly one process builds a component; a component whose build failed is not
+        retried in this environment: :class:`ComponentFailed` carries the recorded cause. ``eager``: built ahead of
+        the tests that need it (said so in its progress line).
         """
         with self._lock:
             if component in self._facts:
                 return self._facts[component]
-        self.materialize()
+        with self._guard:  # the state directory is not created once the run's end began (see stop_builds)
+            if self._stopping:
+                raise ComponentFailed(component, STOPPED)
+            self.materialize()
         cls = self.component_class(component)
         requires = self.requirements(component, cls)
         if requires:
-            pool = ThreadPoolExecutor(max_workers=len(requires), thread_name_prefix=f"build-{component}")
-            errors = {}
-            try:
-                futures = {req: pool.submit(self.ensure, req) for req in requires}
-                for req, fut in futures.items():
-                    try:
-                        fut.result()
-                    except EnvfixturesError as exc:
-                        errors[req] = exc
-            finally:
-                # On Ctrl-C, do not wait for the other builds: the teardown starts now, and ``spawn``
-                # refuses to start anything once it has.
-                pool.shutdown(wait=False, cancel_futures=True)
+            errors = _concurrently(
+                {req: (lambda req=req: self.ensure(req, eager=eager)) for req in requires}, f"build-{component}"
+            )
             if errors:
                 req, exc = next(iter(errors.items()))
                 cause = exc.cause if isinstance(exc, ComponentFailed) else str(exc)
@@ -246,13 +272,22 @@ class Environment(EnvironmentState):
                 raise ComponentFailed(component, state.get("error") or status)
             elif status == BUILDING:
                 # The lock is ours, so whoever was building died mid-build.
-                self._set_state(component, status=FAILED, error="its build was interrupted")
+                self._build_state(component, status=FAILED, error="its build was interrupted")
                 raise ComponentFailed(component, "its build was interrupted")
             else:
-                facts = self._build(component, cls)
+                facts = self._build(component, cls, eager=eager)
         with self._lock:
             self._facts[component] = facts
         return facts
+
+    def _build_state(self, component: str, **state: Any) -> bool:
+        """Write a build's state of ``component``, unless this process's teardown began (then it is the teardown's
+        to write): whether it was written."""
+        with self._guard:
+            if self._stopping:
+                return False
+            self._set_state(component, **state)
+            return True
 
     def _build_lock(self, component: str) -> private.Lock:
         """The lock of ``component``'s build: held while it builds, so waited for longer than a build takes."""
@@ -267,34 +302,60 @@ class Environment(EnvironmentState):
         with self._build_lock(component):
             state = self.component_state(component) or {}
             if state.get("status") != FAILED:
-                self._set_state(component, status=FAILED, error=cause, started=None, ended=time.time())
+                self._build_state(component, status=FAILED, error=cause, started=None, ended=time.time())
         raise ComponentFailed(component, cause)
 
-    def _build(self, component: str, cls: type[Component]) -> Facts:
+    def _build(self, component: str, cls: type[Component], *, eager: bool = False) -> Facts:
+        me = threading.current_thread()
+        with self._guard:
+            if self._stopping:
+                raise ComponentFailed(component, STOPPED)
+            self._builders.add(me)  # the teardown of this process waits for it (bounded)
+        try:
+            return self._run_build(component, cls, eager=eager)
+        finally:
+            with self._guard:
+                self._builders.discard(me)
+
+    def _run_build(self, component: str, cls: type[Component], *, eager: bool) -> Facts:
         started = time.time()
-        self._set_state(
-            component,
-            status=BUILDING,
-            started=started,
-            builder=os.getpid(),
-            impl=f"{cls.__module__}:{cls.__qualname__}",
-        )
-        self.progress(f"building {component} ...")
+        impl = f"{cls.__module__}:{cls.__qualname__}"
+        if not self._build_state(component, status=BUILDING, started=started, builder=os.getpid(), impl=impl):
+            raise ComponentFailed(component, STOPPED)
+        self.progress(f"building {component}{' (eager)' if eager else ''} ...")
         try:
             facts = cls().build(self.context(component, cls))
         except BaseException as exc:
             redactor = self.redactor()
             cause = redactor.redact(_one_line(exc))
             detail = redactor.redact(str(exc))[-4000:]  # the whole message (log tails) for the evidence
-            self._set_state(component, status=FAILED, error=cause, detail=detail, ended=time.time())
-            self.progress(f"FAILED {component} after {time.time() - started:.1f}s: {cause}")
+            if self._build_state(component, status=FAILED, error=cause, detail=detail, ended=time.time()):
+                self.progress(f"FAILED {component} after {time.time() - started:.1f}s: {cause}")
             if isinstance(exc, Exception):
                 raise ComponentFailed(component, cause) from None
             raise
         ended = time.time()
-        self._set_state(component, status=BUILT, facts=facts.to_json(), ended=ended, seconds=round(ended - started, 3))
+        state = {"status": BUILT, "facts": facts.to_json(), "ended": ended, "seconds": round(ended - started, 3)}
+        if not self._build_state(component, **state):
+            raise ComponentFailed(component, STOPPED)
         self.progress(f"built {component} in {ended - started:.1f}s")
         return facts
+
+    def stop_builds(self) -> None:
+        """From now on no build of this process starts a process, records a resource or a secret, or writes a
+        component's state: the end of the run (its teardown, or its keeping) owns the environment."""
+        with self._guard:
+            self._stopping = True
+
+    def _await_builds(self, timeout: float) -> list[str]:
+        """Wait (at most ``timeout`` seconds) for the builds still running on other threads of this process; once
+        their processes are stopped they fail fast. The names of the threads still running after that."""
+        deadline = time.monotonic() + timeout
+        with self._guard:
+            threads = [t for t in self._builders if t is not threading.current_thread()]
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return [t.name for t in threads if t.is_alive()]
 
     def teardown(self) -> list[str]:
         """Tear every component down in reverse build order, then stop whatever of the env is still alive.
@@ -305,6 +366,7 @@ class Environment(EnvironmentState):
         environment is ``torn_down`` only when there were none.
         """
         problems: list[str] = []
+        self.stop_builds()  # a build on another thread of this process starts nothing from now on
         if not self.exists:
             return problems  # nothing was ever built
         with self.lock("_teardown", timeout=LOCK_TIMEOUT, what="teardown", hint="another teardown of it is running"):
@@ -357,6 +419,11 @@ class Environment(EnvironmentState):
                 leftovers = processes.find_marked(self.name)
             if leftovers:
                 problems.append(f"processes of {self.name} survived teardown: {leftovers}")
+            # Builds on other threads of this process, their processes gone, fail fast: wait for them before their
+            # files go, so that none writes into the state directory after its scrub.
+            running = self._await_builds(BUILDS_STOP_TIMEOUT)
+            if running:
+                log.warning("%s: builds still running after its teardown: %s", self.name, ", ".join(running))
             for path in self.journal.directories():  # scratch directories: removed whatever the builds did
                 shutil.rmtree(path, ignore_errors=True)
                 self.journal.append({"kind": "directory", "path": path, "state": "removed"})
@@ -395,6 +462,36 @@ class Environment(EnvironmentState):
         the state directory scrubbed), but those of what the teardown left standing (default: :meth:`left_standing`);
         returns the problems met."""
         return super().forget_secrets(self.left_standing() if keep is None else keep)
+
+
+def _concurrently(calls: Mapping[str, Callable[[], object]], prefix: str) -> dict[str, BaseException]:
+    """Run each call on a daemon thread of its own and wait for all of them; the exceptions they raised, by key
+    (:class:`EnvfixturesError` only: any other is raised here, the first in order).
+
+    Daemon threads: on Ctrl-C the caller stops waiting and the teardown starts at once; a build still running on
+    one of them neither keeps the process alive (as an executor's threads would, joined at exit) nor, once the
+    teardown began, starts or records anything (:meth:`Environment.teardown`).
+    """
+    raised: dict[str, BaseException] = {}
+
+    def run(key: str, call: Callable[[], object]) -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            raised[key] = exc
+
+    threads = [
+        threading.Thread(target=run, args=item, name=f"{prefix}-{item[0]}", daemon=True) for item in calls.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ordered = {key: raised[key] for key in calls if key in raised}
+    for exc in ordered.values():
+        if not isinstance(exc, EnvfixturesError):
+            raise exc
+    return ordered
 
 
 def list_environments(home: Path) -> list[Environment]:

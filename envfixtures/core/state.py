@@ -85,6 +85,9 @@ class EnvironmentState:
         #: What the state file is written from (name, SHA, owner, dirty, kept); set by whoever names the env.
         self.description: dict[str, Any] | None = None
         self._facts: dict[str, Facts] = {}
+        #: where progress lines reach the terminal: stderr, or (set by the plugin) a copy of it that a test's
+        #: output capture does not redirect, for builds on background threads
+        self.progress_fd = 2
         self._lock = threading.Lock()
         self._redactor: tuple[Any, Redactor] | None = None
 
@@ -219,7 +222,7 @@ class EnvironmentState:
         private.append_private(self.private_dir("logs") / "progress.log", f"{time.strftime('%H:%M:%S')} {message}\n")
         if not self.options.quiet:
             try:
-                os.write(2, (line + "\n").encode())
+                os.write(self.progress_fd, (line + "\n").encode())
             except OSError:
                 pass
 

@@ -66,6 +66,14 @@ OPTIONS: list[tuple[str, str, str, str, str]] = [
         "env_branch",
         "branch name to put in the environment name (default: $BRANCH_NAME as Jenkins sets it, else none)",
     ),
+    (
+        "env_eager",
+        "--env-eager",
+        "ENVFIXTURES_EAGER",
+        "env_eager",
+        "true (the default): once collection is done, build what the selected tests need in the background; "
+        "false: each component when the first test that needs it starts",
+    ),
 ]
 
 
@@ -84,6 +92,8 @@ class Settings:
     values: dict[str, str] = field(default_factory=dict)
     #: the platform's configuration, ``[tool.envfixtures]`` of the pyproject.toml at or above the rootdir
     platform: PlatformConfig = field(default_factory=PlatformConfig)
+    #: build what the selection needs as soon as collection is done (:mod:`envfixtures.pytest.eager`)
+    eager: bool = True
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -144,6 +154,7 @@ def resolve(config: pytest.Config) -> Settings:
     reuse = checked("env_reuse", _env_name, None)
     home = checked("env_home", lambda v: (root / v).resolve(), root / ".envfixtures")
     branch = checked("env_branch", str, os.environ.get("BRANCH_NAME"))
+    eager = checked("env_eager", parse_bool, True)
     sha_value, sha_source = raw("env_sha")
     if sha_value is not None:
         sha = sha_value.strip().lower()
@@ -172,7 +183,7 @@ def resolve(config: pytest.Config) -> Settings:
             raise pytest.UsageError(
                 f"ini env_components: unknown component {name!r}; known: {', '.join(registry.COMPONENTS)}"
             )
-    return Settings(backend, sha, keep, reuse, home, root, branch, components, values, platform)
+    return Settings(backend, sha, keep, reuse, home, root, branch, components, values, platform, eager)
 
 
 def _hooked_components(config: pytest.Config) -> dict[str, Any]:

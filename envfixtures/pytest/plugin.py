@@ -21,12 +21,13 @@ from envfixtures.core.errors import ConfigError, EnvfixturesError
 from envfixtures.core.facts import Facts
 from envfixtures.core.redaction import redacting_output
 from envfixtures.pytest import config as settings_mod
-from envfixtures.pytest import promotion, reports, static
+from envfixtures.pytest import eager, promotion, reports, static
 from envfixtures.pytest.run import WORKER_KEY, Run, is_worker
 
 log = logging.getLogger(__name__)
 
 RUN_KEY = pytest.StashKey[Run]()
+EAGER_KEY = pytest.StashKey[eager.EagerBuilds]()
 RESULTS_KEY = pytest.StashKey[reports.Results]()
 OUTPUT_KEY = pytest.StashKey[contextlib.ExitStack]()
 DESELECTED_KEY = "envfixtures_deselected"  # xdist workeroutput: how many items a worker deselected
@@ -80,6 +81,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         items[:0] = static.items(session, run.env)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The selection is final (deselection is done): what it needs starts building (see :mod:`.eager`)."""
+    run = session.config.stash.get(RUN_KEY, None)
+    builds = eager.start(session, run) if run is not None else None
+    if builds is not None:
+        session.config.stash[EAGER_KEY] = builds
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     run = session.config.stash.get(RUN_KEY, None)
     if run is not None:
@@ -93,7 +102,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(RUN_KEY, None)
-    if run is None or is_worker(session.config):
+    if run is None:
+        return
+    # Before the teardown (a worker: before it exits, as another may wait for a build of its own eager ones).
+    eager.finish(session.config.stash.get(EAGER_KEY, None), interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+    if is_worker(session.config):
         return
     message = run.finish()
     if message:
@@ -115,6 +128,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     output = config.stash.get(OUTPUT_KEY, None)
     if output is not None:
         output.close()
+    eager.release(config.stash.get(EAGER_KEY, None))
 
 
 def _forget(run: Run) -> None:
@@ -154,8 +168,9 @@ def _component_fixture(name: str) -> Callable[..., Facts]:
 
     fixture.__name__ = name
     fixture.__doc__ = (
-        f"Facts of the {name!r} component (endpoints, ids, credentials), built on first use, "
-        "once per environment across xdist workers, its requirements first."
+        f"Facts of the {name!r} component (endpoints, ids, credentials), built once per environment across xdist "
+        "workers, its requirements first: from collection on when a selected test needs it (--env-eager), else on "
+        "first use."
     )
     return pytest.fixture(scope="session", name=name)(fixture)
 

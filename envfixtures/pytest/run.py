@@ -91,6 +91,9 @@ class Run:
         if self.finished:
             return None
         self.finished = True
+        # First: a build still running on a thread of this process (an eager one, after an interrupt) starts nothing
+        # more, and so cannot create the state directory after the check below.
+        self.env.stop_builds()
         if not self.env.exists:
             return None  # nothing was built, nothing to keep or tear down
         if self.settings.keep or self.settings.reuse:
