@@ -126,7 +126,7 @@ class ProcessRecord:
             return GONE
         if environ.get(MARKER) == self.marker:
             return None
-        return f"it does not carry {MARKER}={self.marker}"
+        return f"{UNMARKED} {MARKER}={self.marker}"
 
     def _uid_problem(self, proc: psutil.Process) -> str | None:
         if self.uid is None:
@@ -140,6 +140,10 @@ class ProcessRecord:
 
 #: :meth:`ProcessRecord.identity_problem` of a process that exited or whose PID now has another start time.
 GONE = "gone, or its PID now belongs to another process"
+#: How :meth:`ProcessRecord.identity_problem` begins for a live process without this environment's marker.
+UNMARKED = "it does not carry"
+#: Seconds :func:`spawn` waits until its child shows its marker (the kernel shows the new environment from the exec).
+MARKED_WAIT = 2.0
 
 
 def may_signal(record: ProcessRecord, what: str) -> bool:
@@ -356,7 +360,20 @@ def spawn(
          "uid": uid}
     )  # fmt: skip
     log.debug("started %s as pid %d", key, proc.pid)
+    _until_marked(record)
     return Process(key, proc, record, log_path)
+
+
+def _until_marked(record: ProcessRecord) -> None:
+    """Until the new process shows its marker, so that every identity check from now on recognises it (seen once,
+    on a fresh Debian root: a group checked at once after the spawn did not carry it yet, and was not stopped).
+    Bounded; a process that exits first, or cannot be read, ends the wait."""
+    deadline = time.monotonic() + MARKED_WAIT
+    while (problem := record.identity_problem()) is not None and problem.startswith(UNMARKED):
+        if time.monotonic() > deadline:
+            log.warning("pid %d does not show %s after %.0fs: %s", record.pid, MARKER, MARKED_WAIT, problem)
+            return
+        time.sleep(0.001)
 
 
 def standalone_spawner(directory: Path, marker: str, *, component: str = "standalone") -> Spawner:
