@@ -8,7 +8,6 @@ Both front ends use it: the pytest plugin (:mod:`envfixtures.pytest.run`) and th
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shlex
 import signal
@@ -23,7 +22,7 @@ from typing import Any
 import iniconfig
 
 from envfixtures.core import environment, naming
-from envfixtures.core.config import PlatformConfig
+from envfixtures.core.config import PlatformConfig, path_values
 from envfixtures.core.environment import TEARDOWN_FAILED, TEARING_DOWN, TORN_DOWN, Environment
 from envfixtures.core.errors import ConfigError, EnvfixturesError
 
@@ -68,15 +67,12 @@ def new_environment(
 def static_findings(env: Environment, *, thorough: bool = True) -> dict[Path, list[Any]]:
     """Every input file of the environment's components (and of their requirements), with the findings of the
     static rules on it (none: the file passes); ``thorough`` runs the slow linters too (cfn-lint)."""
-    out: dict[Path, list[Any]] = {}
-    for name in env.required_closure(env.components):
+    inputs = env.inputs()
+    findings: dict[str, list[Any]] = {}
+    for name in dict.fromkeys(inputs.values()):
         cls = env.component_class(name)
-        ctx = env.context(name, cls)
-        files = [Path(p) for p in cls.inputs(ctx)]
-        findings = cls.lint(ctx, thorough=thorough) if files else []
-        for path in files:
-            out[path] = [f for f in findings if Path(f.file) == path]
-    return out
+        findings[name] = cls.lint(env.context(name, cls), thorough=thorough)
+    return {path: [f for f in findings[name] if Path(f.file) == path] for path, name in inputs.items()}
 
 
 def prune(home: Path, platform: PlatformConfig) -> list[str]:
@@ -210,17 +206,13 @@ def read_paths(env: Environment, names: Sequence[str] | None = None) -> list[Pat
     if env.config.source:
         found[Path(env.config.source)] = None
     root = Path(env.root)
+    for path in env.inputs(names):
+        found[path] = None
+        if path.parent != root:
+            found[path.parent] = None
     for name in env.required_closure(names if names is not None else env.components):
-        cls = env.component_class(name)
-        ctx = env.context(name, cls)
-        for path in map(Path, cls.inputs(ctx)):
-            found[path] = None
-            if path.parent != root:
-                found[path.parent] = None
-        for f in dataclasses.fields(ctx.config):
-            value = getattr(ctx.config, f.name)
-            if f.metadata.get("path") and value:
-                found[root / value] = None
+        for _, _, value in path_values(env.context(name).config):
+            found[root / value] = None
     return list(found)
 
 

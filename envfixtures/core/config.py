@@ -143,18 +143,23 @@ def parse(classes: Iterable[type[C]], table: Mapping[str, Any], where: str) -> l
     return out
 
 
+def path_values(config: object) -> list[tuple[str, str, str]]:
+    """(field, kind, value) of each path field of ``config`` that is set (see :func:`path_field`)."""
+    return [
+        (f.name, f.metadata["path"], getattr(config, f.name))
+        for f in dataclasses.fields(config)  # type: ignore[arg-type]
+        if f.metadata.get("path") and getattr(config, f.name)
+    ]
+
+
 def check_paths(config: object, root: Path, where: str) -> None:
     """Every path field of ``config`` that is set names an existing file (or directory) under ``root``."""
-    for f in dataclasses.fields(config):  # type: ignore[arg-type]
-        kind = f.metadata.get("path")
-        value = getattr(config, f.name)
-        if not kind or not value:
-            continue
+    for name, kind, value in path_values(config):
         path = Path(root) / value
         ok = path.is_dir() if kind == "dir" else path.is_file()
         if not ok:
             what = "directory" if kind == "dir" else "file"
-            raise ConfigError(f"{where} {f.name}: {value!r} is not a {what} under {root}")
+            raise ConfigError(f"{where} {name}: {value!r} is not a {what} under {root}")
 
 
 def parse_value(kind: Any, value: Any, where: str) -> Any:

@@ -198,6 +198,16 @@ class Environment(EnvironmentState):
         settings = settings_mod.parse(cls.Settings, self.settings)
         return BuildContext(self, component, cls.requirements(config), settings, config)
 
+    def inputs(self, names: Iterable[str] | None = None) -> dict[Path, str]:
+        """Each file of the checkout the components deploy (``Component.inputs``: templates, definitions) -> the
+        component that deploys it; for ``names`` (default: the environment's components) and their requirements,
+        in build order."""
+        found: dict[Path, str] = {}
+        for name in self.required_closure(names if names is not None else self.components):
+            cls = self.component_class(name)
+            found.update(dict.fromkeys(map(Path, cls.inputs(self.context(name, cls))), name))
+        return found
+
     def _declared(self, names: Iterable[str]) -> dict[str, list[type[Component]]]:
         """Every implementation (on any backend) of each component of ``names`` that can be loaded."""
         found: dict[str, list[type[Component]]] = {}

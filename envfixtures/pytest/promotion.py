@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -120,12 +119,9 @@ def inputs(env: "Environment") -> dict[str, str]:
     """The sha256 of each input file of the environment's components (templates, definitions), by path relative
     to the checkout: what was deployed besides the artifact."""
     found = {}
-    for name in env.required_closure(env.components):
-        cls = env.component_class(name)
-        for path in cls.inputs(env.context(name, cls)):
-            path = Path(path)
-            shown = path.relative_to(env.root).as_posix() if path.is_relative_to(env.root) else str(path)
-            found[shown] = hashlib.sha256(path.read_bytes()).hexdigest()
+    for path in env.inputs():
+        shown = path.relative_to(env.root).as_posix() if path.is_relative_to(env.root) else str(path)
+        found[shown] = hashlib.sha256(path.read_bytes()).hexdigest()
     return dict(sorted(found.items()))
 
 

@@ -61,12 +61,10 @@ class StaticFindings(Exception):
 def items(session: pytest.Session, env: Environment) -> list[pytest.Item]:
     """An item per input file of the environment's components, in build order."""
     out: list[pytest.Item] = []
-    for name in env.required_closure(env.components):
-        cls = env.component_class(name)
-        for path in cls.inputs(env.context(name, cls)):
-            node = InputFile.from_parent(session, path=Path(path))
-            node.component = name
-            out.extend(node.collect())
+    for path, name in env.inputs().items():
+        node = InputFile.from_parent(session, path=path)
+        node.component = name
+        out.extend(node.collect())
     return out
 
 
