@@ -208,8 +208,9 @@ class ListenerSampler:
         for proc in ours:
             if proc.pid not in self.nodes:
                 try:
-                    if proc.name() == "beam.smp":
-                        self.nodes[proc.pid] = (_what(proc), proc.cmdline())
+                    argv = proc.cmdline()  # empty once the VM has exited and waits to be reaped: judged next time
+                    if proc.name() == "beam.smp" and argv:
+                        self.nodes[proc.pid] = (_what(proc), argv)
                 except psutil.Error:
                     pass
         for proc in ours:
