@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the gate needs on a fresh Debian 12 (or later) machine, and nothing into the system Python:
 #  - from the OS packages: RabbitMQ and PostgreSQL (no service is started: envfixtures runs its own nodes as
-#    child processes), git, iproute2 and procps (ss and ps, for the host checks), and python3-venv where
+#    child processes), git, iproute2 and procps (ss and ps, for the host checks), podman, runc, the CNI plugins,
+#    iptables, docker-registry and debootstrap (docker apps as containers), and python3-venv where
 #    `python3 -m venv` is missing;
 #  - tox with tox-uv in a project-local virtual environment, .venv/ (PEP 668: Debian's python3 refuses
 #    system-wide pip), so every tox env is created by uv. The Makefile runs tox from there.
@@ -19,6 +20,15 @@ command -v git >/dev/null 2>&1 || need_apt+=(git)
 # The host checks (testinfra) read listeners with ss and processes with ps; a minimal Debian has neither.
 command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v ps >/dev/null 2>&1 || need_apt+=(procps)
+# Docker apps run as containers (envfixtures/drivers/marathon/containerizer.py): podman with runc (Debian's crun
+# refuses hybrid cgroup hierarchies), the CNI plugins and iptables for BRIDGE port mappings, a registry on
+# loopback, and debootstrap for base images made offline (scripts/base-image.sh).
+command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+command -v runc >/dev/null 2>&1 || need_apt+=(runc)
+[ -x /usr/lib/cni/portmap ] || need_apt+=(containernetworking-plugins)
+command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need_apt+=(iptables)
+command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
 if [ ! -x "$VENV/bin/python" ]; then
   # Debian splits venv and ensurepip out of python3; a venv made without ensurepip has no pip.
   "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=("python3-venv")

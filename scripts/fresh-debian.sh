@@ -45,6 +45,8 @@ cleanup() {
   for proc in /proc/[0-9]*; do
     [ "$(readlink "$proc/root" 2>/dev/null)" = "$root" ] && kill -KILL "${proc#/proc/}" 2>/dev/null
   done
+  # What podman mounted inside (layers, network namespaces) goes too, deepest first, then ours.
+  awk -v r="$root/" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[$i]}" 2>/dev/null || true; done
   if [ "${FRESH_DEBIAN_KEEP:-}" = 1 ]; then echo "fresh-debian: kept $root"; else rm -rf --one-file-system "$root"; fi
 }
@@ -52,10 +54,16 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# "/" of the root is a mount point of its own: podman's layer extraction remounts "/" private, which fails on a
+# directory that is not one.
+mount --bind "$root" "$root" && mounted+=("$root")
 tar -C "$root" -xf "$cache"
 chmod 755 "$root"  # it becomes "/": mktemp made it 0700, which no other user (postgres) could traverse
 mount -t proc proc "$root/proc" && mounted+=("$root/proc")
 mount -t sysfs sys "$root/sys" && mounted+=("$root/sys")
+mount --rbind /sys/fs/cgroup "$root/sys/fs/cgroup" && mounted+=("$root/sys/fs/cgroup")  # containers' cgroups
+mount -t tmpfs -o mode=755 run "$root/run" && mounted+=("$root/run")  # podman's runtime state, as on a booted system
+mkdir -p "$root/run/lock"
 mount --bind /dev "$root/dev" && mounted+=("$root/dev")
 mount -t devpts -o newinstance,ptmxmode=0666 devpts "$root/dev/pts" && mounted+=("$root/dev/pts")
 mount -t tmpfs -o mode=1777 shm "$root/dev/shm" && mounted+=("$root/dev/shm")

@@ -14,7 +14,8 @@ import pytest
 from envfixtures.core.errors import BuildError
 from envfixtures.drivers import artifact
 
-#: How the reference platform's artifact is built (its [tool.envfixtures.artifact]).
+#: The reference platform's services built as an sdist artifact (an [tool.envfixtures.artifact] section; the platform
+#: itself now ships them as an image).
 REFERENCE = {"source": "services", "build_info": "platform_services/_build.py"}
 PYPROJECT = """[build-system]
 requires = ["setuptools>=61"]
@@ -119,9 +120,11 @@ def test_tasks_fetch_the_stored_artifact_by_its_digest_and_refuse_a_tampered_one
 
     root = Path(__file__).resolve().parents[1]
     sha = git(root, "rev-parse", "HEAD")
+    reference = config.find(root)  # its stack and bucket; its services built as an sdist artifact (REFERENCE)
+    platform = config.PlatformConfig(reference.source, {**reference.table, "artifact": dict(REFERENCE)})
     env = Environment(
         name=f"ef-{sha[:7]}-art{os.getpid() % 1000}", sha=sha, backend="local", root=root, home=tmp_path / "home",
-        settings={"quiet": "true"}, components=["aws", "artifact"], config=config.find(root),
+        settings={"quiet": "true"}, components=["aws", "artifact"], config=platform,
     )  # fmt: skip
     try:
         env.check(["aws", "artifact"])

@@ -46,6 +46,10 @@ COMPONENTS: dict[str, dict[str, str]] = {
         "aws": "envfixtures.components.scheduler:StackScheduler",
     },
     "artifact": {ANY: "envfixtures.components.artifact:Artifact"},
+    "images": {
+        "local": "envfixtures.components.images:LocalImages",
+        "aws": "envfixtures.components.images:StackImages",
+    },
     "apps": {ANY: "envfixtures.components.apps:Apps"},
     "api": {
         "local": "envfixtures.components.api:LocalApi",

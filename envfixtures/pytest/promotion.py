@@ -145,10 +145,13 @@ def versions(states: dict[str, dict[str, Any]]) -> dict[str, str]:
 
 
 def artifacts(states: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """The ``artifact_sha256`` fact of each component that has one (the apps' artifact)."""
+    """The ``artifact_sha256`` fact of each component that has one (the apps' artifact), or of each of its
+    artifacts (``images``: ``images:<name>`` -> the manifest's digest)."""
     found = {}
     for component, state in sorted(states.items()):
         digest = ((state.get("facts") or {}).get("values") or {}).get("artifact_sha256")
-        if digest:
+        if isinstance(digest, dict):
+            found.update({f"{component}:{name}": str(value) for name, value in sorted(digest.items())})
+        elif digest:
             found[component] = str(digest)
     return found

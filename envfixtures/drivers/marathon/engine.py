@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import shutil
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from envfixtures.core.ports import free_port
+from envfixtures.core.processes import MARKER
+from envfixtures.drivers.containers import podman
+from envfixtures.drivers.marathon import containerizer
 from envfixtures.drivers.marathon import health as hc
 from envfixtures.drivers.marathon import tasks as tk
 from envfixtures.drivers.marathon.client import format_time
@@ -169,6 +174,8 @@ class Engine:
         self.workdir = Path(workdir)
         #: the directories a task's file:// fetch may read from (default: the scheduler's own workdir)
         self.fetch_roots = [Path(p) for p in fetch_roots] or [self.workdir]
+        #: the label of this scheduler's containers: the environment's name (its marker), else one of its own
+        self.label = os.environ.get(MARKER) or f"marathon-{uuid.uuid4().hex[:12]}"
         self.sandboxes = self.workdir / "sandboxes"
         self.sandboxes.mkdir(parents=True, exist_ok=True)
         self.address = address
@@ -209,6 +216,11 @@ class Engine:
                 task.proc.wait(timeout=5)
             except Exception:  # noqa: BLE001
                 log.warning("task %s (pid %d) did not die", task.id, task.proc.pid)
+        if any(task.image for task in everything):
+            try:  # what a podman run that died left running
+                podman.remove_containers(self.label)
+            except podman.PodmanError as exc:
+                log.warning("could not remove the containers labelled %s: %s", self.label, exc)
         self.pool.shutdown(wait=False, cancel_futures=True)
         log.info("scheduler stopped %d task(s)", len(everything))
 
@@ -226,7 +238,11 @@ class Engine:
         now = time.monotonic()
         for app in list(self.apps.values()) + list(self.stopping):
             for task in list(app.tasks.values()):
-                self._watch_task(app, task, now)
+                try:
+                    self._watch_task(app, task, now)
+                except Exception as exc:  # noqa: BLE001 - a bug on one task fails it with its cause, never loops
+                    log.exception("scheduler loop: task %s", task.id)
+                    self._fail_unexpectedly(app, task, exc)
         for dep_id, dep in list(self.deployments.items()):
             if dep.tick():
                 log.info("deployment %s finished", dep_id)
@@ -237,20 +253,23 @@ class Engine:
                         app.target_new, app.old_allowed = app.instances, 0
         self.stopping = [a for a in self.stopping if a.alive_tasks()]
         for app in list(self.apps.values()) + self.stopping:
-            self._reconcile(app, now)
+            try:
+                self._reconcile(app, now)
+            except Exception as exc:  # noqa: BLE001 - as above: the app's deployment fails with the cause
+                log.exception("scheduler loop: app %s", app.id)
+                app.bump_backoff(now)
+                app.last_failure = self._failure_json(app, "", app.version, _unexpected(exc))
+
+    def _fail_unexpectedly(self, app: AppState, task: tk.TaskRun, exc: Exception) -> None:
+        tk.signal_group(task, signal.SIGKILL)
+        self._finish(app, task, "TASK_FAILED", _unexpected(exc))
 
     def _watch_task(self, app: AppState, task: tk.TaskRun, now: float) -> None:
         if task.state == "TASK_STAGING" and task.fetch_done:
             if task.kill_reason is not None:
                 self._finish(app, task, "TASK_KILLED", "killed before launch")
             elif task.fetch_error:
-                self._finish(
-                    app,
-                    task,
-                    "TASK_FAILED",
-                    f"Failed to launch container: Failed to fetch all URIs for "
-                    f"container '{task.id}': {task.fetch_error}",
-                )
+                self._finish(app, task, "TASK_FAILED", f"Failed to launch container: {task.fetch_error}")
             else:
                 self._launch(app, task, now)
             return
@@ -291,9 +310,9 @@ class Engine:
 
     def _launch(self, app: AppState, task: tk.TaskRun, now: float) -> None:
         try:
-            task.proc = tk.launch(app.spec, task)
-        except OSError as exc:
-            self._finish(app, task, "TASK_FAILED", f"Failed to launch: {exc}")
+            task.proc = tk.launch(app.spec, task, env_name=self.label, roots=self.fetch_roots)
+        except (OSError, containerizer.LaunchError) as exc:
+            self._finish(app, task, "TASK_FAILED", f"Failed to launch container: {exc}")
             return
         task.state = "TASK_RUNNING"
         task.started_at = time.time()
@@ -311,21 +330,26 @@ class Engine:
         if state in ("TASK_FAILED", "TASK_FINISHED"):
             app.bump_backoff(time.monotonic())
         if state == "TASK_FAILED":
-            app.last_failure = {
-                "appId": app.id,
-                "host": tk.HOST,
-                "message": message,
-                "state": state,
-                "taskId": task.id,
-                "timestamp": format_time(time.time()),
-                "version": task.version,
-                "slaveId": "local-agent",
-            }
+            app.last_failure = self._failure_json(app, task.id, task.version, message)
             app.failed_sandboxes.append(task.sandbox)
             while len(app.failed_sandboxes) > KEEP_FAILED_SANDBOXES:
                 shutil.rmtree(app.failed_sandboxes.pop(0), ignore_errors=True)
         elif state == "TASK_KILLED":
             shutil.rmtree(task.sandbox, ignore_errors=True)
+
+    @staticmethod
+    def _failure_json(app: AppState, task_id: str, version: str, message: str) -> dict[str, Any]:
+        """Marathon's ``lastTaskFailure``."""
+        return {
+            "appId": app.id,
+            "host": tk.HOST,
+            "message": message,
+            "state": "TASK_FAILED",
+            "taskId": task_id,
+            "timestamp": format_time(time.time()),
+            "version": version,
+            "slaveId": "local-agent",
+        }
 
     def _kill(self, task: tk.TaskRun, reason: str, grace: float | None = None) -> None:
         if task.kill_reason is not None:
@@ -364,8 +388,12 @@ class Engine:
     def _stage(self, app: AppState) -> None:
         task_id, instance_id = tk.new_task_id(app.id)
         ports = []
-        for pd in app.spec["portDefinitions"]:
-            ports.append(int(pd["port"]) if app.spec.get("requirePorts") and pd.get("port") else free_port())
+        if containerizer.bridged(app.spec):  # host ports of the port mappings
+            for mapping in containerizer.port_mappings(app.spec):
+                ports.append(int(mapping.get("hostPort") or 0) or free_port())
+        else:
+            for pd in app.spec["portDefinitions"]:
+                ports.append(int(pd["port"]) if app.spec.get("requirePorts") and pd.get("port") else free_port())
         sandbox = self.sandboxes / task_id
         sandbox.mkdir(parents=True)
         task = tk.TaskRun(
@@ -377,22 +405,29 @@ class Engine:
             ports=ports,
             sandbox=sandbox,
             staged_at=time.time(),
+            image=containerizer.image_of(app.spec),
         )
         task.env = tk.task_env(app.spec, task)
         app.tasks[task_id] = task
-        if app.spec.get("fetch") or app.spec.get("uris"):
+        if app.spec.get("fetch") or app.spec.get("uris") or task.image:
             spec = app.spec
             self.pool.submit(self._fetch, spec, task)
         else:
             task.fetch_done = True
 
     def _fetch(self, spec: dict[str, Any], task: tk.TaskRun) -> None:
+        """The fetch, then the image's pull (with the credentials the fetch brought), on a worker thread."""
         try:
             tk.fetch_all(spec, task.sandbox, file_roots=self.fetch_roots)
         except tk.FetchError as exc:
-            task.fetch_error = str(exc)
+            task.fetch_error = f"Failed to fetch all URIs for container '{task.id}': {exc}"
         except Exception as exc:  # noqa: BLE001 - any fetch problem fails the task, not the scheduler
-            task.fetch_error = f"{type(exc).__name__}: {exc}"
+            task.fetch_error = f"Failed to fetch all URIs for container '{task.id}': {type(exc).__name__}: {exc}"
+        if task.image and not task.fetch_error and task.kill_reason is None:
+            try:
+                containerizer.pull(task.image, task.sandbox)
+            except podman.PodmanError as exc:
+                task.fetch_error = f"Failed to pull image '{task.image}': {exc}"
         task.fetch_done = True
 
     # -- versions, ids, groups -----------------------------------------------------------------------------
@@ -798,6 +833,10 @@ class Engine:
             dep.tick()
         log.info("deployment %s: %s", dep.id, [[a.to_json() for a in s] for s in dep.steps])
         return {"deploymentId": dep.id, "version": version}
+
+
+def _unexpected(exc: Exception) -> str:
+    return f"the local scheduler failed on this app: {type(exc).__name__}: {exc}"
 
 
 def _label_match(labels: Mapping[str, str], selector: str) -> bool:

@@ -2,8 +2,10 @@
 
 A task runs ``/bin/sh -c <cmd>`` (or ``args`` directly) in a sandbox directory of its own (its fetches confined
 to it, digests checked: :func:`fetch_all`), in its own session (so it is stopped by process group), with
-``stdout`` / ``stderr`` files in the sandbox like Mesos.
-Its leader gets ``PR_SET_PDEATHSIG``: if the scheduler dies, even by SIGKILL, the kernel kills it.
+``stdout`` / ``stderr`` files in the sandbox like Mesos. A docker app's task is its ``podman run`` (attached:
+it exits with the container's status; :mod:`envfixtures.drivers.marathon.containerizer`).
+Its leader gets ``PR_SET_PDEATHSIG``: if the scheduler dies, even by SIGKILL, the kernel kills it (a container
+outlives its ``podman run``: teardown and reap remove it by its label).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from envfixtures.core.archives import UnsafeArchive, extract_tar, extract_zip
+from envfixtures.drivers.marathon import containerizer
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +79,8 @@ class TaskRun:
     health: list[Any] = field(default_factory=list)  # health.HealthState per health check
     env: dict[str, str] = field(default_factory=dict)
     fetch_done: bool = False
-    fetch_error: str | None = None
+    fetch_error: str | None = None  # why it could not be launched (a fetch, a pull)
+    image: str | None = None  # a docker app's image (the task runs as a container)
 
     @property
     def alive(self) -> bool:
@@ -97,9 +101,12 @@ def task_env(app: Mapping[str, Any], task: TaskRun, base: Mapping[str, str] | No
     if ports:
         env["PORT"] = str(ports[0])
         env["PORTS"] = ",".join(map(str, ports))
-    for i, pd in enumerate(app.get("portDefinitions") or []):
-        if i < len(ports) and pd.get("name"):
-            env[f"PORT_{pd['name'].upper().replace('-', '_')}"] = str(ports[i])
+    if containerizer.bridged(app):
+        env.update(containerizer.mapping_env(app, ports))
+    else:
+        for i, pd in enumerate(app.get("portDefinitions") or []):
+            if i < len(ports) and pd.get("name"):
+                env[f"PORT_{pd['name'].upper().replace('-', '_')}"] = str(ports[i])
     labels = app.get("labels") or {}
     env.update(
         HOST=HOST,
@@ -260,15 +267,31 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def launch(app: Mapping[str, Any], task: TaskRun) -> subprocess.Popen:
-    """Start the task's command in its sandbox and session. Must run on the long-lived loop thread:
-    PR_SET_PDEATHSIG fires when the *thread* that forked the task exits."""
-    argv = ["/bin/sh", "-c", app["cmd"]] if app.get("cmd") else [str(a) for a in app["args"]]
+def launch(
+    app: Mapping[str, Any], task: TaskRun, *, env_name: str = "", roots: Sequence[Path] = ()
+) -> subprocess.Popen:
+    """Start the task's command (or its container: ``env_name`` labels it, ``roots`` bound its volumes) in its
+    sandbox and session. Must run on the long-lived loop thread: PR_SET_PDEATHSIG fires when the *thread* that
+    forked the task exits. :class:`~envfixtures.drivers.marathon.containerizer.LaunchError` for a container that
+    cannot run as defined."""
+    env = task.env
+    if task.image:
+        argv = containerizer.argv(
+            app, task_id=task.id, sandbox=task.sandbox, env=containerizer.container_env(task.env), ports=task.ports,
+            env_name=env_name, roots=roots,
+        )  # fmt: skip
+        env = containerizer.client_env(task.env)
+    elif app.get("cmd"):
+        argv = ["/bin/sh", "-c", app["cmd"]]
+    else:
+        argv = [str(a) for a in app.get("args") or []]
+        if not argv:
+            raise containerizer.LaunchError("the app has neither cmd nor args, nor an image to run")
     with open(task.sandbox / "stdout", "ab") as out, open(task.sandbox / "stderr", "ab") as err:
         return subprocess.Popen(  # noqa: S603 - the app's command is what the scheduler exists to run
             argv,
             cwd=task.sandbox,
-            env=task.env,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
@@ -278,44 +301,65 @@ def launch(app: Mapping[str, Any], task: TaskRun) -> subprocess.Popen:
 
 
 def signal_group(task: TaskRun, sig: int) -> None:
-    """Send ``sig`` to the task's process group (the task leader is the group leader)."""
+    """Send ``sig`` to the task's process group (the task leader is the group leader). A container's ``podman run``
+    passes SIGTERM on to the container; SIGKILL, which it cannot pass on, also removes the container."""
     if task.proc is None:
         return
+    if task.image and sig == signal.SIGKILL:
+        _reap_removals()
+        _removals.append(containerizer.remove(task.id))
     try:
         os.killpg(task.proc.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
 
 
-def exit_message(returncode: int) -> str:
-    """Mesos' command executor wording for how a task ended."""
+def exit_message(returncode: int, *, container: bool = False) -> str:
+    """Mesos' wording for how a task ended (its command executor's, or its docker executor's)."""
+    what = "Container" if container else "Command"
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = str(-returncode)
-        return f"Command terminated with signal {name}"
-    return f"Command exited with status {returncode}"
+        return f"{what} terminated with signal {name}"
+    return f"{what} exited with status {returncode}"
 
 
 def failure_message(task: TaskRun, returncode: int) -> str:
-    """Mesos' wording for how a task ended, then the last lines of its stderr.
+    """Mesos' wording for how a task ended, then the last lines of its stderr (of its stdout if it wrote no
+    stderr): a container's log tail.
 
     Real Mesos keeps stderr in the sandbox (read through the agent's files API); the local scheduler puts its
     tail in the message so that a failed deployment says why wherever the message is shown.
     """
-    message = exit_message(returncode)
-    tail = stderr_tail(task, lines=10)
-    return f"{message}; stderr (last lines):\n{tail}" if tail else message
+    message = exit_message(returncode, container=task.image is not None)
+    for stream in ("stderr", "stdout"):
+        tail = output_tail(task, stream, lines=10)
+        if tail:
+            return f"{message}; {stream} (last lines):\n{tail}"
+    return message
 
 
 def stderr_tail(task: TaskRun, lines: int = 5) -> str:
     """The last lines the task wrote to stderr (for diagnostics)."""
+    return output_tail(task, "stderr", lines)
+
+
+def output_tail(task: TaskRun, stream: str, lines: int = 5) -> str:
     try:
-        data = (task.sandbox / "stderr").read_bytes()[-4000:]
+        data = (task.sandbox / stream).read_bytes()[-4000:]
     except OSError:
         return ""
     return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+
+#: container removals under way (reaped by the next one)
+_removals: list[subprocess.Popen] = []
+
+
+def _reap_removals() -> None:
+    _removals[:] = [p for p in _removals if p.poll() is None]
 
 
 def now_mono() -> float:
