@@ -103,12 +103,12 @@ def argv(
     if not image:
         raise LaunchError("the app has no container.docker.image")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    nproc = _nproc_limit()
     args = [
         "run", "--rm", "--name", container_name(task_id), "--pull", "never", "--log-driver", "k8s-file",
         "--label", f"{podman.ENV_LABEL}={env_name}", "--label", f"envfixtures.task={task_id}",
         "--ulimit", f"nofile={_limit(soft)}:{_limit(hard)}",
-        "--ulimit", f"nproc={_limit(nproc)}:{_limit(nproc)}",
+        "--ulimit", f"nproc={nproc}:{nproc}",
         "--volume", f"{sandbox}:{SANDBOX_IN_CONTAINER}",
     ]  # fmt: skip
     mode = network_mode(app)
@@ -159,6 +159,17 @@ def remove(task_id: str) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def _nproc_limit() -> int:
+    """The scheduler's own RLIMIT_NPROC, at most ``kernel.pid_max``: podman's default and higher values are refused
+    by runc ("error setting rlimit type 6: operation not permitted", measured on this project's machines)."""
+    hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    try:
+        pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        pid_max = 32768
+    return pid_max if hard == resource.RLIM_INFINITY else min(hard, pid_max)
 
 
 def _limit(value: int) -> str:
