@@ -40,6 +40,7 @@ fi
 
 root=$(mktemp -d /var/tmp/envfixtures-fresh.XXXXXX)
 mounted=()
+links_before=$(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1)
 cleanup() {
   # Whatever still runs inside the root (a leak, or an interrupted run) is stopped before unmounting.
   for proc in /proc/[0-9]*; do
@@ -48,6 +49,11 @@ cleanup() {
   # What podman mounted inside (layers, network namespaces) goes too, deepest first, then ours.
   awk -v r="$root/" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[$i]}" 2>/dev/null || true; done
+  # The root shares this machine's network namespace: a bridge its podman made (cni-podman0, 10.88.0.0/16) would
+  # shadow this machine's own podman bridge on the same subnet, and break its port mappings, if it stayed.
+  for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^cni-podman'); do
+    grep -qxF "$link" <<<"$links_before" || ip link delete "$link" 2>/dev/null || true
+  done
   if [ "${FRESH_DEBIAN_KEEP:-}" = 1 ]; then echo "fresh-debian: kept $root"; else rm -rf --one-file-system "$root"; fi
 }
 trap cleanup EXIT

@@ -26,7 +26,8 @@ from envfixtures.core.config import path_field
 from envfixtures.core.errors import BuildError, ConfigError, TemplateError
 from envfixtures.core.facts import Facts
 from envfixtures.core.waiting import wait_for
-from envfixtures.drivers.marathon import render
+from envfixtures.drivers.containers import podman
+from envfixtures.drivers.marathon import containerizer, render
 from envfixtures.drivers.marathon.client import MarathonClient, MarathonError, NotFound, Unavailable
 from envfixtures.drivers.marathon.validation import absolute_id
 from envfixtures.rules import marathon as marathon_rules
@@ -87,8 +88,12 @@ class Apps(Component):
     @classmethod
     def check(cls, ctx: "BuildContext") -> None:
         requires = cls.requirements(ctx.config)
-        render.render_dir(template_dir(ctx), render.check_context(context_values(ctx), requires))
+        rendered = render.render_dir(template_dir(ctx), render.check_context(context_values(ctx), requires))
         rules.refuse(cls.lint(ctx))
+        docker_apps = [path for path, app in rendered if containerizer.image_of(app)]
+        problem = podman.missing() if docker_apps and ctx.backend == "local" else None
+        if problem:  # refused now rather than failing every launch until the timeout
+            raise ConfigError(f"{docker_apps[0]}: a docker app runs as a container here, and {problem}")
 
     def build(self, ctx: "BuildContext") -> Facts:
         facts = {name: ctx.facts(name) for name in self.requirements(ctx.config)}

@@ -2,7 +2,8 @@
 
 ``local``: the local scheduler (:mod:`envfixtures.drivers.marathon.server`) started with ``ctx.spawn`` on a free
 loopback port; it inherits ``ENVFIXTURES_ENV`` and so do its tasks. Its teardown (SIGTERM to its group)
-makes it stop every task before it exits. Like Marathon with ``--http_credentials``, its API demands a user and
+makes it stop every task before it exits; docker apps' containers (labelled with the environment's name) are
+removed by label after it. Like Marathon with ``--http_credentials``, its API demands a user and
 password generated for the environment (given to the server in its environment, never on its command line).
 ``aws``: Marathon of the stack, its URL the stack's output configured as ``marathon_url``; its credentials, if it
 demands some, from the settings ``marathon_user`` / ``marathon_password`` or ``ENVFIXTURES_MARATHON_USER`` /
@@ -26,6 +27,7 @@ from envfixtures.core.facts import Facts
 from envfixtures.core.ports import free_port
 from envfixtures.core.processes import log_tail
 from envfixtures.core.waiting import wait_for
+from envfixtures.drivers.containers import podman
 from envfixtures.drivers.marathon import auth
 from envfixtures.drivers.marathon.client import MarathonClient, Unavailable
 
@@ -76,6 +78,12 @@ class LocalScheduler(Component):
             },
             secrets=["password"],
         )
+
+    def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
+        """Stop the scheduler (it stops its tasks), then remove by label whatever container a task left: a killed
+        scheduler's ``podman run`` dies with it, its container does not."""
+        ctx.stop_processes()
+        podman.remove_containers(ctx.name)
 
     def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:
         log_path = ctx.log_path("marathon")
