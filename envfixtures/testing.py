@@ -142,3 +142,15 @@ class Listener(Component):
 
         process.wait_ready(listening, what=f"listener on {host}:{port}", timeout=15)
         return Facts({"pid": process.pid, "host": host, "port": port})
+
+
+#: A base image for the tests of docker apps, made offline: Debian's static busybox (package busybox-static) and the
+#: links of the applets the tests use, imported once per machine (``[tool.envfixtures.images] bases``).
+BUSYBOX_IMAGE = "localhost/envfixtures/test-busybox:2"
+BUSYBOX_APPLETS = ("sh", "echo", "httpd", "mkdir", "sleep", "cat", "ls", "true")
+#: the shell command that writes that root filesystem's tarball to ``$ENVFIXTURES_BASE_TAR``
+BUSYBOX_ROOT_COMMAND = (
+    'set -e; r=$(mktemp -d); mkdir -p "$r/bin"; cp /bin/busybox "$r/bin/"; '
+    f'for a in {" ".join(BUSYBOX_APPLETS)}; do ln -s busybox "$r/bin/$a"; done; '
+    'tar -C "$r" -cf "$ENVFIXTURES_BASE_TAR" .; rm -rf "$r"'
+)

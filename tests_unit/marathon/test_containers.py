@@ -26,6 +26,7 @@ from envfixtures.core.waiting import wait_for
 from envfixtures.drivers.containers import images, podman, registry
 from envfixtures.drivers.marathon import containerizer
 from envfixtures.drivers.marathon.client import MarathonClient
+from envfixtures.testing import BUSYBOX_IMAGE, BUSYBOX_ROOT_COMMAND
 
 from .conftest import LocalMarathon
 
@@ -37,14 +38,7 @@ pytestmark = [
     ),
 ]
 
-BUSYBOX = "localhost/envfixtures/test-busybox:1"
-APPLETS = ("sh", "echo", "httpd", "mkdir", "sleep", "cat", "ls")
-#: writes a busybox root filesystem (Debian's static busybox and its applets' links) to $ENVFIXTURES_BASE_TAR
-BUSYBOX_ROOT = (
-    'set -e; r=$(mktemp -d); mkdir -p "$r/bin"; cp /bin/busybox "$r/bin/"; '
-    f'for a in {" ".join(APPLETS)}; do ln -s busybox "$r/bin/$a"; done; '
-    'tar -C "$r" -cf "$ENVFIXTURES_BASE_TAR" .; rm -rf "$r"'
-)
+BUSYBOX = BUSYBOX_IMAGE
 ENTRYPOINT_FILE = f'FROM {BUSYBOX}\nENTRYPOINT ["/bin/echo", "from-entrypoint"]\nCMD ["from-cmd"]\n'
 
 
@@ -72,7 +66,7 @@ def marathon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMarathon
 @pytest.fixture(scope="module")
 def reg(marathon: LocalMarathon, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     work = tmp_path_factory.mktemp("registry")
-    images.ensure_base(BUSYBOX, BUSYBOX_ROOT, work, log=work / "base.log")
+    images.ensure_base(BUSYBOX, BUSYBOX_ROOT_COMMAND, work, log=work / "base.log")
     port = free_port()
     address = f"127.0.0.1:{port}"
     user, password = "tester", "registry-secret-0123"
