@@ -4,14 +4,16 @@ Runs unchanged on ``local`` (the local scheduler) and ``aws`` (Marathon of the s
 bounded time (HEALTH_WAIT) for its condition, so a task relaunched moments ago (self-healing, or one killed
 by hand in a kept environment) is given its health-check window rather than reported at once.
 
-Image tag: Marathon pulls ``container.docker.image``; the local scheduler runs ``cmd`` without Docker. So the
-tag is asserted on the live definition (what Marathon runs on ``aws``) and, in addition, each task is asked
-(GET on the path in its VERSION_PATH label) which image and SHA its own process was started with: Marathon hands the
-image to the task as MARATHON_APP_DOCKER_IMAGE, so a task of an older definition would answer another tag.
+Image tag: Marathon pulls ``container.docker.image`` and runs it, on ``aws`` and locally (podman). The tag is
+asserted on the live definition; each task is asked (GET on the path in its VERSION_PATH label) which image and SHA
+its own process was started with (Marathon hands the image to the task as MARATHON_APP_DOCKER_IMAGE, so a task of
+an older definition would answer another tag); and locally each task's container is looked at: the image it runs,
+and that image's digest, which must be the one the ``images`` component pushed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -21,6 +23,7 @@ from typing import Any
 import pytest
 import requests
 
+from envfixtures.drivers.containers import podman
 from envfixtures.drivers.marathon.client import MarathonClient, parse_time
 from envfixtures.drivers.marathon.models import App
 
@@ -124,6 +127,37 @@ def test_marathon_image_tag_and_sha_label_equal_the_sha(
         return out
 
     assert _eventually(lambda: _each_app(marathon, apps, check), timeout=10) == []
+
+
+def test_every_task_runs_a_container_of_the_image_pushed_for_the_sha(
+    apps: Any, marathon: MarathonClient, envfixtures_env: Any, request: pytest.FixtureRequest, record_property: Any
+) -> None:
+    if envfixtures_env.backend != "local":
+        pytest.skip("the agents' containers are not visible from the runner on aws; the tasks' /version covers it")
+    pushed = set(request.getfixturevalue("images")["artifact_sha256"].values())
+    seen = []
+
+    def check(app: App) -> list[str]:
+        out = []
+        for task in app.tasks or []:
+            listed = podman.run("ps", "--filter", f"label=envfixtures.task={task.id}", "--format", "json")
+            containers = json.loads(listed or "[]")
+            if len(containers) != 1:
+                out.append(f"task {task.id}: {len(containers)} running containers")
+                continue
+            image, image_id = containers[0]["Image"], containers[0]["ImageID"]
+            digest = podman.run("image", "inspect", image_id, "--format", "{{.Digest}}").strip()
+            seen.append((task.id, image, digest))
+            if image != app.image:
+                out.append(f"task {task.id} runs {image}, its app says {app.image}")
+            if digest not in pushed:
+                out.append(f"task {task.id} runs {image} at {digest}, not what was pushed for the SHA ({pushed})")
+        return out
+
+    assert _eventually(lambda: seen.clear() or _each_app(marathon, apps, check), timeout=10) == []
+    assert seen, "no task was looked at"
+    for task_id, image, digest in seen:  # shown in the JUnit report: what ran, exactly
+        record_property(f"task {task_id}", f"{image}@{digest}")
 
 
 def definition_diff(desired: Any, live: Any, path: str = "") -> list[str]:
