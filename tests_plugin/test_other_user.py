@@ -1,7 +1,7 @@
 """A kept environment on a shared agent, tried by another local user (``nobody``, through ``setpriv``).
 
 The other user gets 401 or 403 from every local API of the environment — Marathon, the AWS endpoint, RabbitMQ's
-management API — for reads and writes alike, runs no command through Marathon, reads no file of the
+management API, the image registry — for reads and writes alike, runs no command through Marathon, reads no file of the
 environment's state, and finds no generated secret in any process's command line or environment it can read.
 The probe is a stdlib-only script run by Debian's ``/usr/bin/python3`` (the gate's interpreter may live in a
 private home); it prints counts and statuses, never a secret.
@@ -63,6 +63,12 @@ out["aws"] = {
     "PutObject": status("PUT", job["aws"] + "/" + job["bucket"] + "/intruder.tar.gz", b"x"),
     "moto-api reset": status("POST", job["aws"] + "/moto-api/reset"),
 }
+out["registry"] = {
+    "GET /v2/": status("GET", job["registry"] + "/v2/"),
+    "GET /v2/_catalog": status("GET", job["registry"] + "/v2/_catalog"),
+    "GET manifest": status("GET", job["registry"] + "/v2/" + job["image"] + "/manifests/" + job["tag"]),
+    "POST blob upload": status("POST", job["registry"] + "/v2/" + job["image"] + "/blobs/uploads/"),
+}
 out["rabbitmq"] = {
     "GET /api/overview": status("GET", job["management"] + "/api/overview"),
     "PUT /api/vhosts/intruder": status("PUT", job["management"] + "/api/vhosts/intruder", b"{}",
@@ -104,11 +110,11 @@ def kept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environment]:
     env = Environment(
         name="ef-0123456-shrd", sha=sha.strip(), backend="local", root=ROOT, home=base / ".envfixtures",
         settings={"broker_nodes": "1", "quiet": "true"}, config=config.find(ROOT),
-        components=["aws", "database", "broker", "topology", "scheduler"],
+        components=["aws", "images", "database", "broker", "topology", "scheduler"],
     )  # fmt: skip
     env.description = env.describe(kept=True)
     try:
-        for component in ("topology", "scheduler", "aws", "database"):
+        for component in ("topology", "scheduler", "aws", "database", "images"):
             env.ensure(component)
         env.update_meta(kept=True, status="kept")
         yield env
@@ -120,8 +126,12 @@ def kept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environment]:
 
 
 def probe(env: Environment, marker: Path) -> dict:
-    aws, broker, scheduler = env.facts("aws"), env.facts("broker"), env.facts("scheduler")
+    aws, broker, scheduler, images = env.facts("aws"), env.facts("broker"), env.facts("scheduler"), env.facts("images")
+    ((image, ref),) = images["images"].items()
     job = {
+        "registry": f"http://{images['registry']}",
+        "image": image,
+        "tag": ref.rpartition(":")[2],
         "marathon": scheduler["url"],
         "aws": aws["endpoint_url"],
         "bucket": aws["endpoints"]["artifact_bucket"],
@@ -130,7 +140,9 @@ def probe(env: Environment, marker: Path) -> dict:
         "marker": str(marker),
         "secrets": env.secret_values(),
     }
-    assert len(job["secrets"]) >= 5, "the generated passwords of the broker, database, topology, scheduler, aws"
+    assert len(job["secrets"]) >= 6, (
+        "the generated passwords of the broker, database, topology, scheduler, aws, registry"
+    )
     done = subprocess.run(
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--reset-env", PYTHON, "-c", PROBE],
         input=json.dumps(job), capture_output=True, text=True, timeout=120, cwd="/",
@@ -144,7 +156,7 @@ def test_another_local_user_can_do_nothing_with_a_kept_environment(kept: Environ
     marker.parent.chmod(0o777)  # the intruder could write it, if a command of theirs ran
     try:
         seen = probe(kept, marker)
-        for api in ("marathon", "aws", "rabbitmq"):
+        for api in ("marathon", "aws", "rabbitmq", "registry"):
             refused = {call: code for call, code in seen[api].items() if code not in (401, 403)}
             assert not refused, f"{api} answered another user: {refused}"
         assert seen["state"]["readable"] == [], "files of the environment readable by another user"
