@@ -13,8 +13,10 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from envfixtures.core.errors import BuildError
+from envfixtures.core.private import open_private
 from envfixtures.drivers.containers import podman
 
 
@@ -33,7 +35,7 @@ def ensure_base(name: str, command: str, root: Path, *, log: Path) -> bool:
     with tempfile.TemporaryDirectory(prefix="envfixtures-base-") as tmp:
         tarball = Path(tmp) / "rootfs.tar"
         env = {**os.environ, "ENVFIXTURES_BASE_TAR": str(tarball), "ENVFIXTURES_BASE_NAME": name}
-        with open(log, "ab") as out:
+        with _log(log) as out:
             result = subprocess.run(["sh", "-c", command], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
         if result.returncode != 0 or not tarball.is_file():
             what = f"exited {result.returncode}" if result.returncode else "wrote no $ENVFIXTURES_BASE_TAR"
@@ -54,7 +56,7 @@ def build(tree: Path, containerfile: str, ref: str, *, env_name: str, sha: str, 
         "--label", f"{podman.ENV_LABEL}={env_name}", "--label", f"envfixtures.sha={sha}",
         "--build-arg", f"ENVFIXTURES_SHA={sha}", str(path.parent),
     )  # fmt: skip
-    with open(log, "ab") as out:
+    with _log(log) as out:
         result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # noqa: S603
     if result.returncode != 0:
         raise BuildError(f"building {ref} from {containerfile} failed (exit {result.returncode}): {_log_tail(log)}")
@@ -78,6 +80,11 @@ def pull(ref: str, authfile: Path | None = None, *, tls_verify: bool = True) -> 
     if authfile is not None:
         args += ["--authfile", str(authfile)]
     podman.run(*args, ref)
+
+
+def _log(path: Path) -> BinaryIO:
+    """The log appended to, readable by its owner only (like every log of an environment)."""
+    return os.fdopen(open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab")
 
 
 def _log_tail(log: Path, lines: int = 6) -> str:
