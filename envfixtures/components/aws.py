@@ -395,7 +395,7 @@ def delete_environment_stack(
     if deleted is None:
         # No stack (any more): a delete refused by moto, a retained resource or a stack deleted by hand may have
         # left resources that no stack holds any more; they carry the environment's tag.
-        problem = left(f"stack {stack} is gone but not all of it")
+        problem = left(f"stack {name} is gone but not all of it")
         if problem:
             raise TeardownError(problem)
     return deleted
