@@ -239,7 +239,7 @@ def reap_aws(args: argparse.Namespace, platform: platform_config.PlatformConfig)
             try:
                 aws.delete_environment_stack(
                     name=stack["value"], stack=stack["id"], region=region, tag_key=key, timeout=3600.0,
-                    max_delay=15.0, progress=print,
+                    max_delay=15.0, progress=print, retry="envfixtures reap --aws",
                 )  # fmt: skip
             except EnvfixturesError as exc:
                 failed += 1

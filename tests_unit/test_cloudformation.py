@@ -796,6 +796,10 @@ def test_delete_failed_lists_blockers_clears_retries_then_retains_what_still_fai
     blocked = [line for line in lines if "ended DELETE_FAILED" in line]
     assert len(blocked) == 3 and all("eni-0abc (Eni): Network interface is in use" in line for line in blocked)
     assert all(PASSWORD not in line for line in lines)
+    # The retry (`down` again): the stack is DELETE_COMPLETE by id, so nothing is deleted and None says "look for what
+    # is left" (the retained interface keeps the environment's tag: the caller finds it, see the refused delete).
+    assert cloudformation.delete_stack(stand_in, "arn:aws:cloudformation:stack/ef-x/1", timeout=5, clear=clear) is None
+    assert len(stand_in.deletes) == 4
 
 
 def test_delete_failed_on_a_blocker_that_clearing_removes_finishes_without_retaining() -> None:

@@ -348,6 +348,7 @@ def delete_environment_stack(
     max_delay: float,
     attempts: int = cloudformation.DELETE_ATTEMPTS,
     progress: Callable[[str], None] | None = None,
+    retry: str = "",
 ) -> cloudformation.Deleted | None:
     """Delete the environment ``name``'s stack (``stack``: its id or name) in ``region`` of the real account until
     it is gone, and make sure nothing tagged ``tag_key = name`` is left; what the teardown and ``envfixtures reap
@@ -359,7 +360,9 @@ def delete_environment_stack(
     line naming the stack and what is left) when the delete is refused or does not finish, when resources were
     retained, or when the stack is gone but resources tagged as the environment's remain (moto drops the record
     of a VPC stack it refuses to delete; a retained resource stays tagged): the environment stays
-    ``teardown_failed`` and ``envfixtures down`` / ``reap`` retry it until nothing is left."""
+    ``teardown_failed`` and ``envfixtures down`` / ``reap`` retry it until nothing is left. ``retry``: the command
+    that retries, for the messages (default ``envfixtures down NAME``)."""
+    retry = retry or f"envfixtures down {name}"
     cf = aws_clients.make_client("cloudformation", endpoint_url=None, region=region)
 
     def clear(resources: list[dict[str, Any]]) -> list[str]:
@@ -378,7 +381,7 @@ def delete_environment_stack(
         shown = ", ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
         return (
             f"{prefix}; {len(found)} resource(s) tagged {tag_key}={name} remain in {region}: {shown}; delete them, "
-            f"then run `envfixtures down {name}` again"
+            f"then run `{retry}` again"
         )
 
     try:
@@ -390,7 +393,7 @@ def delete_environment_stack(
     if deleted is not None and deleted.retained:
         raise TeardownError(
             f"stack {deleted.name} deleted retaining {len(deleted.retained)} resource(s) it could not delete: "
-            f"{', '.join(deleted.retained)}; delete them, then run `envfixtures down {name}` again"
+            f"{', '.join(deleted.retained)}; delete them, then run `{retry}` again"
         )
     if deleted is None:
         # No stack (any more): a delete refused by moto, a retained resource or a stack deleted by hand may have

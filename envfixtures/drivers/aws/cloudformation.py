@@ -263,7 +263,8 @@ def delete_stack(
     attempts: int = DELETE_ATTEMPTS,
     progress: Callable[[str], None] | None = None,
 ) -> Deleted | None:
-    """Delete the stack until it is gone; ``None`` if there was no such stack (nothing was done).
+    """Delete the stack until it is gone; ``None`` if there was no such stack, or it was deleted already (nothing
+    was done: what a previous delete left, retained or refused, is for the caller to look for).
 
     ``stack`` may be the stack id (preferred: a deleted stack stays describable by id) or its name. ``clear`` is
     given resources of the stack and clears what would block their delete (empties buckets, removes zone records),
@@ -281,8 +282,9 @@ def delete_stack(
         log.info("stack %s: already gone", stack)
         return None
     name, stack_id = found["StackName"], found["StackId"]
-    if found["StackStatus"] == "DELETE_COMPLETE":
-        return Deleted(name, 0)
+    if found["StackStatus"] == "DELETE_COMPLETE":  # by id, a deleted stack is still described (for 90 days)
+        log.info("stack %s: already deleted", name)
+        return None
     if clear is not None:
         try:
             resources = stack_resources(cf, stack_id)
