@@ -889,3 +889,41 @@ def test_reap_aws_finds_and_deletes_stacks_by_tag_and_age_with_no_local_state(
     assert cloudformation.describe(cf, env.name) is None
     assert cloudformation.describe(cf, other)["StackStatus"] == "CREATE_COMPLETE", "not ours: untouched"
     assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == [cloudformation.outputs(cf, other)["ArtifactBucket"]]
+
+
+@pytest.mark.integration
+def test_reap_aws_names_what_a_refused_delete_left_until_it_is_gone(
+    fresh: Moto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """moto refuses the tagged VPC stack's delete: `reap --aws` fails naming it; the next `reap --aws` finds no stack
+    but names the resources still tagged as that environment's (exit 1), until they are gone (exit 0)."""
+    point_boto3_at(fresh, monkeypatch)
+    template = tmp_path / "vpc.yaml"
+    template.write_text(VPC_TEMPLATE)
+    cf = fresh.client("cloudformation")
+    cloudformation.create_stack(cf, name="ef-0123456-vpc", template_path=template, parameters={},
+                                tags={"envfixtures:env": "ef-0123456-vpc"})  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # no platform configuration: the default tags
+    reap = ("--home", str(tmp_path / "no-state"), "reap", "--aws", "--region", "us-east-1", "--older-than", "0")
+
+    code, out = envfixtures_cli(capsys, *reap)
+    assert code == 1, out
+    assert "us-east-1: stack ef-0123456-vpc (envfixtures:env=ef-0123456-vpc, CREATE_COMPLETE, " in out
+    assert "not deleted: delete of stack ef-0123456-vpc was refused: DependencyViolation" in out
+    assert "run `envfixtures reap --aws` again" in out
+
+    code, out = envfixtures_cli(capsys, *reap)
+    assert code == 1, out
+    assert "us-east-1: 0 stack(s) tagged envfixtures:env" in out
+    ec2 = fresh.client("ec2")
+    [vpc] = ec2.describe_vpcs(Filters=[{"Name": "tag:envfixtures:env", "Values": ["ef-0123456-vpc"]}])["Vpcs"]
+    assert "us-east-1: 2 resource(s) tagged envfixtures:env=ef-0123456-vpc remain with no stack: " in out
+    assert f":vpc/{vpc['VpcId']}" in out
+
+    for table in ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["RouteTables"]:
+        if not any(a.get("Main") for a in table.get("Associations", [])):
+            ec2.delete_route_table(RouteTableId=table["RouteTableId"])
+    ec2.delete_vpc(VpcId=vpc["VpcId"])
+    code, out = envfixtures_cli(capsys, *reap)
+    assert code == 0, out
+    assert "remain" not in out
