@@ -217,6 +217,8 @@ def reap_aws(args: argparse.Namespace, platform: platform_config.PlatformConfig)
     of ``--region``, through the teardown's own delete; then name what is left tagged of stacks already gone.
     Needs no local state (a new Jenkins workspace); an environment this state directory knows as kept, or whose
     run is alive, is left alone. Returns how many deletes failed (or environments left resources)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from envfixtures.components import aws
 
     config = platform_config.parse([aws.StackConfig], platform.section("aws"), platform.where(section="aws"))[0]
@@ -227,7 +229,13 @@ def reap_aws(args: argparse.Namespace, platform: platform_config.PlatformConfig)
     failed = deleted = 0
     now = time.time()
     for region in regions:
-        stacks = aws.environment_stacks(region, key)
+        try:
+            stacks = aws.environment_stacks(region, key)
+            remnants = aws.remnants(region, key)
+        except (ClientError, BotoCoreError) as exc:  # no access to the region, no credentials, no such region
+            failed += 1
+            print(f"{region}: cannot list its stacks and tagged resources: {exc}; check the credentials and region")
+            continue
         old = [s for s in stacks if s["created"] is None or now - s["created"].timestamp() > args.older_than * 3600]
         print(f"{region}: {len(stacks)} stack(s) tagged {key}, {len(old)} older than {args.older_than:g} h")
         for stack in old:
@@ -248,7 +256,7 @@ def reap_aws(args: argparse.Namespace, platform: platform_config.PlatformConfig)
             deleted += 1
             print(f"{where}: deleted")
         with_stack = {s["value"] for s in stacks}
-        for value, arns in aws.remnants(region, key).items():
+        for value, arns in remnants.items():
             if value in with_stack or value in spared:
                 continue
             failed += 1
