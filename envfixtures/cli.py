@@ -4,6 +4,7 @@ envfixtures up [COMPONENT ...]   build and keep an environment; print its name a
 envfixtures ls                   environments with state, owner, age, kept or not
 envfixtures down NAME            tear an environment down
 envfixtures reap                 tear down every environment whose run is gone and that was not kept
+envfixtures reap --aws           ... and delete environments' stacks found by their tags in AWS (no local state)
 envfixtures check                the static rules on every input of the platform (no environment is built)
 """
 
@@ -29,6 +30,11 @@ from envfixtures.lifecycle import git_head, ini_values
 
 log = logging.getLogger("envfixtures.cli")
 
+#: ``reap --aws`` leaves stacks younger than this alone: with no local state, age is the only sign that a stack's
+#: run is over. A gate's run on ``aws`` is bounded by its create (``aws_stack_timeout``, 1 h), its tests and its
+#: delete (1 h again): 6 hours is well past the longest.
+AWS_REAP_OLDER_THAN_HOURS = 6.0
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="envfixtures", description=__doc__.split("\n\n")[0])
@@ -47,7 +53,28 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("ls", help="list environments")
     down = sub.add_parser("down", help="tear an environment down")
     down.add_argument("name")
-    sub.add_parser("reap", help="tear down environments whose run is gone and that were not kept")
+    reap = sub.add_parser("reap", help="tear down environments whose run is gone and that were not kept")
+    reap.add_argument(
+        "--aws",
+        action="store_true",
+        help="also delete the stacks that carry the environment tag in AWS, found by tag and age (no local state "
+        "needed), like `taskcat test clean`",
+    )
+    reap.add_argument(
+        "--region",
+        action="append",
+        default=[],
+        help="with --aws: a region to search (repeatable; default the configured one: env_settings aws_region, "
+        "else boto3's)",
+    )
+    reap.add_argument(
+        "--older-than",
+        type=float,
+        default=AWS_REAP_OLDER_THAN_HOURS,
+        metavar="HOURS",
+        help=f"with --aws: only stacks created more than HOURS ago (default {AWS_REAP_OLDER_THAN_HOURS:g}: longer "
+        "than a gate's run; 0 takes all)",
+    )
     check = sub.add_parser("check", help="the static rules on the platform's templates and definitions; builds nothing")
     check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting (e.g. rules_off=...)")
     args = parser.parse_args(argv)
@@ -176,10 +203,82 @@ def cmd_reap(args: argparse.Namespace) -> int:
         failed += bool(problems)
         print(f"{env.name}: reaped" + (f" with problems: {'; '.join(problems)}" if problems else ""))
     print(f"reaped {reaped} environment(s)")
-    pruned = lifecycle.prune(args.home, platform_config.find(Path.cwd()))
+    platform = platform_config.find(Path.cwd())
+    pruned = lifecycle.prune(args.home, platform)
     if pruned:
         print(f"pruned the state of {len(pruned)} environment(s) torn down long ago: {', '.join(pruned)}")
+    if args.aws:
+        failed += reap_aws(args, platform)
     return 1 if failed else 0
+
+
+def reap_aws(args: argparse.Namespace, platform: platform_config.PlatformConfig) -> int:
+    """Delete the stacks that carry the environment tag and are older than ``--older-than`` hours, in every region
+    of ``--region``, through the teardown's own delete; then name what is left tagged of stacks already gone.
+    Needs no local state (a new Jenkins workspace); an environment this state directory knows as kept, or whose
+    run is alive, is left alone. Returns how many deletes failed (or environments left resources)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from envfixtures.components import aws
+
+    config = platform_config.parse([aws.StackConfig], platform.section("aws"), platform.where(section="aws"))[0]
+    key = aws.env_tag_key(config)
+    regions = list(dict.fromkeys(args.region)) or [_configured_region()]
+    spared = {env.name: ("kept" if env.meta.get("kept") else "its run is alive") for env in list_environments(args.home)
+              if env.meta.get("status") != TORN_DOWN and (env.meta.get("kept") or env.owner_alive())}  # fmt: skip
+    failed = deleted = 0
+    now = time.time()
+    for region in regions:
+        try:
+            stacks = aws.environment_stacks(region, key)
+            remnants = aws.remnants(region, key)
+        except (ClientError, BotoCoreError) as exc:  # no access to the region, no credentials, no such region
+            failed += 1
+            print(f"{region}: cannot list its stacks and tagged resources: {exc}; check the credentials and region")
+            continue
+        old = [s for s in stacks if s["created"] is None or now - s["created"].timestamp() > args.older_than * 3600]
+        print(f"{region}: {len(stacks)} stack(s) tagged {key}, {len(old)} older than {args.older_than:g} h")
+        for stack in old:
+            age = _age(now - stack["created"].timestamp()) if stack["created"] else "?"
+            where = f"{region}: stack {stack['name']} ({key}={stack['value']}, {stack['status']}, {age} old)"
+            if stack["value"] in spared:
+                print(f"{where}: left alone ({spared[stack['value']]} in {args.home})")
+                continue
+            try:
+                aws.delete_environment_stack(
+                    name=stack["value"], stack=stack["id"], region=region, tag_key=key, timeout=3600.0,
+                    max_delay=15.0, progress=print, retry="envfixtures reap --aws",
+                )  # fmt: skip
+            except EnvfixturesError as exc:
+                failed += 1
+                print(f"{where}: not deleted: {exc}")
+                continue
+            deleted += 1
+            print(f"{where}: deleted")
+        with_stack = {s["value"] for s in stacks}
+        for value, arns in remnants.items():
+            if value in with_stack or value in spared:
+                continue
+            failed += 1
+            shown = ", ".join(arns[:10]) + (f" and {len(arns) - 10} more" if len(arns) > 10 else "")
+            print(
+                f"{region}: {len(arns)} resource(s) tagged {key}={value} remain with no stack: {shown}; delete them "
+                "(in the console, or with each service's CLI)"
+            )
+    print(f"deleted {deleted} stack(s) found by tag")
+    return failed
+
+
+def _configured_region() -> str:
+    """The region of ``reap --aws`` without ``--region``: the ini's env_settings ``aws_region``, else boto3's."""
+    import boto3
+
+    ini_file, _, ini_settings = ini_values(Path.cwd())
+    region = (parse_lines(ini_settings, f"{ini_file} env_settings") if ini_file else {}).get("aws_region")
+    region = region or boto3.Session().region_name
+    if not region:
+        raise ConfigError("reap --aws: no region: pass --region, or set aws_region in env_settings or AWS_REGION")
+    return region
 
 
 def cmd_check(args: argparse.Namespace) -> int:

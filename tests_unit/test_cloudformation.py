@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import os
 import re
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -593,3 +594,336 @@ def test_moto_server_start_time_is_small(tmp_path: Path) -> None:
     seconds = time.monotonic() - started
     process.stop()
     assert seconds < 15
+
+
+# ---------------------------------------------------------------------------- a teardown that finishes
+
+#: A VPC with a route table: moto refuses to delete it (DependencyViolation), drops the stack record and leaves
+#: both, tagged; a minimal stand-in for the reference stack's refused delete (measured: docs/local-standins.md).
+VPC_TEMPLATE = """\
+Resources:
+  Network:
+    Type: AWS::EC2::VPC
+    Properties: {CidrBlock: 10.7.0.0/16}
+  Routes:
+    Type: AWS::EC2::RouteTable
+    Properties: {VpcId: !Ref Network}
+"""
+#: A versioned bucket, which moto deletes only once it is empty (a full one it leaves behind, calling the stack
+#: DELETE_COMPLETE: measured), and real AWS not at all (DELETE_FAILED).
+BUCKET_TEMPLATE = """\
+Resources:
+  Artifacts:
+    Type: AWS::S3::Bucket
+    Properties:
+      VersioningConfiguration: {Status: Enabled}
+      BucketEncryption:
+        ServerSideEncryptionConfiguration: [{ServerSideEncryptionByDefault: {SSEAlgorithm: AES256}}]
+      PublicAccessBlockConfiguration: {BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true,
+                                       RestrictPublicBuckets: true}
+Outputs:
+  ArtifactBucket: {Value: !Ref Artifacts}
+"""
+
+
+def point_boto3_at(moto: Moto, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``aws`` backend's boto3 chain, pointed at ``moto`` standing in for the account."""
+    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto.credentials.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto.credentials.secret_access_key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def aws_env(tmp_path: Path, template: str, name: str) -> Environment:
+    """An environment on the ``aws`` backend whose platform's stack is ``template`` (its pyproject.toml written,
+    as `envfixtures reap` reads it from the current directory)."""
+    root = tmp_path / "platform"
+    (root / "infra").mkdir(parents=True, exist_ok=True)
+    (root / "infra" / "stack.yaml").write_text(template)
+    (root / "pyproject.toml").write_text('[tool.envfixtures.aws]\ntemplate = "infra/stack.yaml"\n')
+    return Environment(
+        name=name, sha=SHA, backend="aws", root=root, home=tmp_path / "home", components=["aws"],
+        settings={"quiet": "true", "aws_region": "us-east-1", "aws_stack_timeout": "10"}, config=config.find(root),
+    )  # fmt: skip
+
+
+def envfixtures_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    from envfixtures import cli
+
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+@pytest.mark.integration
+def test_a_refused_delete_leaves_the_environment_retryable_until_its_resources_are_gone(
+    fresh: Moto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """moto refuses the VPC stack's delete and drops the stack's record while the VPC and its route table stay:
+    the environment is not torn down, and a second `down` (the stack record gone) does not say "torn down" while
+    resources tagged as the environment's remain; once they are gone, `down` finishes."""
+    point_boto3_at(fresh, monkeypatch)
+    from envfixtures import lifecycle
+
+    env = aws_env(tmp_path, VPC_TEMPLATE, "ef-0123456-refused")
+    env.check(["aws"])
+    env.ensure("aws")
+    ec2 = fresh.client("ec2")
+    [vpc] = ec2.describe_vpcs(Filters=[{"Name": "tag:envfixtures:env", "Values": [env.name]}])["Vpcs"]
+    [table] = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}, {"Name":
+                                        "tag:envfixtures:env", "Values": [env.name]}])["RouteTables"]  # fmt: skip
+
+    problems = lifecycle.teardown(env)
+    assert len(problems) == 1, problems
+    assert "DependencyViolation" in problems[0] and vpc["VpcId"] in problems[0] and table["RouteTableId"] in problems[0]
+    assert f"envfixtures down {env.name}" in problems[0] and "\n" not in problems[0]
+    assert cloudformation.describe(fresh.client("cloudformation"), env.name) is None, "moto dropped the record"
+    assert env.meta["status"] == "teardown_failed" and env.component_state("aws")["status"] == "teardown_failed"
+
+    # The retry: no stack to delete any more, but its resources are still there.
+    code, out = envfixtures_cli(capsys, "--home", str(env.home), "down", env.name)
+    assert code == 1, out
+    assert "torn down\n" not in out and "teardown failed" in out
+    assert f"stack {env.name} is gone but not all of it" in out and vpc["VpcId"] in out
+    assert Environment.open(env.home, env.name).meta["status"] == "teardown_failed"
+
+    # What blocked goes (by hand, as the message says); the next `down` finishes.
+    ec2.delete_route_table(RouteTableId=table["RouteTableId"])
+    ec2.delete_vpc(VpcId=vpc["VpcId"])
+    code, out = envfixtures_cli(capsys, "--home", str(env.home), "down", env.name)
+    assert code == 0, out
+    assert out.strip().endswith(f"{env.name}: torn down")
+    assert Environment.open(env.home, env.name).meta["status"] == "torn_down"
+
+
+@pytest.mark.integration
+def test_known_blockers_are_cleared_before_the_delete(
+    fresh: Moto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A versioned bucket with versions and a delete marker is emptied before the delete, so it really goes (moto
+    would leave a full one behind and call the stack deleted; real AWS would end DELETE_FAILED)."""
+    point_boto3_at(fresh, monkeypatch)
+    cf, s3 = fresh.client("cloudformation"), fresh.client("s3")
+    path = tmp_path / "bucket.yaml"
+    path.write_text(BUCKET_TEMPLATE)
+    stack_id = cloudformation.create_stack(
+        cf, name="ef-full-bucket", template_path=path, parameters={}, tags={"envfixtures:env": "ef-full-bucket"}
+    )
+    bucket = cloudformation.outputs(cf, stack_id)["ArtifactBucket"]
+    # moto does not apply the template's VersioningConfiguration (docs/local-standins.md): turned on here
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    for body in (b"v1", b"v2"):
+        s3.put_object(Bucket=bucket, Key="build/app.tar.gz", Body=body)
+    s3.delete_object(Bucket=bucket, Key="build/app.tar.gz")  # a delete marker on top
+    lines: list[str] = []
+    deleted = aws_component.delete_environment_stack(
+        name="ef-full-bucket", stack=stack_id, region="us-east-1", tag_key="envfixtures:env", timeout=10,
+        max_delay=0.2, progress=lines.append,
+    )  # fmt: skip
+    assert deleted is not None and deleted.attempts == 1 and deleted.retained == ()
+    assert any(f"emptied bucket {bucket} (3 object version(s)" in line for line in lines), lines
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == [], "the bucket went with its stack"
+
+
+class DeleteFailedStandIn:
+    """Real CloudFormation's delete, which moto never plays: a delete ends DELETE_FAILED while a resource is blocked;
+    ``RetainResources`` (allowed only then) leaves the named resources and deletes the stack."""
+
+    def __init__(self, blocked: dict[str, str]) -> None:
+        self.status = "CREATE_COMPLETE"
+        self.blocked = dict(blocked)  # logical id -> reason, while blocked
+        self.resources = {"Artifacts": ("AWS::S3::Bucket", "ef-artifacts-1"), "Eni": ("AWS::EC2::NetworkInterface",
+                          "eni-0abc"), "Zone": ("AWS::Route53::HostedZone", "Z123")}  # fmt: skip
+        self.deletes: list[list[str] | None] = []
+
+    def get_paginator(self, operation: str) -> Any:
+        assert operation == "list_stack_resources"
+        stand_in = self
+
+        class Pages:
+            def paginate(self, StackName: str) -> list[dict[str, Any]]:  # noqa: N803 - boto3's names
+                return [{"StackResourceSummaries": stand_in.summaries()}]
+
+        return Pages()
+
+    def summaries(self) -> list[dict[str, Any]]:
+        failed = self.status == "DELETE_FAILED"
+        return [
+            {"LogicalResourceId": logical, "ResourceType": kind, "PhysicalResourceId": physical,
+             "ResourceStatus": "DELETE_FAILED" if failed and logical in self.blocked else "CREATE_COMPLETE",
+             "ResourceStatusReason": self.blocked.get(logical) if failed else None}
+            for logical, (kind, physical) in self.resources.items()
+        ]  # fmt: skip
+
+    def describe_stacks(self, StackName: str) -> dict[str, Any]:  # noqa: N803
+        if self.status == "DELETE_COMPLETE" and not StackName.startswith("arn:"):
+            raise ClientError({"Error": {"Code": "ValidationError", "Message": "Stack ef-x does not exist"}}, "D")
+        secret = [{"ParameterKey": "P", "ParameterValue": PASSWORD}]  # as moto shows a NoEcho parameter
+        stack = {"StackName": "ef-x", "StackId": "arn:aws:cloudformation:stack/ef-x/1", "StackStatus": self.status}
+        return {"Stacks": [{**stack, "Parameters": secret}]}
+
+    def describe_stack_events(self, StackName: str) -> dict[str, Any]:  # noqa: N803
+        return {"StackEvents": [{"LogicalResourceId": k, "ResourceType": "?", "ResourceStatus": "DELETE_FAILED",
+                                 "ResourceStatusReason": r} for k, r in self.blocked.items()]}  # fmt: skip
+
+    def delete_stack(self, StackName: str, RetainResources: list[str] | None = None) -> dict[str, Any]:  # noqa: N803
+        self.deletes.append(RetainResources)
+        if RetainResources is not None:
+            assert self.status == "DELETE_FAILED", "RetainResources is only allowed on a DELETE_FAILED stack"
+        still = set(self.blocked) - set(RetainResources or ())
+        self.status = "DELETE_FAILED" if still else "DELETE_COMPLETE"
+        return {}
+
+
+def test_delete_failed_lists_blockers_clears_retries_then_retains_what_still_fails() -> None:
+    """Three deletes end DELETE_FAILED on a network interface nothing can clear: each time the blockers are listed
+    and cleared, then a fourth delete retains exactly that resource, whose id the result names."""
+    stand_in = DeleteFailedStandIn({"Eni": "Network interface is in use"})
+    cleared: list[list[str]] = []
+    lines: list[str] = []
+
+    def clear(resources: list[dict[str, Any]]) -> list[str]:
+        cleared.append([r["LogicalResourceId"] for r in resources])
+        return [f"cleared {len(resources)}"]
+
+    deleted = cloudformation.delete_stack(stand_in, "arn:aws:cloudformation:stack/ef-x/1", timeout=5,
+                                          max_delay=0.05, clear=clear, attempts=3, progress=lines.append)  # fmt: skip
+    assert stand_in.deletes == [None, None, None, ["Eni"]]
+    assert cleared == [["Artifacts", "Eni", "Zone"], ["Eni"], ["Eni"]], "all first, then the blockers between"
+    assert deleted == cloudformation.Deleted("ef-x", 4, ("AWS::EC2::NetworkInterface eni-0abc (Eni)",))
+    blocked = [line for line in lines if "ended DELETE_FAILED" in line]
+    assert len(blocked) == 3 and all("eni-0abc (Eni): Network interface is in use" in line for line in blocked)
+    assert all(PASSWORD not in line for line in lines)
+    # The retry (`down` again): the stack is DELETE_COMPLETE by id, so nothing is deleted and None says "look for what
+    # is left" (the retained interface keeps the environment's tag: the caller finds it, see the refused delete).
+    assert cloudformation.delete_stack(stand_in, "arn:aws:cloudformation:stack/ef-x/1", timeout=5, clear=clear) is None
+    assert len(stand_in.deletes) == 4
+
+
+def test_delete_failed_on_a_blocker_that_clearing_removes_finishes_without_retaining() -> None:
+    """The bucket fills again between the first emptying and the delete (an app still writing): the delete ends
+    DELETE_FAILED, the bucket is emptied again, and the second delete finishes; nothing is retained."""
+    stand_in = DeleteFailedStandIn({"Artifacts": "The bucket you tried to delete is not empty"})
+    calls = []
+
+    def clear(resources: list[dict[str, Any]]) -> list[str]:
+        calls.append([r["LogicalResourceId"] for r in resources])
+        if len(calls) == 2:  # the emptying after the failure is the one that holds
+            stand_in.blocked.pop("Artifacts")
+        return []
+
+    deleted = cloudformation.delete_stack(stand_in, "ef-x", timeout=5, max_delay=0.05, clear=clear)
+    assert deleted == cloudformation.Deleted("ef-x", 2, ())
+    assert stand_in.deletes == [None, None] and calls[1] == ["Artifacts"]
+
+
+def test_clear_zone_keeps_its_soa_and_apex_ns_only() -> None:
+    """A hosted zone is deleted only once it holds nothing but its SOA and apex NS (route53 reads fail on the
+    authenticated moto server: moto's own signature check refuses route53 GETs, measured, so a stand-in)."""
+    records = [
+        {"Name": "ef.internal.", "Type": "SOA", "TTL": 900, "ResourceRecords": [{"Value": "ns. h. 1 2 3 4 5"}]},
+        {"Name": "ef.internal.", "Type": "NS", "TTL": 900, "ResourceRecords": [{"Value": "ns-1."}]},
+        {"Name": "broker.ef.internal.", "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": "10.0.0.1"}]},
+        {"Name": "sub.ef.internal.", "Type": "NS", "TTL": 60, "ResourceRecords": [{"Value": "ns-2."}]},
+    ]
+    changes: list[dict[str, Any]] = []
+
+    class Route53:
+        def get_hosted_zone(self, Id: str) -> dict[str, Any]:  # noqa: N803
+            return {"HostedZone": {"Id": Id, "Name": "ef.internal."}}
+
+        def get_paginator(self, operation: str) -> Any:
+            class Pages:
+                def paginate(self, HostedZoneId: str) -> list[dict[str, Any]]:  # noqa: N803
+                    return [{"ResourceRecordSets": records}]
+
+            return Pages()
+
+        def change_resource_record_sets(self, HostedZoneId: str, ChangeBatch: dict[str, Any]) -> None:  # noqa: N803
+            changes.extend(ChangeBatch["Changes"])
+
+    from envfixtures.drivers.aws import blockers
+
+    assert blockers.clear_zone(Route53(), "Z123") == 2
+    assert [(c["Action"], c["ResourceRecordSet"]["Name"], c["ResourceRecordSet"]["Type"]) for c in changes] == [
+        ("DELETE", "broker.ef.internal.", "A"),
+        ("DELETE", "sub.ef.internal.", "NS"),
+    ]
+
+
+@pytest.mark.integration
+def test_reap_aws_finds_and_deletes_stacks_by_tag_and_age_with_no_local_state(
+    fresh: Moto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A new workspace (the .envfixtures directory gone) finds the environment's stack by its envfixtures:env tag:
+    younger than --older-than it is left, with --older-than 0 it is deleted (its full bucket emptied on the way);
+    a stack without the tag is never touched."""
+    point_boto3_at(fresh, monkeypatch)
+    env = aws_env(tmp_path, BUCKET_TEMPLATE, "ef-0123456-reaped")
+    env.check(["aws"])
+    facts = env.ensure("aws")
+    s3 = fresh.client("s3")
+    s3.put_object(Bucket=facts["outputs"]["ArtifactBucket"], Key="build/app.tar.gz", Body=b"artifact")
+    cf = fresh.client("cloudformation")
+    theirs = tmp_path / "theirs.yaml"
+    theirs.write_text(BUCKET_TEMPLATE)
+    other = cloudformation.create_stack(cf, name="another-team", template_path=theirs, parameters={},
+                                        tags={"team": "acme"})  # fmt: skip
+    shutil.rmtree(env.home)  # a new Jenkins workspace: nothing local knows of the environment
+    monkeypatch.chdir(env.root)  # its configuration names the tag (the default, envfixtures:env)
+
+    code, out = envfixtures_cli(capsys, "--home", str(env.home), "reap", "--aws", "--region", "us-east-1",
+                                "--older-than", "1")  # fmt: skip
+    assert code == 0, out
+    assert "us-east-1: 1 stack(s) tagged envfixtures:env, 0 older than 1 h" in out
+    assert cloudformation.describe(cf, env.name)["StackStatus"] == "CREATE_COMPLETE", "too young: left alone"
+
+    code, out = envfixtures_cli(capsys, "--home", str(env.home), "reap", "--aws", "--region", "us-east-1",
+                                "--older-than", "0")  # fmt: skip
+    assert code == 0, out
+    assert f"us-east-1: stack {env.name} (envfixtures:env={env.name}, CREATE_COMPLETE, " in out
+    assert f"{env.name}: emptied bucket {facts['outputs']['ArtifactBucket']}" in out
+    assert "deleted 1 stack(s) found by tag" in out and "another-team" not in out
+    assert cloudformation.describe(cf, env.name) is None
+    assert cloudformation.describe(cf, other)["StackStatus"] == "CREATE_COMPLETE", "not ours: untouched"
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == [cloudformation.outputs(cf, other)["ArtifactBucket"]]
+
+
+@pytest.mark.integration
+def test_reap_aws_names_what_a_refused_delete_left_until_it_is_gone(
+    fresh: Moto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """moto refuses the tagged VPC stack's delete: `reap --aws` fails naming it; the next `reap --aws` finds no stack
+    but names the resources still tagged as that environment's (exit 1), until they are gone (exit 0)."""
+    point_boto3_at(fresh, monkeypatch)
+    template = tmp_path / "vpc.yaml"
+    template.write_text(VPC_TEMPLATE)
+    cf = fresh.client("cloudformation")
+    cloudformation.create_stack(cf, name="ef-0123456-vpc", template_path=template, parameters={},
+                                tags={"envfixtures:env": "ef-0123456-vpc"})  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # no platform configuration: the default tags
+    reap = ("--home", str(tmp_path / "no-state"), "reap", "--aws", "--region", "us-east-1", "--older-than", "0")
+
+    code, out = envfixtures_cli(capsys, *reap)
+    assert code == 1, out
+    assert "us-east-1: stack ef-0123456-vpc (envfixtures:env=ef-0123456-vpc, CREATE_COMPLETE, " in out
+    assert "not deleted: delete of stack ef-0123456-vpc was refused: DependencyViolation" in out
+    assert "run `envfixtures reap --aws` again" in out
+
+    code, out = envfixtures_cli(capsys, *reap)
+    assert code == 1, out
+    assert "us-east-1: 0 stack(s) tagged envfixtures:env" in out
+    ec2 = fresh.client("ec2")
+    [vpc] = ec2.describe_vpcs(Filters=[{"Name": "tag:envfixtures:env", "Values": ["ef-0123456-vpc"]}])["Vpcs"]
+    assert "us-east-1: 2 resource(s) tagged envfixtures:env=ef-0123456-vpc remain with no stack: " in out
+    assert f":vpc/{vpc['VpcId']}" in out
+
+    for table in ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["RouteTables"]:
+        if not any(a.get("Main") for a in table.get("Associations", [])):
+            ec2.delete_route_table(RouteTableId=table["RouteTableId"])
+    ec2.delete_vpc(VpcId=vpc["VpcId"])
+    code, out = envfixtures_cli(capsys, *reap)
+    assert code == 0, out
+    assert "remain" not in out

@@ -7,7 +7,8 @@ ARN against ACM) and the stack. moto cannot delete a VPC stack (``docs/local-sta
 server is the honest local teardown (the default :meth:`Component.teardown`).
 
 ``aws`` (:class:`RealAws`): the same stack code against the real endpoint with the usual boto3
-credential chain; teardown empties the artifact bucket, deletes the stack and verifies it is gone.
+credential chain; teardown deletes the stack until it is gone (:func:`delete_environment_stack`: known blockers
+cleared, bounded retries, then ``RetainResources``) and checks that nothing tagged as the environment's is left.
 
 Configured in ``[tool.envfixtures.aws]``: ``template`` (the file), ``parameters`` (stack parameter -> one of
 :data:`PARAMETER_VALUES`: what envfixtures passes it) and ``outputs`` (one of :data:`OUTPUT_MEANINGS` -> the
@@ -29,16 +30,19 @@ import dataclasses
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from envfixtures import rules
 from envfixtures.core.component import Component
 from envfixtures.core.config import path_field
-from envfixtures.core.errors import BuildError, ConfigError
+from envfixtures.core.errors import BuildError, ConfigError, TeardownError
 from envfixtures.core.facts import Facts
+from envfixtures.drivers.aws import blockers, cloudformation, moto_server
 from envfixtures.drivers.aws import clients as aws_clients
-from envfixtures.drivers.aws import cloudformation, moto_server
 from envfixtures.rules import cloudformation as cfn_rules
 from envfixtures.rules import policy as policy_mod
 
@@ -267,7 +271,8 @@ class RealAws(Stack):
 
     Settings: ``aws_certificate_arn`` (or ``ENVFIXTURES_AWS_CERTIFICATE_ARN``) — required: the
     ACM certificate of the public HTTPS listener; ``aws_region`` (else boto3's configured region);
-    ``aws_stack_timeout`` in seconds (default 3600: a Multi-AZ RDS instance takes ~20 minutes).
+    ``aws_stack_timeout`` in seconds (default 3600: a Multi-AZ RDS instance takes ~20 minutes);
+    ``aws_delete_attempts`` (default 3).
     """
 
     @dataclasses.dataclass(frozen=True)
@@ -277,6 +282,9 @@ class RealAws(Stack):
         aws_stack_timeout: float = 3600.0
         aws_certificate_arn: str = ""
         aws_region: str = ""
+        #: deletes of a stack that ends DELETE_FAILED (its known blockers cleared in between) before the last
+        #: delete retains what still fails
+        aws_delete_attempts: int = cloudformation.DELETE_ATTEMPTS
 
     @classmethod
     def check(cls, ctx: "BuildContext") -> None:
@@ -297,15 +305,18 @@ class RealAws(Stack):
         )
 
     def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
-        """Empty the artifact bucket, delete the stack and verify it is gone (tolerates partial facts)."""
-        region = facts.get("region") or _region(ctx)
-        stack = facts.get("stack_id") or ctx.name
-        bucket = (facts.get("endpoints") or {}).get("artifact_bucket")
-        if bucket:
-            empty_bucket(aws_clients.make_client("s3", endpoint_url=None, region=region), bucket)
-        cf = aws_clients.make_client("cloudformation", endpoint_url=None, region=region)
+        """Delete the stack until it is gone (see :func:`delete_environment_stack`; tolerates partial facts)."""
         ctx.progress(f"aws: deleting stack {ctx.name}")
-        cloudformation.delete_stack(cf, stack, timeout=ctx.settings.aws_stack_timeout, max_delay=15.0)
+        delete_environment_stack(
+            name=ctx.name,
+            stack=facts.get("stack_id") or ctx.name,
+            region=facts.get("region") or _region(ctx),
+            tag_key=env_tag_key(ctx.config),
+            timeout=ctx.settings.aws_stack_timeout,
+            max_delay=15.0,
+            attempts=ctx.settings.aws_delete_attempts,
+            progress=ctx.progress,
+        )
         super().teardown(ctx, facts)
 
     def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:
@@ -317,17 +328,95 @@ class RealAws(Stack):
 
 def empty_bucket(s3: Any, bucket: str) -> None:
     """Delete every object (and object version) of ``bucket``: CloudFormation cannot delete a full bucket."""
+    blockers.empty_bucket(s3, bucket)
+
+
+def env_tag_key(config: StackConfig) -> str:
+    """The stack tag that carries the environment's name (``envfixtures:env`` unless configured otherwise; the
+    tag CloudFormation itself puts on a stack's resources when the platform configures none)."""
+    keys = [key for key, value in config.tags.items() if value == "env_name"]
+    return keys[0] if keys else "aws:cloudformation:stack-name"
+
+
+def delete_environment_stack(
+    *,
+    name: str,
+    stack: str,
+    region: str,
+    tag_key: str,
+    timeout: float,
+    max_delay: float,
+    attempts: int = cloudformation.DELETE_ATTEMPTS,
+    progress: Callable[[str], None] | None = None,
+    retry: str = "",
+) -> cloudformation.Deleted | None:
+    """Delete the environment ``name``'s stack (``stack``: its id or name) in ``region`` of the real account until
+    it is gone, and make sure nothing tagged ``tag_key = name`` is left; what the teardown and ``envfixtures reap
+    --aws`` both do.
+
+    Before the delete the stack's known blockers are cleared (its buckets emptied of every version, its hosted
+    zones of their records); a delete that ends ``DELETE_FAILED`` lists the blockers, clears them and is retried,
+    ``attempts`` times in all, then one last delete retains what still fails. Raises :class:`TeardownError` (one
+    line naming the stack and what is left) when the delete is refused or does not finish, when resources were
+    retained, or when the stack is gone but resources tagged as the environment's remain (moto drops the record
+    of a VPC stack it refuses to delete; a retained resource stays tagged): the environment stays
+    ``teardown_failed`` and ``envfixtures down`` / ``reap`` retry it until nothing is left. ``retry``: the command
+    that retries, for the messages (default ``envfixtures down NAME``)."""
+    retry = retry or f"envfixtures down {name}"
+    cf = aws_clients.make_client("cloudformation", endpoint_url=None, region=region)
+
+    def clear(resources: list[dict[str, Any]]) -> list[str]:
+        return blockers.clear_known(
+            resources, lambda service: aws_clients.make_client(service, endpoint_url=None, region=region)
+        )
+
+    def left(prefix: str) -> str:
+        tagging = aws_clients.make_client("resourcegroupstaggingapi", endpoint_url=None, region=region)
+        try:
+            found = sorted(blockers.tagged_resources(tagging, tag_key, name))
+        except (ClientError, BotoCoreError) as exc:
+            return f"{prefix}; resources tagged {tag_key}={name} could not be listed ({type(exc).__name__})"
+        if not found:
+            return ""
+        shown = ", ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
+        return (
+            f"{prefix}; {len(found)} resource(s) tagged {tag_key}={name} remain in {region}: {shown}; delete them, "
+            f"then run `{retry}` again"
+        )
+
     try:
-        paginator = s3.get_paginator("list_object_versions")
-        for page in paginator.paginate(Bucket=bucket):
-            keys = [
-                {"Key": v["Key"], "VersionId": v["VersionId"]}
-                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
-            ]
-            if keys:
-                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-    except s3.exceptions.NoSuchBucket:
-        return
+        deleted = cloudformation.delete_stack(
+            cf, stack, timeout=timeout, max_delay=max_delay, clear=clear, attempts=attempts, progress=progress
+        )
+    except TeardownError as exc:
+        raise TeardownError(left(str(exc)) or str(exc)) from None
+    if deleted is not None and deleted.retained:
+        raise TeardownError(
+            f"stack {deleted.name} deleted retaining {len(deleted.retained)} resource(s) it could not delete: "
+            f"{', '.join(deleted.retained)}; delete them, then run `{retry}` again"
+        )
+    if deleted is None:
+        # No stack (any more): a delete refused by moto, a retained resource or a stack deleted by hand may have
+        # left resources that no stack holds any more; they carry the environment's tag.
+        problem = left(f"stack {name} is gone but not all of it")
+        if problem:
+            raise TeardownError(problem)
+    return deleted
+
+
+def environment_stacks(region: str, tag_key: str) -> list[dict[str, Any]]:
+    """The stacks of ``region`` that carry ``tag_key`` (see :func:`cloudformation.tagged_stacks`)."""
+    cf = aws_clients.make_client("cloudformation", endpoint_url=None, region=region)
+    return cloudformation.tagged_stacks(cf, tag_key)
+
+
+def remnants(region: str, tag_key: str) -> dict[str, list[str]]:
+    """Resources of ``region`` tagged ``tag_key``, by the tag's value (the environment's name) -> their ARNs."""
+    tagging = aws_clients.make_client("resourcegroupstaggingapi", endpoint_url=None, region=region)
+    found: dict[str, list[str]] = {}
+    for arn, tags in sorted(blockers.tagged_resources(tagging, tag_key).items()):
+        found.setdefault(tags.get(tag_key, "?"), []).append(arn)
+    return found
 
 
 def _certificate_arn(ctx: "BuildContext") -> str:

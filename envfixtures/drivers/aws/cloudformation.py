@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -211,40 +212,183 @@ def failing_events(cf: Any, stack: str) -> list[str]:
 
 # ---------------------------------------------------------------------------- delete
 
+#: How many times a stack in ``DELETE_FAILED`` is deleted again (its known blockers cleared in between) before the
+#: last delete retains what still fails.
+DELETE_ATTEMPTS = 3
 
-def delete_stack(cf: Any, stack: str, *, timeout: float = 60.0, max_delay: float = 1.0) -> None:
-    """Delete the stack, wait for ``DELETE_COMPLETE``, then verify that it is gone by name.
 
-    ``stack`` may be the stack id (preferred: a deleted stack stays describable by id) or its name.
-    Raises :class:`TeardownError` when it fails or is still there.
+@dataclass(frozen=True)
+class Deleted:
+    """A finished delete: the stack's name, how many deletes it took, and what the last one retained (one
+    ``"<type> <physical id> (<logical id>)"`` each: left in the account, no longer in any stack)."""
+
+    name: str
+    attempts: int
+    retained: tuple[str, ...] = ()
+
+
+def stack_resources(cf: Any, stack: str) -> list[dict[str, Any]]:
+    """The stack's resources (logical and physical id, type, status and its reason); empty when it is gone."""
+    found: list[dict[str, Any]] = []
+    try:
+        for page in cf.get_paginator("list_stack_resources").paginate(StackName=stack):
+            found += page.get("StackResourceSummaries", [])
+    except ClientError as exc:
+        if "does not exist" in str(exc):
+            return []
+        raise
+    return found
+
+
+def blockers(cf: Any, stack: str) -> list[dict[str, Any]]:
+    """The resources a delete could not delete (``DELETE_FAILED``), with their reasons."""
+    return [r for r in stack_resources(cf, stack) if r.get("ResourceStatus") == "DELETE_FAILED"]
+
+
+def resource_line(resource: Mapping[str, Any]) -> str:
+    reason = resource.get("ResourceStatusReason") or ""
+    return (
+        f"{resource.get('ResourceType')} {resource.get('PhysicalResourceId') or '?'} "
+        f"({resource.get('LogicalResourceId')}){': ' + reason if reason else ''}"
+    )
+
+
+def delete_stack(
+    cf: Any,
+    stack: str,
+    *,
+    timeout: float = 60.0,
+    max_delay: float = 1.0,
+    clear: Callable[[list[dict[str, Any]]], list[str]] | None = None,
+    attempts: int = DELETE_ATTEMPTS,
+    progress: Callable[[str], None] | None = None,
+) -> Deleted | None:
+    """Delete the stack until it is gone; ``None`` if there was no such stack, or it was deleted already (nothing
+    was done: what a previous delete left, retained or refused, is for the caller to look for).
+
+    ``stack`` may be the stack id (preferred: a deleted stack stays describable by id) or its name. ``clear`` is
+    given resources of the stack and clears what would block their delete (empties buckets, removes zone records),
+    returning one line per thing done: it is called with every resource before the first delete, then with the
+    ``DELETE_FAILED`` ones before each new attempt. After ``attempts`` deletes that end ``DELETE_FAILED``, one more
+    delete retains the resources that still fail (``RetainResources``): the stack goes, they stay, and the result
+    names them. Each wait is bounded by ``timeout``.
+
+    Raises :class:`TeardownError` when the delete is refused (moto refuses a VPC stack, ``DependencyViolation``,
+    and drops the stack's record while its resources stay), does not finish in time, or the stack is still there.
     """
+    say = progress or log.info
     found = describe(cf, stack)
     if found is None:
         log.info("stack %s: already gone", stack)
-        return
-    name = found["StackName"]
+        return None
+    name, stack_id = found["StackName"], found["StackId"]
+    if found["StackStatus"] == "DELETE_COMPLETE":  # by id, a deleted stack is still described (for 90 days)
+        log.info("stack %s: already deleted", name)
+        return None
+    if clear is not None:
+        try:
+            resources = stack_resources(cf, stack_id)
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:  # moto: a stack it half-made
+            resources = []
+            say(f"aws: stack {name}: its resources could not be listed ({type(exc).__name__}); deleting it as it is")
+        for line in clear(resources):
+            say(f"aws: stack {name}: {line}")
+    failing: list[dict[str, Any]] = []
+    for attempt in range(1, attempts + 1):
+        if _delete_until_done(cf, stack_id, name, timeout=timeout, max_delay=max_delay) != "DELETE_FAILED":
+            return _verified(cf, name, Deleted(name, attempt))
+        failing = blockers(cf, stack_id)
+        listed = "; ".join(resource_line(r) for r in failing) or "no resource in DELETE_FAILED"
+        say(f"aws: stack {name}: delete {attempt}/{attempts} ended DELETE_FAILED; blocked by: {listed}")
+        if clear is not None and attempt < attempts:
+            for line in clear(failing):
+                say(f"aws: stack {name}: {line}")
+    retain = [r["LogicalResourceId"] for r in failing]
+    if not retain:
+        raise TeardownError(
+            f"stack {name} is DELETE_FAILED after {attempts} deletes with no failed resource to retain; see its "
+            f"events (`aws cloudformation describe-stack-events --stack-name {stack_id}`)"
+        )
+    retained = tuple(
+        f"{r.get('ResourceType')} {r.get('PhysicalResourceId') or '?'} ({r['LogicalResourceId']})" for r in failing
+    )
+    say(f"aws: stack {name}: deleting it retaining {len(retained)} resource(s): {', '.join(retained)}")
+    status = _delete_until_done(cf, stack_id, name, timeout=timeout, max_delay=max_delay, retain=retain)
+    if status == "DELETE_FAILED":
+        listed = "; ".join(resource_line(r) for r in blockers(cf, stack_id))
+        raise TeardownError(
+            f"stack {name} is still DELETE_FAILED even retaining {', '.join(retain)} ({listed}); delete it in the "
+            f"console or with `aws cloudformation delete-stack --stack-name {stack_id}`"
+        )
+    return _verified(cf, name, Deleted(name, attempts + 1, retained))
+
+
+def _delete_until_done(
+    cf: Any, stack_id: str, name: str, *, timeout: float, max_delay: float, retain: list[str] | None = None
+) -> str:
+    """Ask for the delete and wait for its end: ``DELETE_COMPLETE`` (or gone), or ``DELETE_FAILED``."""
     try:
-        cf.delete_stack(StackName=found["StackId"])
+        if retain:
+            cf.delete_stack(StackName=stack_id, RetainResources=retain)
+        else:
+            cf.delete_stack(StackName=stack_id)
     except ClientError as exc:
         # Real AWS accepts the request and reports DELETE_FAILED; moto refuses a VPC stack here
         # (DependencyViolation) and drops the stack record while its resources stay.
         raise TeardownError(
             f"delete of stack {name} was refused: {_error_text(exc)}; its resources may be left"
         ) from None
-    log.info("stack %s: delete requested", name)
+    log.info("stack %s: delete requested%s", name, f" retaining {retain}" if retain else "")
     try:
-        wait_for_status(
-            cf, found["StackId"], target="DELETE_COMPLETE", timeout=timeout, max_delay=max_delay, gone_ok=True
+        return wait_for_status(
+            cf, stack_id, target="DELETE_COMPLETE", timeout=timeout, max_delay=max_delay, gone_ok=True
         )
-    except (FailedState, WaitTimeout) as exc:
+    except FailedState as exc:
+        found = describe(cf, stack_id)
+        if found is not None and found["StackStatus"] == "DELETE_FAILED":
+            return "DELETE_FAILED"
         raise TeardownError(
             f"stack {name} was not deleted: {exc}; delete it in the console or with "
             f"`aws cloudformation delete-stack --stack-name {name}`"
         ) from None
+    except WaitTimeout as exc:
+        raise TeardownError(
+            f"stack {name} was not deleted: {exc}; delete it in the console or with "
+            f"`aws cloudformation delete-stack --stack-name {name}`"
+        ) from None
+
+
+def _verified(cf: Any, name: str, deleted: Deleted) -> Deleted:
     left = describe(cf, name)
     if left is not None and left["StackStatus"] != "DELETE_COMPLETE":
         raise TeardownError(f"stack {name} is still there after its delete ({left['StackStatus']})")
     log.info("stack %s: deleted and verified gone", name)
+    return deleted
+
+
+# ---------------------------------------------------------------------------- find
+
+
+def tagged_stacks(cf: Any, key: str) -> list[dict[str, Any]]:
+    """Every stack of the region that carries the tag ``key`` and is not deleted: ``name``, ``id``, ``status``,
+    ``created`` (a datetime), ``value`` (the tag's) and ``tags``; never its parameters (moto shows NoEcho ones)."""
+    found = []
+    for page in cf.get_paginator("describe_stacks").paginate():
+        for stack in page.get("Stacks", []):
+            tags = {t["Key"]: t["Value"] for t in stack.get("Tags") or []}
+            if key not in tags or stack.get("StackStatus") == "DELETE_COMPLETE":
+                continue
+            found.append(
+                {
+                    "name": stack["StackName"],
+                    "id": stack["StackId"],
+                    "status": stack["StackStatus"],
+                    "created": stack.get("CreationTime"),
+                    "value": tags[key],
+                    "tags": tags,
+                }
+            )
+    return found
 
 
 # ---------------------------------------------------------------------------- helpers
