@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -18,8 +19,8 @@ from envfixtures.drivers.containers import podman, registry
 from envfixtures.testing import BUSYBOX_IMAGE, BUSYBOX_ROOT_COMMAND
 
 pytestmark = pytest.mark.skipif(
-    podman.missing() is not None or registry.executable() is None,
-    reason=f"needs podman, runc and docker-registry ({podman.INSTALL_HINT})",
+    podman.missing() is not None or registry.executable() is None or not Path("/bin/busybox").is_file(),
+    reason=f"needs podman, runc, docker-registry and busybox-static ({podman.INSTALL_HINT})",
 )
 
 PYPROJECT = f"""

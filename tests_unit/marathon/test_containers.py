@@ -94,7 +94,8 @@ def reg(marathon: LocalMarathon, tmp_path_factory: pytest.TempPathFactory) -> It
         yield Registry(address, tarball.as_uri(), busybox, entrypoint)
     finally:
         process.stop(timeout=5)
-        podman.remove_images(marathon.marker)
+        podman.remove_images(marathon.marker)  # the entrypoint image (built with the marker's label)
+        podman.run("rmi", "--ignore", f"{address}/test/busybox:1", check=False)  # the tag the pulls made
 
 
 def docker_app(app_id: str, reg: Registry, image: str | None = None, **over: Any) -> dict[str, Any]:
