@@ -32,6 +32,9 @@ from pathlib import Path
 
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from envfixtures.drivers.containers import podman  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 GATE = ["tests_infra", "tests_api", "-n", "2", "-q", "-p", "no:cacheprovider"]
@@ -47,12 +50,21 @@ class Outcome:
     seconds: float = 0.0
     leaked_processes: list[str] = field(default_factory=list)
     listeners: list[str] = field(default_factory=list)
+    containers: list[str] = field(default_factory=list)  # of docker apps (labelled with their environment)
     not_torn_down: list[str] = field(default_factory=list)
     failed_runs: int = 0
 
     @property
     def ok(self) -> bool:
-        return not (self.leaked_processes or self.listeners or self.not_torn_down or self.failed_runs)
+        return not (
+            self.leaked_processes or self.listeners or self.containers or self.not_torn_down or self.failed_runs
+        )
+
+    def add(self, other: Outcome) -> None:
+        self.leaked_processes += other.leaked_processes
+        self.listeners += other.listeners
+        self.containers += other.containers
+        self.not_torn_down += other.not_torn_down
 
 
 def start_gate(home: Path) -> subprocess.Popen:
@@ -111,6 +123,8 @@ def count(home: Path, outcome: Outcome) -> None:
         for c in psutil.net_connections(kind="inet")
         if c.status == psutil.CONN_LISTEN and c.pid in pids
     ]
+    for name in names:
+        outcome.containers += [f"{name}: {c}" for c in podman.labelled_containers(name)]
     for env_dir in environments(home):
         status = json.loads((env_dir / "env.json").read_text()).get("status")
         if status != "torn_down":
@@ -134,9 +148,7 @@ def green(runs: int, base: Path) -> Outcome:
         outcome.failed_runs += code != 0
         one = Outcome("")
         count(home, one)
-        outcome.leaked_processes += one.leaked_processes
-        outcome.listeners += one.listeners
-        outcome.not_torn_down += one.not_torn_down
+        outcome.add(one)
     outcome.seconds = time.monotonic() - t0
     return outcome
 
@@ -185,9 +197,7 @@ def parallel(base: Path) -> Outcome:
     for home in homes:
         one = Outcome("")
         count(home, one)
-        outcome.leaked_processes += one.leaked_processes
-        outcome.listeners += one.listeners
-        outcome.not_torn_down += one.not_torn_down
+        outcome.add(one)
     return outcome
 
 
@@ -212,11 +222,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "soak.json").write_text(json.dumps([asdict(o) for o in outcomes], indent=2) + "\n")
-    rows = [("case", "exit codes", "seconds", "leaked processes", "listeners", "not torn down", "failed runs", "")]
+    rows = [("case", "exit codes", "seconds", "leaked processes", "listeners", "containers", "not torn down",
+             "failed runs", "")]  # fmt: skip
     for o in outcomes:
         rows.append((
             o.case, " ".join(map(str, o.exit_codes)), f"{o.seconds:.0f}", str(len(o.leaked_processes)),
-            str(len(o.listeners)), str(len(o.not_torn_down)), str(o.failed_runs), "ok" if o.ok else "FAIL",
+            str(len(o.listeners)), str(len(o.containers)), str(len(o.not_torn_down)), str(o.failed_runs),
+            "ok" if o.ok else "FAIL",
         ))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print("\n".join("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows))

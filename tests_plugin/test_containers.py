@@ -68,10 +68,6 @@ def make_project(project: Project, test: str) -> None:
     project.sha = None  # builds HEAD: the image from its tree
 
 
-def labelled(name: str) -> list[str]:
-    return podman.run("ps", "-a", "--filter", f"label={podman.ENV_LABEL}={name}", "--format", "{{.Names}}").split()
-
-
 def test_a_crashing_container_says_why_in_the_junit_evidence(project: Project) -> None:
     make_project(
         project,
@@ -88,7 +84,7 @@ def test_a_crashing_container_says_why_in_the_junit_evidence(project: Project) -
     assert "/t/app: lastTaskFailure TASK_FAILED" in evidence and f"{TEXT} {sha}" in evidence, evidence
     env = project.env()
     assert not project.alive(env), "the scheduler and the registry are gone after the run"
-    assert labelled(env.name) == [], "no container left"
+    assert podman.labelled_containers(env.name) == [], "no container left"
     assert podman.run("images", "--filter", f"label={podman.ENV_LABEL}={env.name}", "-q").split() == []
 
 
@@ -101,17 +97,19 @@ def test_sigkill_to_the_run_then_reap_leaves_no_container_registry_or_image(proj
     proc = project.popen()
     env = project.wait_for_started("images/registry", timeout=120)
     deadline = time.monotonic() + 120
-    while not labelled(env.name) and time.monotonic() < deadline:
+    while not podman.labelled_containers(env.name) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert labelled(env.name), "the app's container runs"
+    assert podman.labelled_containers(env.name), "the app's container runs"
     os.killpg(proc.pid, signal.SIGKILL)
     time.sleep(0.5)
-    assert labelled(env.name), "its container outlives the killed run (podman's conmon is not of the run's group)"
+    assert podman.labelled_containers(env.name), (
+        "its container outlives the killed run (podman's conmon is not of the run's group)"
+    )
     reap = subprocess.run(
         [sys.executable, "-m", "envfixtures.cli", "reap"], cwd=project.path, capture_output=True, text=True, timeout=120
     )
     assert reap.returncode == 0, reap.stdout + reap.stderr
-    assert labelled(env.name) == [], "reap removed the container by its label"
+    assert podman.labelled_containers(env.name) == [], "reap removed the container by its label"
     assert project.alive(env) == [], "registry, scheduler and their processes are gone"
     assert podman.run("images", "--filter", f"label={podman.ENV_LABEL}={env.name}", "-q").split() == []
     with open("/proc/mounts") as mounts:

@@ -58,7 +58,7 @@ def marathon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMarathon
         yield server
     finally:
         server.stop()
-        left = podman.run("ps", "-a", "--filter", f"label={podman.ENV_LABEL}={server.marker}", "-q").split()
+        left = podman.labelled_containers(server.marker)
         podman.remove_containers(server.marker)
         assert left == [], f"containers left after the scheduler stopped: {left}"
 
@@ -273,24 +273,21 @@ def test_containers_of_a_killed_scheduler_are_removed_by_label(reg: Registry, tm
     try:
         deploy(other.client, app)
         wait_for(lambda: len(other.client.app_tasks(app["id"])) == 2, what="two tasks", timeout=60)
-        running = wait_for(lambda: _labelled(other.marker) if len(_labelled(other.marker)) == 2 else None,
-                           what="two containers", timeout=30)  # fmt: skip
+
+        def both() -> list[str] | None:
+            names = podman.labelled_containers(other.marker)
+            return names if len(names) == 2 else None
+
+        running = wait_for(both, what="two containers", timeout=30)
         mounts = _overlay_mounts()
         other.stop(signal.SIGKILL)
-        assert _labelled(other.marker) == running, "the containers outlive a SIGKILLed scheduler"
+        assert podman.labelled_containers(other.marker) == running, "the containers outlive a SIGKILLed scheduler"
         assert sorted(podman.remove_containers(other.marker)) == sorted(running)
-        assert _labelled(other.marker) == []
-        assert not (_overlay_mounts() & mounts - _overlay_mounts()), "no layer mount left"
+        assert podman.labelled_containers(other.marker) == []
         assert len(_overlay_mounts()) <= len(mounts) - 2, "the two containers' layer mounts are gone"
     finally:
         other.stop(signal.SIGKILL)
         podman.remove_containers(other.marker)
-
-
-def _labelled(marker: str) -> list[str]:
-    return sorted(
-        podman.run("ps", "-a", "--filter", f"label={podman.ENV_LABEL}={marker}", "--format", "{{.Names}}").split()
-    )
 
 
 def _overlay_mounts() -> set[str]:

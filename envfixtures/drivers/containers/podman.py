@@ -87,11 +87,16 @@ def image_exists(ref: str) -> bool:
     return subprocess.run(command("image", "exists", ref), capture_output=True).returncode == 0  # noqa: S603
 
 
-def remove_containers(label_value: str, *, label: str = ENV_LABEL) -> list[str]:
-    """Remove (killing first) every container labelled ``label=label_value``; returns their names."""
+def labelled_containers(label_value: str, *, label: str = ENV_LABEL) -> list[str]:
+    """The names of the containers (running or not) labelled ``label=label_value``."""
     if executable() is None:
         return []
-    names = run("ps", "-a", "--filter", f"label={label}={label_value}", "--format", "{{.Names}}").split()
+    return sorted(run("ps", "-a", "--filter", f"label={label}={label_value}", "--format", "{{.Names}}").split())
+
+
+def remove_containers(label_value: str, *, label: str = ENV_LABEL) -> list[str]:
+    """Remove (killing first) every container labelled ``label=label_value``; returns their names."""
+    names = labelled_containers(label_value, label=label)
     if names:
         run("rm", "--force", "--time", "0", "--ignore", *names, check=False)
     return names
