@@ -160,7 +160,7 @@ def test_a_stack_component_missing_its_configuration_is_refused_at_configure_tim
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "case",
-    ["no region", "no credentials", "wrong secret", "not an ARN", "other region", "not in ACM", "not issued"],
+    ["no region", "no credentials", "wrong secret", "not an ARN", "other region", "not in ACM", "not issued", "quota"],
 )
 def test_each_aws_precondition_is_refused_in_one_line_before_the_stack_is_created(
     case: str, fresh: Moto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -186,6 +186,7 @@ def test_each_aws_precondition_is_refused_in_one_line_before_the_stack_is_create
             f"aws_certificate_arn: no such certificate in ACM in us-east-1 for account {account}",
         ),
         "not issued": ({"aws_certificate_arn": certificate(fresh)}, "is PENDING_VALIDATION in ACM, not ISSUED"),
+        "quota": ({}, "aws quota VPCs per Region (L-F678F1CE) in us-east-1: 5 of 5 in use and the stack creates 1"),
     }
     settings, words = expected[case]
     settings = {"aws_certificate_arn": arn, **settings}
@@ -194,6 +195,10 @@ def test_each_aws_precondition_is_refused_in_one_line_before_the_stack_is_create
     elif case == "no credentials":
         monkeypatch.delenv("AWS_ACCESS_KEY_ID")
         monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    elif case == "quota":  # moto's quota is AWS's default, 5, and its default VPC counts
+        ec2 = fresh.client("ec2")
+        while len(ec2.describe_vpcs()["Vpcs"]) < 5:
+            ec2.create_vpc(CidrBlock="10.99.0.0/16")
     elif case == "wrong secret":
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-" + "x" * 27)
     env = Environment(

@@ -292,13 +292,15 @@ class RealAws(Stack):
     def check(cls, ctx: "BuildContext") -> None:
         """The template and configuration, then the account's preconditions, each refused in one line before the
         stack is created: a certificate named, a region, credentials that AWS accepts (STS ``GetCallerIdentity``),
-        and the certificate in ACM, in that region, issued (a listener takes no other)."""
+        the certificate in ACM, in that region, issued (a listener takes no other), and room in the quotas that
+        can be read (:data:`QUOTAS`) for what the template creates."""
         super().check(ctx)
         arn = _certificate_arn(ctx) if _needs(ctx, "certificate_arn") else ""
         region = _region(ctx)
         account = check_credentials(region)
         if arn:
             check_certificate(arn, region, account)
+        check_quotas(cloudformation.load_template(template_path(ctx)), region)
 
     def build(self, ctx: "BuildContext") -> Facts:
         return build_stack(
@@ -479,6 +481,48 @@ def check_certificate(arn: str, region: str, account: str) -> None:
             f"aws_certificate_arn: {arn} is {status} in ACM, not ISSUED: a load balancer's listener takes only an "
             "issued certificate (finish its validation, or import one)"
         )
+
+
+#: Quotas checked before the stack is created: resource type -> (what, Service Quotas' service and quota codes, the
+#: EC2 call and its result key that list what counts against it in the region).
+QUOTAS = {
+    "AWS::EC2::VPC": ("VPCs per Region", "vpc", "L-F678F1CE", "describe_vpcs", "Vpcs"),
+    "AWS::EC2::EIP": ("EC2-VPC Elastic IPs", "ec2", "L-0263D0A3", "describe_addresses", "Addresses"),
+}
+
+
+def check_quotas(template: dict[str, Any], region: str) -> None:
+    """Refuse in one line a stack that would exceed a quota of :data:`QUOTAS` in ``region`` (its value from Service
+    Quotas, what counts against it from EC2). A quota that cannot be read (no permission, not served) is not
+    checked, and the log says so: the create then fails with AWS's own error."""
+    wanted: dict[str, int] = {}
+    for resource in (template.get("Resources") or {}).values():
+        kind = resource.get("Type") if isinstance(resource, dict) else None
+        if kind in QUOTAS and not resource.get("Condition"):
+            wanted[kind] = wanted.get(kind, 0) + 1
+    if not wanted:
+        return
+    quotas = aws_clients.make_client("service-quotas", endpoint_url=None, region=region)
+    ec2 = aws_clients.make_client("ec2", endpoint_url=None, region=region)
+    for kind, count in sorted(wanted.items()):
+        what, service, code, call, key = QUOTAS[kind]
+        try:
+            limit = int(quotas.get_service_quota(ServiceCode=service, QuotaCode=code)["Quota"]["Value"])
+            used = sum(len(page.get(key, [])) for page in _pages(ec2, call))
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("aws: quota %s (%s) in %s not checked: %s", what, code, region, _aws_error(exc))
+            continue
+        if used + count > limit:
+            raise ConfigError(
+                f"aws quota {what} ({code}) in {region}: {used} of {limit} in use and the stack creates {count}: "
+                "free some or ask for a raise (Service Quotas)"
+            )
+
+
+def _pages(client: Any, call: str) -> list[dict[str, Any]]:
+    if client.can_paginate(call):
+        return list(client.get_paginator(call).paginate())
+    return [getattr(client, call)()]
 
 
 # ---------------------------------------------------------------------- what the stack's other components share
