@@ -115,7 +115,9 @@ def test_the_stack_components_are_refused_on_any_stand_in_without_a_server(
     monkeypatch.setenv("ENVFIXTURES_BROKER_ADMIN_USER", "admin")
     monkeypatch.setenv("ENVFIXTURES_BROKER_ADMIN_PASSWORD", "unit-broker-password-0f3a")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDFORMATION", "AWS_PROFILE"):
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))  # no profile's endpoint_url either
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDFORMATION", "AWS_PROFILE", "ENVFIXTURES_MARATHON_USER",
+                "ENVFIXTURES_MARATHON_PASSWORD"):  # fmt: skip
         monkeypatch.delenv(var, raising=False)
     env = aws_env(tmp_path, 1)
     classes = {name: env.component_class(name) for name in ("database", "broker", "scheduler", "api")}

@@ -7,7 +7,8 @@ cookie, management plugin, an administrator with a generated password and no ``g
 The stack does not hand out broker credentials, so the administrator comes from the settings
 ``broker_admin_user`` / ``broker_admin_password`` or the environment variables
 ``ENVFIXTURES_BROKER_ADMIN_USER`` / ``ENVFIXTURES_BROKER_ADMIN_PASSWORD`` (prefer the variable for the
-password: it keeps it off command lines).
+password: it keeps it off command lines), checked at configure time, before the stack is created. Against a
+stand-in for AWS (a moto server), which boots no broker, the component is refused then (``docs/aws.md``).
 
 Facts (both backends): ``nodes`` (node names), ``amqp`` (list of ``{"node", "host", "port"}``),
 ``management_url``, ``admin_user``, ``admin_password`` (secret).
