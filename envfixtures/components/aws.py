@@ -546,7 +546,7 @@ def refuse_on_stand_in(ctx: "BuildContext", missing: str) -> None:
     if url:
         raise ConfigError(
             f"{ctx.component} (aws): AWS is a stand-in at {url} (AWS_ENDPOINT_URL), and {missing}; "
-            f"leave {ctx.component} out of the components there, or run it on --env-backend local"
+            f"leave {ctx.component} out of the components there (ini env_components), or use --env-backend local"
         )
 
 
