@@ -10,6 +10,7 @@ record disappears anyway), so those paths are asserted as moto shows them.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import os
 import re
@@ -83,7 +84,34 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
 
 
 def certificate(moto: Moto) -> str:
+    """A requested certificate: moto leaves it PENDING_VALIDATION for a minute (as ACM does until it is validated)."""
     return moto.client("acm").request_certificate(DomainName="unit.envfixtures.test")["CertificateArn"]
+
+
+def issued_certificate(moto: Moto, region: str = "us-east-1") -> str:
+    """An imported (so ISSUED) self-signed certificate: what the aws backend's check demands of a listener's."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "unit.envfixtures.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("unit.envfixtures.test")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    acm = aws_clients.make_client("acm", endpoint_url=moto.url, region=region, credentials=moto.credentials)
+    return acm.import_certificate(
+        Certificate=cert.public_bytes(serialization.Encoding.PEM),
+        PrivateKey=key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )["CertificateArn"]
 
 
 def create(moto: Moto, name: str = "ef-unit", template: Path = TEMPLATE, **kwargs: Any) -> str:
@@ -524,7 +552,7 @@ def test_real_aws_code_path_against_moto_standing_in(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", fresh.credentials.access_key_id)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", fresh.credentials.secret_access_key)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    env = make_env(tmp_path, "aws", aws_certificate_arn=certificate(fresh), aws_stack_timeout="30")
+    env = make_env(tmp_path, "aws", aws_certificate_arn=issued_certificate(fresh), aws_stack_timeout="30")
     env.check(["aws"])
     facts = env.ensure("aws")
     assert facts["backend"] == "aws" and facts["endpoint_url"] is None

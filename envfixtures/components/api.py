@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import requests
 
-from envfixtures.components.aws import stack_output
+from envfixtures.components.aws import refuse_on_stand_in, require_outputs, stack_output, wait_resolves
 from envfixtures.core.component import Component
 from envfixtures.core.errors import BuildError, ConfigError
 from envfixtures.core.facts import Facts
@@ -134,9 +134,19 @@ class StackApi(Component):
 
         api_timeout: float = 300.0
 
+    @classmethod
+    def check(cls, ctx: "BuildContext") -> None:
+        """Before the stack exists: a stand-in for AWS has no load balancer that answers; the output and the app are
+        configured."""
+        refuse_on_stand_in(ctx, "a moto server's load balancer forwards to nothing: its DNS name does not resolve")
+        require_outputs(ctx, "load_balancer_dns")
+        if not ctx.config.app:
+            raise ConfigError(f"{ctx.platform.where('app', 'api')}: not set (the id of the app the api fronts)")
+
     def build(self, ctx: "BuildContext") -> Facts:
         dns = stack_output(ctx.facts("aws"), "load_balancer_dns")
         _, app_id = api_target(ctx)
+        wait_resolves(dns, what="api (aws): the stack's load balancer")
         base_url = f"https://{dns}"
         wait_healthy(f"{base_url}/{ctx.config.health_path.lstrip('/')}", timeout=ctx.settings.api_timeout)
         ctx.progress(f"api: {base_url} (load balancer) -> {app_id}")

@@ -30,11 +30,13 @@ import dataclasses
 import logging
 import os
 import secrets
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from envfixtures import rules
 from envfixtures.core.component import Component
@@ -288,10 +290,17 @@ class RealAws(Stack):
 
     @classmethod
     def check(cls, ctx: "BuildContext") -> None:
+        """The template and configuration, then the account's preconditions, each refused in one line before the
+        stack is created: a certificate named, a region, credentials that AWS accepts (STS ``GetCallerIdentity``),
+        the certificate in ACM, in that region, issued (a listener takes no other), and room in the quotas that
+        can be read (:data:`QUOTAS`) for what the template creates."""
         super().check(ctx)
-        if _needs(ctx, "certificate_arn"):
-            _certificate_arn(ctx)
-        _region(ctx)
+        arn = _certificate_arn(ctx) if _needs(ctx, "certificate_arn") else ""
+        region = _region(ctx)
+        account = check_credentials(region)
+        if arn:
+            check_certificate(arn, region, account)
+        check_quotas(cloudformation.load_template(template_path(ctx)), region)
 
     def build(self, ctx: "BuildContext") -> Facts:
         return build_stack(
@@ -417,6 +426,162 @@ def remnants(region: str, tag_key: str) -> dict[str, list[str]]:
     for arn, tags in sorted(blockers.tagged_resources(tagging, tag_key).items()):
         found.setdefault(tags.get(tag_key, "?"), []).append(arn)
     return found
+
+
+def _aws_error(exc: BaseException) -> str:
+    """A botocore error in one line, without anything a request carried (its code and AWS's message)."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error") or {}
+        return f"{error.get('Code') or 'error'}: {error.get('Message') or ''}".strip().rstrip(":")
+    return f"{type(exc).__name__}: {exc}".replace("\n", " ")
+
+
+def check_credentials(region: str) -> str:
+    """The account the usual boto3 chain's credentials belong to (STS ``GetCallerIdentity``: needs no permission);
+    refused in one line when there are none or AWS does not accept them."""
+    sts = aws_clients.make_client("sts", endpoint_url=None, region=region)
+    try:
+        return str(sts.get_caller_identity()["Account"])
+    except NoCredentialsError:
+        raise ConfigError(
+            "the aws backend found no AWS credentials (environment, profile or instance role): set AWS_PROFILE, or "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        ) from None
+    except (ClientError, BotoCoreError) as exc:
+        raise ConfigError(
+            f"the aws backend's credentials were refused by STS GetCallerIdentity in {region} at "
+            f"{sts.meta.endpoint_url}: {_aws_error(exc)}"
+        ) from None
+
+
+def check_certificate(arn: str, region: str, account: str) -> None:
+    """The load balancer's certificate exists in ACM in the stack's ``region`` and is issued (a listener takes no
+    other); refused in one line otherwise."""
+    parts = arn.split(":")
+    if len(parts) < 6 or parts[:3] != ["arn", parts[1], "acm"] or not parts[5].startswith("certificate/"):
+        raise ConfigError(f"aws_certificate_arn {arn!r}: not an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:...)")
+    if parts[3] != region:
+        raise ConfigError(
+            f"aws_certificate_arn: the certificate is in {parts[3] or '?'}, the stack in {region}: a load balancer "
+            f"takes a certificate of its own region (request or import it in {region})"
+        )
+    acm = aws_clients.make_client("acm", endpoint_url=None, region=region)
+    try:
+        found = acm.describe_certificate(CertificateArn=arn)["Certificate"]
+    except (ClientError, BotoCoreError) as exc:
+        code = (exc.response.get("Error") or {}).get("Code") if isinstance(exc, ClientError) else ""
+        if code == "ResourceNotFoundException":
+            raise ConfigError(
+                f"aws_certificate_arn: no such certificate in ACM in {region} for account {account}: {arn}"
+            ) from None
+        raise ConfigError(f"aws_certificate_arn: {arn} not read from ACM in {region}: {_aws_error(exc)}") from None
+    status = found.get("Status")
+    if status != "ISSUED":
+        raise ConfigError(
+            f"aws_certificate_arn: {arn} is {status} in ACM, not ISSUED: a load balancer's listener takes only an "
+            "issued certificate (finish its validation, or import one)"
+        )
+
+
+#: Quotas checked before the stack is created: resource type -> (what, Service Quotas' service and quota codes, the
+#: EC2 call and its result key that list what counts against it in the region).
+QUOTAS = {
+    "AWS::EC2::VPC": ("VPCs per Region", "vpc", "L-F678F1CE", "describe_vpcs", "Vpcs"),
+    "AWS::EC2::EIP": ("EC2-VPC Elastic IPs", "ec2", "L-0263D0A3", "describe_addresses", "Addresses"),
+}
+
+
+def check_quotas(template: dict[str, Any], region: str) -> None:
+    """Refuse in one line a stack that would exceed a quota of :data:`QUOTAS` in ``region`` (its value from Service
+    Quotas, what counts against it from EC2). A quota that cannot be read (no permission, not served) is not
+    checked, and the log says so: the create then fails with AWS's own error."""
+    wanted: dict[str, int] = {}
+    for resource in (template.get("Resources") or {}).values():
+        kind = resource.get("Type") if isinstance(resource, dict) else None
+        if kind in QUOTAS and not resource.get("Condition"):
+            wanted[kind] = wanted.get(kind, 0) + 1
+    if not wanted:
+        return
+    quotas = aws_clients.make_client("service-quotas", endpoint_url=None, region=region)
+    ec2 = aws_clients.make_client("ec2", endpoint_url=None, region=region)
+    for kind, count in sorted(wanted.items()):
+        what, service, code, call, key = QUOTAS[kind]
+        try:
+            limit = int(quotas.get_service_quota(ServiceCode=service, QuotaCode=code)["Quota"]["Value"])
+            used = sum(len(page.get(key, [])) for page in _pages(ec2, call))
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("aws: quota %s (%s) in %s not checked: %s", what, code, region, _aws_error(exc))
+            continue
+        if used + count > limit:
+            raise ConfigError(
+                f"aws quota {what} ({code}) in {region}: {used} of {limit} in use and the stack creates {count}: "
+                "free some or ask for a raise (Service Quotas)"
+            )
+
+
+def _pages(client: Any, call: str) -> list[dict[str, Any]]:
+    if client.can_paginate(call):
+        return list(client.get_paginator(call).paginate())
+    return [getattr(client, call)()]
+
+
+# ---------------------------------------------------------------------- what the stack's other components share
+
+
+#: Seconds a component of the stack waits for the name of an endpoint the stack gave it to resolve from here.
+RESOLVE_TIMEOUT = 60.0
+
+
+def stand_in() -> str:
+    """The endpoint that answers CloudFormation in AWS's place for the usual boto3 chain (``AWS_ENDPOINT_URL``, as
+    the tests point the aws backend at a moto server), or "" when it is AWS's own."""
+    url = aws_clients.endpoint_of("cloudformation", None)
+    return "" if aws_clients.is_aws_endpoint(url) else url
+
+
+def refuse_on_stand_in(ctx: "BuildContext", missing: str) -> None:
+    """Refuse the component at configure time when AWS is a stand-in that does not provide what it needs:
+    ``missing`` says what (a moto server records resources; it boots no host and runs no service)."""
+    url = stand_in()
+    if url:
+        raise ConfigError(
+            f"{ctx.component} (aws): AWS is a stand-in at {url} (AWS_ENDPOINT_URL), and {missing}; "
+            f"leave {ctx.component} out of the components there (ini env_components), or use --env-backend local"
+        )
+
+
+def require_outputs(ctx: "BuildContext", *meanings: str) -> None:
+    """Refuse at configure time a component whose stack outputs are not configured (else it fails after the stack
+    was created)."""
+    section = ctx.platform.section("aws")
+    configured = section.get("outputs") or {}
+    for meaning in meanings:
+        if not configured.get(meaning):
+            raise ConfigError(
+                f"{ctx.component} (aws): no stack output for {meaning!r} ({OUTPUT_MEANINGS[meaning]}): name it in "
+                f'{ctx.platform.where(section="aws.outputs")} {meaning} = "<output name>"'
+            )
+
+
+def wait_resolves(host: str, *, what: str, timeout: float | None = None) -> None:
+    """Until ``host`` resolves from here, bounded (:data:`RESOLVE_TIMEOUT`): a name the stack gave that does not
+    resolve once the stack is complete will not (a private zone seen from outside the VPC, a stand-in's made-up
+    name), so waiting out a service's long timeout on it would only hide the cause."""
+    limit = RESOLVE_TIMEOUT if timeout is None else timeout
+    deadline = time.monotonic() + limit
+    delay = 0.5
+    while True:
+        try:
+            socket.getaddrinfo(host, None)
+            return
+        except (socket.gaierror, UnicodeError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise BuildError(
+                    f"{what}: {host} does not resolve from this machine after {limit:.0f}s ({exc}); the stack "
+                    "gives no way into its VPC yet: run the suites on an agent inside the VPC"
+                ) from None
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 def _certificate_arn(ctx: "BuildContext") -> str:

@@ -7,7 +7,8 @@ cookie, management plugin, an administrator with a generated password and no ``g
 The stack does not hand out broker credentials, so the administrator comes from the settings
 ``broker_admin_user`` / ``broker_admin_password`` or the environment variables
 ``ENVFIXTURES_BROKER_ADMIN_USER`` / ``ENVFIXTURES_BROKER_ADMIN_PASSWORD`` (prefer the variable for the
-password: it keeps it off command lines).
+password: it keeps it off command lines), checked at configure time, before the stack is created. Against a
+stand-in for AWS (a moto server), which boots no broker, the component is refused then (``docs/aws.md``).
 
 Facts (both backends): ``nodes`` (node names), ``amqp`` (list of ``{"node", "host", "port"}``),
 ``management_url``, ``admin_user``, ``admin_password`` (secret).
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from envfixtures.components.aws import stack_output
+from envfixtures.components.aws import refuse_on_stand_in, require_outputs, stack_output, wait_resolves
 from envfixtures.core import processes
 from envfixtures.core.component import Component
 from envfixtures.core.errors import ConfigError
@@ -157,18 +158,23 @@ class StackBroker(Component):
         broker_admin_user: str = ""
         broker_admin_password: str = ""
 
+    @classmethod
+    def check(cls, ctx: "BuildContext") -> None:
+        """Before the stack exists: a stand-in for AWS boots no broker; the endpoints' outputs and the
+        administrator's credentials (nothing in the stack creates them) are given."""
+        refuse_on_stand_in(ctx, "a moto server boots no instance: no RabbitMQ answers at the stack's broker endpoints")
+        require_outputs(ctx, "broker_amqp", "broker_management")
+        _admin(ctx)
+
     def build(self, ctx: "BuildContext") -> Facts:
         aws = ctx.facts("aws")
         amqp_endpoint = stack_output(aws, "broker_amqp")
         management_url = stack_output(aws, "broker_management")
-        user = ctx.settings.broker_admin_user or os.environ.get("ENVFIXTURES_BROKER_ADMIN_USER")
-        password = ctx.settings.broker_admin_password or os.environ.get("ENVFIXTURES_BROKER_ADMIN_PASSWORD")
-        if not user or not password:
-            raise ConfigError(
-                "broker on aws: set ENVFIXTURES_BROKER_ADMIN_USER and ENVFIXTURES_BROKER_ADMIN_PASSWORD "
-                "(or the settings broker_admin_user / broker_admin_password)"
-            )
+        user, password = _admin(ctx)
         parts = urlsplit(amqp_endpoint)
+        hosts = [urlsplit(management_url).hostname or management_url, parts.hostname or amqp_endpoint]
+        for host in dict.fromkeys(hosts):
+            wait_resolves(host, what="broker (aws): the stack's broker endpoint")
         mgmt = rmq.Management(management_url, user, password)
         try:
             nodes = [n["name"] for n in mgmt.nodes()]
@@ -186,3 +192,15 @@ class StackBroker(Component):
 
     def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         """Nothing: the broker belongs to the stack, which the ``aws`` component deletes."""
+
+
+def _admin(ctx: "BuildContext") -> tuple[str, str]:
+    """The stack broker's administrator, from the settings or the environment (the stack hands out none)."""
+    user = ctx.settings.broker_admin_user or os.environ.get("ENVFIXTURES_BROKER_ADMIN_USER")
+    password = ctx.settings.broker_admin_password or os.environ.get("ENVFIXTURES_BROKER_ADMIN_PASSWORD")
+    if not user or not password:
+        raise ConfigError(
+            "broker (aws): the stack creates no broker administrator: set ENVFIXTURES_BROKER_ADMIN_USER and "
+            "ENVFIXTURES_BROKER_ADMIN_PASSWORD (or the settings broker_admin_user / broker_admin_password)"
+        )
+    return user, password

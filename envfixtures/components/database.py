@@ -18,11 +18,11 @@ import logging
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from envfixtures.components.aws import stack_output
+from envfixtures.components.aws import refuse_on_stand_in, require_outputs, stack_output, wait_resolves
 from envfixtures.core import processes
 from envfixtures.core.component import Component
 from envfixtures.core.config import path_field
-from envfixtures.core.errors import BuildError
+from envfixtures.core.errors import BuildError, ConfigError
 from envfixtures.core.facts import Facts
 from envfixtures.core.ports import free_port
 from envfixtures.drivers.postgres import migrations
@@ -142,7 +142,18 @@ class StackDatabase(Component):
 
     @classmethod
     def check(cls, ctx: "BuildContext") -> None:
+        """The migrations; then, before the stack exists: a stand-in for AWS runs no database; the outputs the build
+        reads and the generated master password are configured."""
         _migrations(ctx)
+        refuse_on_stand_in(
+            ctx, "a moto server records the RDS instance but runs no PostgreSQL: its endpoint address does not resolve"
+        )
+        require_outputs(ctx, "database_host", "database_port", "database_name")
+        if "database_password" not in (ctx.platform.section("aws").get("parameters") or {}).values():
+            raise ConfigError(
+                'database (aws): no stack parameter is given "database_password" (the master password envfixtures '
+                f"generates and the build connects with): map one in {ctx.platform.where(section='aws.parameters')}"
+            )
 
     def build(self, ctx: "BuildContext") -> Facts:
         aws = ctx.facts("aws")
@@ -160,6 +171,7 @@ class StackDatabase(Component):
             password=password,
             migrations_applied=[],
         )
+        wait_resolves(facts["host"], what="database (aws): the stack's database endpoint")
         postgres.wait_ready_app(conninfo_of(facts), timeout=600)
         facts["migrations"] = migrations.apply(conninfo_of(facts), _migrations(ctx))
         return facts

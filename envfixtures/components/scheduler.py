@@ -19,8 +19,9 @@ import os
 import secrets
 import sys
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from envfixtures.components.aws import stack_output
+from envfixtures.components.aws import refuse_on_stand_in, require_outputs, stack_output, wait_resolves
 from envfixtures.core.component import Component
 from envfixtures.core.errors import ConfigError
 from envfixtures.core.facts import Facts
@@ -118,15 +119,18 @@ class StackScheduler(Component):
         marathon_user: str = ""
         marathon_password: str = ""
 
+    @classmethod
+    def check(cls, ctx: "BuildContext") -> None:
+        """Before the stack exists: a stand-in for AWS boots no Marathon; its output is configured, and its
+        credentials are both given or neither."""
+        refuse_on_stand_in(ctx, "a moto server boots no instance: no Marathon answers at the stack's Marathon URL")
+        require_outputs(ctx, "marathon_url")
+        _credentials(ctx)
+
     def build(self, ctx: "BuildContext") -> Facts:
         url = stack_output(ctx.facts("aws"), "marathon_url")
-        user = ctx.settings.marathon_user or os.environ.get("ENVFIXTURES_MARATHON_USER", "")
-        password = ctx.settings.marathon_password or os.environ.get("ENVFIXTURES_MARATHON_PASSWORD", "")
-        if bool(user) != bool(password):
-            raise ConfigError(
-                "scheduler on aws: set both ENVFIXTURES_MARATHON_USER and ENVFIXTURES_MARATHON_PASSWORD "
-                "(or the settings marathon_user / marathon_password), or neither for a Marathon without credentials"
-            )
+        user, password = _credentials(ctx)
+        wait_resolves(urlsplit(url).hostname or url, what="scheduler (aws): the stack's Marathon URL")
         facts: dict[str, object] = {"url": url, "backend": "aws"}
         if password:
             ctx.add_secret("Marathon password", password)
@@ -139,3 +143,15 @@ class StackScheduler(Component):
 
     def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         """Nothing to stop: Marathon belongs to the stack, which the ``aws`` component deletes."""
+
+
+def _credentials(ctx: "BuildContext") -> tuple[str, str]:
+    """The stack Marathon's user and password (both "" for a Marathon without credentials)."""
+    user = ctx.settings.marathon_user or os.environ.get("ENVFIXTURES_MARATHON_USER", "")
+    password = ctx.settings.marathon_password or os.environ.get("ENVFIXTURES_MARATHON_PASSWORD", "")
+    if bool(user) != bool(password):
+        raise ConfigError(
+            "scheduler (aws): set both ENVFIXTURES_MARATHON_USER and ENVFIXTURES_MARATHON_PASSWORD "
+            "(or the settings marathon_user / marathon_password), or neither for a Marathon without credentials"
+        )
+    return user, password

@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.session
@@ -89,3 +90,20 @@ def make_client(
             service, endpoint_url=endpoint_url, config=config
         )
     return boto3.Session(region_name=region).client(service, config=_REAL_CONFIG)
+
+
+#: The hosts of AWS's own endpoints (the commercial, China and dual-stack partitions).
+_AWS_HOST_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
+
+
+def endpoint_of(service: str, region: str | None) -> str:
+    """The URL the usual boto3 chain sends ``service``'s calls to: AWS's own endpoint, or the one an
+    ``AWS_ENDPOINT_URL`` (``AWS_ENDPOINT_URL_<SERVICE>``, a profile's ``endpoint_url``) puts in its place. No call is
+    made."""
+    return str(boto3.Session(region_name=region or LOCAL_REGION).client(service).meta.endpoint_url)
+
+
+def is_aws_endpoint(url: str) -> bool:
+    """Whether ``url`` is one of AWS's own endpoints (not a stand-in such as a moto server)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host.endswith(_AWS_HOST_SUFFIXES)
