@@ -6,8 +6,8 @@ writes ``bench/results/erlang.json``. Every cluster runs in a temporary director
 Variants (each a 3-node start to formed, alternating with a one-node start of the same settings):
 
 - ``driver``: the driver as it is (``envfixtures.drivers.rabbitmq.cluster``, its defaults);
-- ``baseline``: the driver as it was before issue 17 (no scheduler flags, management on every node, readiness
-  polled every 0.25-0.5 s through every node's management API);
+- ``baseline``: the driver as it was before issue 17 (management on every node, readiness polled every 0.25-0.5 s
+  through every node's management API);
 - ``S1``: ``+S 1:1`` (one scheduler per node: three VMs share two cores);
 - ``S1_A1_dirty1``: ``+S 1:1 +A 1 +SDcpu 1:1 +SDio 1`` (fewer async and dirty threads as well);
 - ``mgmt_first``: the management plugin on node 1 only, the agent on the others (only the plugins needed);
@@ -16,7 +16,9 @@ Variants (each a 3-node start to formed, alternating with a one-node start of th
   management API, i.e. the slowest node's full boot);
 - ``fast_poll``: readiness polled every 0.05-0.1 s.
 
-The one-node start of each variant runs with the same Erlang flags and plugins, so the ratio is the variant's.
+The one-node start of each variant runs with the same Erlang flags and plugins, so the ratio is the variant's. Beside
+the wall time, the CPU seconds the cluster's processes used until formed (psutil): on a shared machine the wall
+time moves with whatever else runs, the CPU time much less.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -51,8 +55,25 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def start_once(size: int, variant: dict) -> float:
-    """Seconds from spawning epmd to a formed cluster (as the variant judges it)."""
+def cpu_seconds(cluster: rmq.Cluster) -> float:
+    """CPU seconds (user + system) the cluster's processes and their children have used so far: less sensitive than
+    the wall time to what else runs on the machine."""
+    total = 0.0
+    for process in [cluster.epmd, *cluster.nodes.values()]:
+        if process is None:
+            continue
+        try:
+            root = psutil.Process(process.pid)
+            for proc in [root, *root.children(recursive=True)]:
+                t = proc.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:
+            continue
+    return total
+
+
+def start_once(size: int, variant: dict) -> tuple[float, float]:
+    """Seconds from spawning epmd to a formed cluster (as the variant judges it), and the CPU seconds it used."""
     with tempfile.TemporaryDirectory(prefix="bench-erl-") as tmp:
         kwargs = {}
         if "erl_args" in variant:
@@ -67,7 +88,7 @@ def start_once(size: int, variant: dict) -> float:
                 cluster.start(timeout=180)
             else:
                 _start_variant(cluster, variant)
-            return time.monotonic() - t0
+            return time.monotonic() - t0, cpu_seconds(cluster)
         finally:
             cluster.stop()
 
@@ -114,15 +135,22 @@ def _wait(cluster: rmq.Cluster, variant: dict, apis: list[int], names: set[str])
 
 
 def measure(names: list[str], runs: int) -> dict[str, dict]:
-    raw: dict[str, dict[str, list[float]]] = {n: {"one": [], "three": []} for n in names}
+    raw: dict[str, dict[str, list[float]]] = {n: {"one": [], "three": [], "cpu1": [], "cpu3": []} for n in names}
     for _ in range(runs):  # interleaved: every variant sees the same machine state in each round
         for name in names:
-            raw[name]["one"].append(start_once(1, VARIANTS[name]))
-            raw[name]["three"].append(start_once(3, VARIANTS[name]))
+            for size, wall, cpu in ((1, "one", "cpu1"), (3, "three", "cpu3")):
+                took, used = start_once(size, VARIANTS[name])
+                raw[name][wall].append(took)
+                raw[name][cpu].append(used)
     out = {}
     for name in names:
         one, three = statistics.median(raw[name]["one"]), statistics.median(raw[name]["three"])
+        cpu1, cpu3 = statistics.median(raw[name]["cpu1"]), statistics.median(raw[name]["cpu3"])
         out[name] = {
+            "one_node_cpu_s": [round(x, 2) for x in raw[name]["cpu1"]],
+            "three_node_cpu_s": [round(x, 2) for x in raw[name]["cpu3"]],
+            "one_node_cpu_median_s": round(cpu1, 2),
+            "three_node_cpu_median_s": round(cpu3, 2),
             "one_node_s": [round(x, 2) for x in raw[name]["one"]],
             "three_node_s": [round(x, 2) for x in raw[name]["three"]],
             "one_node_median_s": round(one, 2),
@@ -133,18 +161,24 @@ def measure(names: list[str], runs: int) -> dict[str, dict]:
     if base:
         for name in names:
             out[name]["three_vs_baseline"] = round(out[name]["three_node_median_s"] / base["three_node_median_s"], 2)
+            out[name]["three_cpu_vs_baseline"] = round(
+                out[name]["three_node_cpu_median_s"] / base["three_node_cpu_median_s"], 2
+            )
     return out
 
 
 def table(results: dict[str, dict], runs: int) -> str:
     lines = [
-        f"| variant (median of {runs}) | one node s | 3 nodes s | 3 ÷ 1 | 3 nodes ÷ baseline's |",
-        "|---|---|---|---|---|",
+        f"| variant (median of {runs}) | one node s | 3 nodes s | 3 ÷ 1 | 3 nodes ÷ baseline's | "
+        "one node CPU s | 3 nodes CPU s | 3 nodes CPU ÷ baseline's |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         lines.append(
             f"| {name} | {r['one_node_median_s']:.2f} | {r['three_node_median_s']:.2f} | "
-            f"{r['ratio_three_to_one']:.2f}× | {r.get('three_vs_baseline', float('nan')):.2f}× |"
+            f"{r['ratio_three_to_one']:.2f}× | {r.get('three_vs_baseline', float('nan')):.2f}× | "
+            f"{r['one_node_cpu_median_s']:.2f} | {r['three_node_cpu_median_s']:.2f} | "
+            f"{r.get('three_cpu_vs_baseline', float('nan')):.2f}× |"
         )
     return "\n".join(lines)
 

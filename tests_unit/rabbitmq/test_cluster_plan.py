@@ -26,11 +26,11 @@ def test_the_management_api_runs_on_node_1_only_and_its_agent_on_the_others(tmp_
         assert spec.node_environ(node)["RABBITMQ_ENABLED_PLUGINS_FILE"] == str(spec.plugins_file(node))
         assert "management.tcp" not in (node.dir / "rabbitmq.conf").read_text()
     assert f"management.tcp.port = {first.management_port}" in (first.dir / "rabbitmq.conf").read_text()
-    assert "+S 1:1" in spec.node_environ(first)["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
 
 
-def test_management_on_every_node_when_asked(tmp_path: Path) -> None:
-    spec = rmq.plan(tmp_path / "c", 2, prefix="plan", management_on="all", erl_args="")
+def test_management_on_every_node_and_emulator_flags_when_asked(tmp_path: Path) -> None:
+    spec = rmq.plan(tmp_path / "c", 2, prefix="plan", management_on="all", erl_args="+S 1:1")
     assert all(spec.has_management(n) for n in spec.nodes)
-    assert "+S" not in spec.node_environ(spec.nodes[1])["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
+    assert "+S 1:1" in spec.node_environ(spec.nodes[1])["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
+    assert "+S" not in rmq.plan(tmp_path / "d", 1).node_environ(spec.nodes[0])["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
     assert all("management.tcp.port" in (n.dir / "rabbitmq.conf").read_text() for n in spec.nodes)
