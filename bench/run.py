@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -103,6 +104,7 @@ def env_phases(name: str) -> dict:
         "slowest_component": max(builds, key=lambda n: builds[n] or 0) if builds else None,
         "build_wall_over_slowest": span / slowest if span and slowest else None,
         "teardown": meta.get("teardown_seconds"),
+        "teardowns": {st["name"]: st.get("teardown_seconds") for st in states},
         "left_running": find_marked(name),
     }
 
@@ -114,6 +116,10 @@ def make_verify(kind: str, index: int) -> dict:
     junit.unlink(missing_ok=True)
     code, wall = run(["make", "verify"], log=RESULTS / f"verify-{kind}-{index}.log")
     result: dict = {"exit": code, "wall": wall}
+    # tox's own account: "build-and-verify: OK (83.69=setup[0.90]+cmd[30.24,52.55] seconds)"
+    pattern = r"build-and-verify: .*\(([\d.]+)=setup\[([\d.]+)\]\+cmd\[([\d.]+),([\d.]+)\]"
+    if found := re.search(pattern, (RESULTS / f"verify-{kind}-{index}.log").read_text(errors="replace")):
+        result.update(tox_setup=float(found[2]), static_stage=float(found[3]), gate=float(found[4]))
     if junit.exists():
         shutil.copy(junit, RESULTS / f"verify-{kind}-{index}.xml")
         facts = junit_facts(junit)
@@ -146,27 +152,33 @@ def reuse_run(name: str, workers: int, index: int) -> dict:
     return {"exit": code, "wall": wall, "to_first_test": first, "verification": wall - first if first else None}
 
 
+def env_names() -> set[str]:
+    return {p.name for p in (ROOT / ".envfixtures" / "envs").glob("*") if p.is_dir()}
+
+
 def kept_environment(runs: int) -> dict:
+    """Keep an environment, rerun on it, and tear down every environment this made, whatever happened."""
     junit = RESULTS / "kept-build.xml"
+    junit.unlink(missing_ok=True)
     env = {**project_environ(), "PYTHONPATH": str(BENCH)}
-    code, wall = run(
-        pytest_argv("-n", "2", "--env-keep", f"--junitxml={junit}"), log=RESULTS / "kept-build.log", env=env
-    )
-    name = junit_facts(junit)["env"] if junit.exists() else None
-    out: dict = {"build_run": {"exit": code, "wall": wall, "env": name}, "n2": [], "n0": []}
-    print(f"  kept environment {name}: exit {code}, {wall:.1f}s", flush=True)
-    if not name:
-        return out
+    out: dict = {"n2": [], "n0": [], "down": {}}
+    before = env_names()
     try:
-        for i in range(runs):
+        argv = pytest_argv("-n", "2", "--env-keep", f"--junitxml={junit}")
+        code, wall = run(argv, log=RESULTS / "kept-build.log", env=env)
+        name = junit_facts(junit)["env"] if junit.exists() else None
+        out["build_run"] = {"exit": code, "wall": wall, "env": name}
+        print(f"  kept environment {name}: exit {code}, {wall:.1f}s", flush=True)
+        for i in range(runs if name else 0):
             out["n2"].append(reuse_run(name, 2, i))
             out["n0"].append(reuse_run(name, 0, i))
     finally:
-        down = subprocess.run(
-            [sys.executable, "-m", "envfixtures.cli", "down", name], cwd=ROOT, capture_output=True, text=True
-        )
-        out["down"] = {"exit": down.returncode, "left_running": find_marked(name)}
-        print(f"  envfixtures down {name}: exit {down.returncode}", flush=True)
+        for made in sorted(env_names() - before):
+            down = subprocess.run(
+                [sys.executable, "-m", "envfixtures.cli", "down", made], cwd=ROOT, capture_output=True, text=True
+            )
+            out["down"][made] = {"exit": down.returncode, "left_running": find_marked(made)}
+            print(f"  envfixtures down {made}: exit {down.returncode}", flush=True)
     return out
 
 
@@ -238,6 +250,9 @@ def table(s: dict, runs: int) -> str:
         for label, key in (
             ("exit", "exit"),
             ("wall s", "wall"),
+            ("tox setup s", "tox_setup"),
+            ("static stage s", "static_stage"),
+            ("gate s", "gate"),
             ("build wall s", "build_wall"),
             ("teardown s", "teardown"),
         ):
@@ -245,6 +260,9 @@ def table(s: dict, runs: int) -> str:
         slow = [f"{r.get('slowest_component')} {_fmt((r.get('builds') or {}).get(r.get('slowest_component')))}"
                 for r in cold + warm]  # fmt: skip
         lines.append("| slowest component | " + " | ".join(slow) + " |")
+        for label, key in (("builds s", "builds"), ("teardowns s", "teardowns")):
+            cells = [", ".join(f"{n} {_fmt(t)}" for n, t in (r.get(key) or {}).items()) for r in cold + warm]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append(
             "| left running after | " + " | ".join(str(len(r.get("left_running", []))) for r in cold + warm) + " |"
         )
@@ -268,19 +286,22 @@ def main() -> int:
     summary: dict = {"runs": args.runs, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     out = RESULTS / "targets.json"
     status = 0
-    try:
-        if "cold" in only:
-            summary["cold"] = [make_verify("cold", i) for i in range(args.runs)]
-        if "warm" in only:
-            summary["warm"] = [make_verify("warm", i) for i in range(args.runs)]
-        if "kept" in only:
-            summary["kept"] = kept_environment(args.runs)
-        if "erlang" in only:
-            summary["erlang"] = component_bench("bench_erlang.py", args.runs, "erlang.json")
-        if "peers" in only:
-            summary["peers"] = component_bench("bench_peers.py", args.runs, "peers.json")
-    finally:
-        out.write_text(json.dumps(summary, indent=2, default=str))
+    sections = {
+        "cold": lambda: [make_verify("cold", i) for i in range(args.runs)],
+        "warm": lambda: [make_verify("warm", i) for i in range(args.runs)],
+        "kept": lambda: kept_environment(args.runs),
+        "erlang": lambda: component_bench("bench_erlang.py", args.runs, "erlang.json"),
+        "peers": lambda: component_bench("bench_peers.py", args.runs, "peers.json"),
+    }
+    for key in [k for k in ROWS if k in only]:
+        try:  # one section's failure is recorded; the others still run and the table is still printed
+            summary[key] = sections[key]()
+        except Exception as exc:  # noqa: BLE001
+            summary.setdefault("errors", {})[key] = repr(exc)
+            print(f"  {key}: {exc!r}", flush=True)
+            status = 1
+        finally:
+            out.write_text(json.dumps(summary, indent=2, default=str))
     print(f"\n## issue 17 targets (medians of {args.runs} runs in one go; {summary['started']})\n")
     print(table(summary, args.runs))
     print(f"\nraw: {out}")
