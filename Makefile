@@ -16,7 +16,7 @@ test: bootstrap
 	$(TOX) -e lint,unit,integration,plugin,build-and-verify
 
 bench: bootstrap
-	$(TOX) -e bench
+	$(TOX) -e bench -- $(ARGS)
 
 ## The gate N times and under a signal matrix; exits non-zero on any leak or flaky failure (bench/soak.py).
 soak: bootstrap

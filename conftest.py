@@ -33,10 +33,10 @@ def amqp_parameters(topology: Facts) -> pika.ConnectionParameters:
 
 @pytest.fixture
 def live_work_queues(envfixtures_env: Any) -> Iterator[None]:
-    """Held, across xdist workers, by a test that takes messages off the platform's live work queues and by one that
-    stops their consumer: the two must not overlap. A message taken and put back counts as a delivery, and the
-    queues' policy dead-letters a message past its delivery limit, so orders waiting for a stopped worker would
-    be lost to the other test's looking."""
+    """Held, across xdist workers, by a test that takes messages off the platform's live work queues, by one that
+    stops their consumer, and by one that asserts their consumer was not restarted: they must not overlap. A message
+    taken and put back counts as a delivery, and the queues' policy dead-letters a message past its delivery limit,
+    so orders waiting for a stopped worker would be lost to the other test's looking."""
     with envfixtures_env.lock("live-work-queues", timeout=600, what="using the platform's live work queues"):
         yield
 
@@ -54,3 +54,35 @@ def passwords(database: Facts, topology: Facts) -> list[str]:
     values = [v for v in database.secret_values() + topology.secret_values() if v]
     assert values, "the database and topology facts carry no secret value to look for"
     return values
+
+
+# --- the broker's fault window ---------------------------------------------------------------------------------
+#: The fixture of the test that SIGKILLs a node of the environment's own broker (and restores it): it holds the
+#: lock ``broker-in-use`` exclusively, every other test that needs the broker (directly or through a component that
+#: requires it) holds it shared, so no such test runs while a node is down, on any xdist worker.
+BROKER_FAULT = "broker_fault_window"
+BROKER_LOCK = "broker-in-use"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The broker's fault test last: xdist hands items out in order, so it starts once every other test has been
+    handed out, and its exclusive lock waits only for the tests still running (the end of the broker's use)."""
+    last = [item for item in items if BROKER_FAULT in getattr(item, "fixturenames", ())]
+    if last:
+        items[:] = [item for item in items if item not in last] + last
+
+
+@pytest.fixture(autouse=True)
+def _broker_in_use(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Shared hold of the broker, for a test that needs it (see BROKER_FAULT); nothing for any other test."""
+    names = set(request.fixturenames)
+    if BROKER_FAULT in names or "envfixtures_env" not in names:  # every component's fixture requests the env
+        yield
+        return
+    env = request.getfixturevalue("envfixtures_env")
+    users = {n for n in env.components if "broker" in env.required_closure([n])}
+    if not names & users:
+        yield
+        return
+    with env.lock(BROKER_LOCK, timeout=900, what="a test that needs the broker", shared=True):
+        yield

@@ -29,7 +29,7 @@ from envfixtures.core.waiting import wait_for
 
 
 def test_a_poison_message_is_dead_lettered_and_the_worker_stays_healthy(
-    create, base_url, apps, scheduler, amqp_parameters
+    create, base_url, apps, scheduler, amqp_parameters, live_work_queues: None
 ) -> None:
     worker_id = worker_app(apps)
     tasks_before = wait_for(lambda: [t for t in app_tasks(scheduler, worker_id) if healthy(t)],

@@ -111,7 +111,7 @@ class LocalBroker(Component):
             nodes=[n.name for n in spec.nodes],
             amqp=[{"node": n.name, "host": rmq.LOOPBACK, "port": n.amqp_port} for n in spec.nodes],
             management_url=spec.nodes[0].management_url,
-            management_urls=[n.management_url for n in spec.nodes],
+            management_urls=[n.management_url for n in spec.nodes if spec.has_management(n)],
             admin_user=spec.admin_user,
             admin_password=spec.admin_password,
             cluster_dir=str(spec.dir),

@@ -111,15 +111,16 @@ def append_private(path: Path, data: str | bytes) -> None:
         os.close(fd)
 
 
-def flock(fd: int, path: Path, timeout: float, what: str, hint: str = "") -> None:
-    """Take the exclusive ``flock`` of ``fd`` (the file ``path``), waiting at most ``timeout`` seconds;
-    :class:`WaitTimeout` naming the file and who may hold it after that (``what`` says what waited, ``hint`` what to
-    do about it)."""
+def flock(fd: int, path: Path, timeout: float, what: str, hint: str = "", *, shared: bool = False) -> None:
+    """Take the exclusive (``shared``: the shared) ``flock`` of ``fd`` (the file ``path``), waiting at most
+    ``timeout`` seconds; :class:`WaitTimeout` naming the file and who may hold it after that (``what`` says what
+    waited, ``hint`` what to do about it)."""
     deadline = time.monotonic() + timeout
     delay = 0.005
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
             return
         except BlockingIOError:
             left = deadline - time.monotonic()
@@ -153,14 +154,16 @@ def holder(fd: int, what: str = "") -> str:
 
 
 class Lock:
-    """An exclusive lock on the private file ``path``, waited for at most ``timeout`` seconds (see :func:`flock`).
+    """An exclusive lock on the private file ``path``, waited for at most ``timeout`` seconds (see :func:`flock`);
+    ``shared=True``: a shared one (any number of shared holders together, none while an exclusive one is held).
 
     Not reentrant; every acquisition is a new open file, so threads of one process exclude each other as processes
     do. Its holder leaves a note in the file (pid, host, ``what``, since when) for the message of whoever times out.
     """
 
-    def __init__(self, path: Path, *, timeout: float, what: str = "", hint: str = "") -> None:
+    def __init__(self, path: Path, *, timeout: float, what: str = "", hint: str = "", shared: bool = False) -> None:
         self.path = Path(path)
+        self.shared = shared
         self.timeout = timeout
         self.what = what or f"taking {self.path.name}"
         self.hint = hint
@@ -169,7 +172,10 @@ class Lock:
     def __enter__(self) -> "Lock":
         fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
         try:
-            flock(fd, self.path, self.timeout, self.what, self.hint)
+            flock(fd, self.path, self.timeout, self.what, self.hint, shared=self.shared)
+            if self.shared:  # the note is the one exclusive holder's
+                self._fd = fd
+                return self
             note = {"pid": os.getpid(), "host": socket.gethostname(), "what": self.what, "since": time.time()}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(note).encode(), 0)
@@ -186,8 +192,9 @@ class Lock:
         if fd is None:
             return
         try:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)  # no stale note for the next holder's waiters
+            if not self.shared:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)  # no stale note for the next holder's waiters
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)

@@ -179,11 +179,12 @@ class EnvironmentState:
         created so, or tightened."""
         return private.private_dirs(self.home, "envs", self.name, *parts)
 
-    def lock(self, name: str, *, timeout: float, what: str, hint: str = "") -> private.Lock:
+    def lock(self, name: str, *, timeout: float, what: str, hint: str = "", shared: bool = False) -> private.Lock:
         """The file lock ``locks/NAME.lock`` of this environment, waited for at most ``timeout`` seconds (then a
-        :class:`~envfixtures.core.errors.WaitTimeout` naming the lock file and who may hold it)."""
+        :class:`~envfixtures.core.errors.WaitTimeout` naming the lock file and who may hold it); exclusive, or
+        ``shared``."""
         path = self.private_dir("locks") / f"{name}.lock"
-        return private.Lock(path, timeout=timeout, what=f"{self.name}: {what}", hint=hint)
+        return private.Lock(path, timeout=timeout, what=f"{self.name}: {what}", hint=hint, shared=shared)
 
     def meta_lock(self) -> private.Lock:
         return self.lock("_meta", timeout=META_LOCK_TIMEOUT, what="writing env.json")

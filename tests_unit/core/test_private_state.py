@@ -304,3 +304,17 @@ def test_a_lock_file_is_private_and_not_followed(tmp_path: Path, no_umask: None)
     with pytest.raises(OSError):
         private.Lock(tmp_path / "y.lock", timeout=1).__enter__()
     assert victim.read_text() == "keep"
+
+
+def test_shared_holds_coexist_and_exclude_the_exclusive_one(tmp_path: Path) -> None:
+    """The broker's fault window (conftest.py): any number of shared holders at once; the exclusive holder waits for
+    them all and is then alone."""
+    path = tmp_path / "broker-in-use.lock"
+    with private.Lock(path, timeout=1, shared=True), private.Lock(path, timeout=1, shared=True):
+        with pytest.raises(WaitTimeout, match="broker-in-use.lock"):
+            private.Lock(path, timeout=0.2, what="the fault test").__enter__()
+    with private.Lock(path, timeout=1, what="the fault test"):
+        with pytest.raises(WaitTimeout):
+            private.Lock(path, timeout=0.2, shared=True).__enter__()
+    with private.Lock(path, timeout=1, shared=True):  # released: free again
+        pass

@@ -1,7 +1,8 @@
 """An N-node RabbitMQ cluster of real nodes started as child processes, on loopback only.
 
 The recipe (see ``docs/local-standins.md``): one epmd of our own on a free port, one directory
-and one environment per node, a random cookie, the management plugin, and a cluster formed at boot by
+and one environment per node, a random cookie, the management plugin (its API on node 1 only, its agent on
+the others: less to boot on two cores), and a cluster formed at boot by
 ``classic_config`` peer discovery. All nodes start at once with the same node list. The first node to
 reach its database step takes the peer-discovery lock, finds no peer after two short retries, starts a
 fresh cluster (feature flags included) and releases the lock; the others wait on the lock and then join
@@ -15,6 +16,7 @@ environment, :func:`~envfixtures.core.processes.standalone_spawner` outside one)
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -22,7 +24,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from envfixtures.core.errors import BuildError
@@ -40,6 +42,9 @@ LOOPBACK = "127.0.0.1"
 
 # Distribution listener on loopback only (the package's defaults already turn scheduler busy-waiting off).
 ERL_ARGS = "-kernel inet_dist_use_interface {127,0,0,1}"
+# Extra emulator flags of every node (none by default). Measured by bench/bench_erlang.py against the other choices in
+# the same go (issue 17): one scheduler per node (+S 1:1), fewer async and dirty threads, did not make a 3-node start
+# faster here, in wall or CPU time (the nodes do not busy-wait already); the management API on node 1 only did.
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,18 @@ class ClusterSpec:
     nodes: tuple[NodeSpec, ...]
     admin_user: str
     admin_password: str = field(repr=False)
+    #: Erlang emulator flags of every node's VM (scheduler and thread counts), after ``ERL_ARGS``
+    erl_args: str = ""
+    #: ``"first"``: the management plugin (the API) on node 1 only, the others run its agent (their stats reach
+    #: node 1's API); ``"all"``: the API on every node
+    management_on: str = "first"
+
+    def has_management(self, node: NodeSpec) -> bool:
+        """Whether ``node`` serves the management API (its port is chosen either way)."""
+        return self.management_on == "all" or node.index == 1
+
+    def plugins_file(self, node: NodeSpec) -> Path:
+        return self.dir / ("enabled_plugins" if self.has_management(node) else "enabled_plugins.agent")
 
     def management(self, node: int = 0, timeout: float = 30.0) -> Management:
         """A management client authenticated as the administrator, talking to node ``node`` (0-based)."""
@@ -101,11 +118,13 @@ class ClusterSpec:
             "RABBITMQ_CONFIG_FILE": str(node.dir / "rabbitmq.conf"),
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(missing / "advanced.config"),
             "RABBITMQ_CONF_ENV_FILE": str(missing / "rabbitmq-env.conf"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.plugins_file(node)),
             "RABBITMQ_MNESIA_BASE": str(node.dir / "mnesia"),
             "RABBITMQ_LOG_BASE": str(node.dir / "log"),
             "RABBITMQ_PID_FILE": str(node.dir / "rabbitmq.pid"),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"{ERL_ARGS} {_boot_distribution(node)}",
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"{ERL_ARGS} {self.erl_args} {_boot_distribution(node)}".replace(
+                "  ", " "
+            ),
             "RABBITMQ_CTL_ERL_ARGS": ERL_ARGS,
         }
 
@@ -122,7 +141,13 @@ def _boot_distribution(node: NodeSpec) -> str:
 
 
 def plan(
-    directory: Path, size: int = 3, *, admin_user: str = "envfixtures-admin", prefix: str = "rabbit"
+    directory: Path,
+    size: int = 3,
+    *,
+    admin_user: str = "envfixtures-admin",
+    prefix: str = "rabbit",
+    erl_args: str = "",
+    management_on: str = "first",
 ) -> ClusterSpec:
     """Choose ports, generate the cookie and the admin password, and write every node's files.
 
@@ -137,7 +162,9 @@ def plan(
         NodeSpec(i, f"{prefix}-{i}@localhost", free_port(), free_port(), free_port(), directory / f"node-{i}")
         for i in range(1, size + 1)
     )
-    spec = ClusterSpec(directory, free_port(), nodes, admin_user, password)
+    if management_on not in ("all", "first"):
+        raise BuildError(f"management_on={management_on!r}: 'all' or 'first'")
+    spec = ClusterSpec(directory, free_port(), nodes, admin_user, password, erl_args, management_on)
     home = directory / "home"
     home.mkdir(exist_ok=True)
     cookie = home / ".erlang.cookie"
@@ -146,19 +173,31 @@ def plan(
     cookie.write_text(secrets.token_hex(20))
     cookie.chmod(0o400)
     (directory / "enabled_plugins").write_text(f"[{','.join(ENABLED_PLUGINS)}].\n")
+    (directory / "enabled_plugins.agent").write_text("[rabbitmq_management_agent].\n")
     for node in nodes:
         (node.dir / "log").mkdir(parents=True, exist_ok=True)
         conf = node.dir / "rabbitmq.conf"
         conf.write_text(_config(spec, node))
         conf.chmod(0o600)
+    saved = asdict(replace(spec, admin_password=""))
+    (directory / SPEC_FILE).write_text(json.dumps(saved, default=str, indent=1))
     return spec
+
+
+SPEC_FILE = "spec.json"  # the plan, without the password: what load() reads back
+
+
+def load(directory: Path, admin_password: str) -> ClusterSpec:
+    """The :class:`ClusterSpec` :func:`plan` wrote in ``directory`` (to restart a node of a running cluster);
+    the password is not in the file: it is given (the broker's facts hold it)."""
+    raw = json.loads((Path(directory) / SPEC_FILE).read_text())
+    nodes = tuple(NodeSpec(**{**n, "dir": Path(n["dir"])}) for n in raw.pop("nodes"))
+    return ClusterSpec(**{**raw, "dir": Path(raw["dir"]), "nodes": nodes, "admin_password": admin_password})
 
 
 def _config(spec: ClusterSpec, node: NodeSpec) -> str:
     lines = [
         f"listeners.tcp.1 = {LOOPBACK}:{node.amqp_port}",
-        f"management.tcp.ip = {LOOPBACK}",
-        f"management.tcp.port = {node.management_port}",
         "log.console = false",
         "log.file.level = info",
         f"default_user = {spec.admin_user}",
@@ -170,6 +209,8 @@ def _config(spec: ClusterSpec, node: NodeSpec) -> str:
         "loopback_users = none",
         "collect_statistics_interval = 1000",
     ]
+    if spec.has_management(node):
+        lines += [f"management.tcp.ip = {LOOPBACK}", f"management.tcp.port = {node.management_port}"]
     if len(spec.nodes) > 1:
         lines.append("cluster_formation.peer_discovery_backend = classic_config")
         lines += [f"cluster_formation.classic_config.nodes.{n.index} = {n.name}" for n in spec.nodes]
@@ -204,10 +245,18 @@ class Cluster:
         argv = [str(RABBITMQ_BIN / "rabbitmq-server")]
         self.nodes[node.name] = self._spawn(node.name.split("@")[0], argv, env=self.spec.node_environ(node))
 
+    def restart_node(self, name: str, *, timeout: float = 120.0) -> None:
+        """Start node ``name`` again (after :meth:`kill_node`) on its own data; return once the cluster is whole.
+        It rejoins as the member it was: its database directory still names the cluster."""
+        node = next(n for n in self.spec.nodes if n.name == name)
+        self._start_node(node)
+        self.wait_formed(timeout=timeout)
+
     def wait_formed(self, *, timeout: float = 120.0) -> None:
-        """Wait until every node's management API answers and node 1 sees all nodes running."""
+        """Wait until every management API answers and node 1 sees all nodes running (the ``rabbit`` application
+        of each started, joined; with the API on node 1 only, that is all there is to wait for)."""
         names = {n.name for n in self.spec.nodes}
-        clients = [self.spec.management(i, timeout=5) for i in range(len(self.spec.nodes))]
+        clients = [self.spec.management(n.index - 1, timeout=5) for n in self.spec.nodes if self.spec.has_management(n)]
 
         def formed() -> bool:
             for client in clients:
