@@ -1,5 +1,5 @@
 """A hard abort (SIGKILL to the whole job) followed at once by `envfixtures reap`, as a Jenkins `post { always }`
-step runs it: the killed controller may still be a zombie, and the fault test's own cluster must go too."""
+step runs it: the killed controller may still be a zombie, and a node the fault test started again must go too."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import Project
@@ -33,16 +34,30 @@ def test_sigkill_to_the_group_then_reap_at_once(project: Project) -> None:
     proc.wait(timeout=10)
 
 
-def test_the_fault_tests_own_cluster_is_reaped_after_sigkill(project: Project) -> None:
+def test_a_node_the_fault_test_restarted_is_reaped_after_sigkill(project: Project) -> None:
+    """The fault test kills a node of the environment's own broker and starts it again, journaled as the broker's:
+    a SIGKILL to the whole job once that node is back leaves it running until ``reap``, which stops it with the rest."""
     shutil.copy(ROOT / "tests_infra" / "test_broker_faults.py", project.path / "test_faults.py")
     project.pytester.makeini(
-        "[pytest]\nenv_components = sleeper\nmarkers =\n    fault: destroys part of an environment on purpose\n"
+        "[pytest]\nenv_components = broker\nenv_settings =\n    broker_nodes=3\n"
+        "markers =\n    fault: destroys part of an environment on purpose\n"
     )
     proc = project.popen("test_faults.py")
-    env = project.wait_for_started("broker-faults/faults-3", timeout=120)  # the third node of its own cluster
+    env = project.wait_for_started("broker/epmd", timeout=120)
+    deadline = time.monotonic() + 240
+    while not _restarted(project, env) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    restarted = _restarted(project, env)
+    assert restarted, "the fault test restarted a node of the broker (journaled a second time)"
     os.killpg(proc.pid, signal.SIGKILL)
-    assert project.alive(env), "the cluster outlives the killed run until something reaps it"
+    assert project.alive(env), "the broker, the restarted node with it, outlives the killed run until reaped"
     reap = _reap(project)
     assert reap.returncode == 0, reap.stdout + reap.stderr
-    assert project.alive(env) == [], "epmd and the three nodes are gone"
+    assert project.alive(env) == [], f"every node, {restarted} restarted by the test too, is gone"
     proc.wait(timeout=10)
+
+
+def _restarted(project: Project, env: Path) -> list[str]:
+    """The processes journaled as started more than once (a node the fault test started again)."""
+    started = [r["key"] for r in project.journal(env) if r.get("kind") == "process" and r.get("state") == "started"]
+    return sorted({key for key in started if started.count(key) > 1})
