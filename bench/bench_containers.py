@@ -69,8 +69,7 @@ def one_run(sha: str, config: dict, work: Path) -> dict[str, float]:
         out["push"] = timed(lambda: images.push(ref, authfile, work))
         podman.run("rmi", ref)
         out["pull"] = timed(lambda: images.pull(ref, authfile, tls_verify=False))
-        run = podman.command("run", "--rm", "--network", "host", "--pull", "never",
-                             "--ulimit", f"nproc={containerizer._nproc_limit()}:{containerizer._nproc_limit()}",
+        run = podman.command("run", "--rm", "--network", "host", "--pull", "never", *containerizer.ulimit_args(),
                              "--label", f"{podman.ENV_LABEL}={label}", ref, "python3", "-c", "pass")  # fmt: skip
         out["container start+exit"] = timed(lambda: subprocess.run(run, check=True, capture_output=True))  # noqa: S603
         out["process start+exit (baseline)"] = timed(

@@ -102,13 +102,10 @@ def argv(
     image = image_of(app)
     if not image:
         raise LaunchError("the app has no container.docker.image")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    nproc = _nproc_limit()
     args = [
         "run", "--rm", "--name", container_name(task_id), "--pull", "never", "--log-driver", "k8s-file",
         "--label", f"{podman.ENV_LABEL}={env_name}", "--label", f"envfixtures.task={task_id}",
-        "--ulimit", f"nofile={_limit(soft)}:{_limit(hard)}",
-        "--ulimit", f"nproc={nproc}:{nproc}",
+        *ulimit_args(),
         "--volume", f"{sandbox}:{SANDBOX_IN_CONTAINER}",
     ]  # fmt: skip
     mode = network_mode(app)
@@ -159,6 +156,14 @@ def remove(task_id: str) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def ulimit_args() -> list[str]:
+    """The scheduler's own open-files limits and a process limit runc accepts, given explicitly: podman's defaults
+    (nofile 1048576) are refused here ("error setting rlimit ... operation not permitted", measured)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    nproc = _nproc_limit()
+    return ["--ulimit", f"nofile={_limit(soft)}:{_limit(hard)}", "--ulimit", f"nproc={nproc}:{nproc}"]
 
 
 def _nproc_limit() -> int:
