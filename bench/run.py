@@ -40,7 +40,12 @@ sys.path.insert(0, str(ROOT))
 
 from envfixtures.core.processes import find_marked  # noqa: E402
 
-COMPONENT_BENCHES = [("bench_broker.py", []), ("bench_marathon.py", []), ("bench_api.py", ["--up"])]
+COMPONENT_BENCHES = [
+    ("bench_broker.py", []),
+    ("bench_marathon.py", []),
+    ("bench_api.py", ["--up"]),
+    ("bench_containers.py", []),
+]
 ROWS = ("cold", "warm", "kept", "erlang", "peers")
 SUITES = ["tests_infra", "tests_api"]
 
