@@ -33,8 +33,9 @@ def amqp_parameters(topology: Facts) -> pika.ConnectionParameters:
 
 @pytest.fixture
 def live_work_queues(envfixtures_env: Any) -> Iterator[None]:
-    """Held, across xdist workers, by a test that takes messages off the platform's live work queues, by one that
-    stops their consumer, and by one that asserts their consumer was not restarted: they must not overlap. A message
+    """Held, across xdist workers, by a test that takes messages off the platform's live work queues, by those that
+    stop their consumer (the worker-kill and self-healing tests), and by one that asserts their consumer was not
+    restarted: they must not overlap. A message
     taken and put back counts as a delivery, and the queues' policy dead-letters a message past its delivery limit,
     so orders waiting for a stopped worker would be lost to the other test's looking."""
     with envfixtures_env.lock("live-work-queues", timeout=600, what="using the platform's live work queues"):

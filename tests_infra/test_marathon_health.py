@@ -13,6 +13,7 @@ and that image's digest, which must be the one the ``images`` component pushed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -226,17 +227,20 @@ def test_marathon_definition_diff_reports_paths() -> None:
     ]
 
 
-def _task_pid(task_id: str) -> int | None:
+def _task_pids(task_id: str) -> list[int]:
+    """Every process carrying the task's ``MESOS_TASK_ID``: a process task's, or a container task's ``podman run``
+    and the processes inside its container."""
     needle = f"MESOS_TASK_ID={task_id}".encode()
+    found = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
                 with open(f"/proc/{entry.name}/environ", "rb") as fh:
                     if needle in fh.read().split(b"\0"):
-                        return int(entry.name)
+                        found.append(int(entry.name))
             except OSError:
                 continue
-    return None
+    return found
 
 
 def _health_window(app: App) -> float:
@@ -250,16 +254,21 @@ def _health_window(app: App) -> float:
 
 
 @pytest.mark.fault
-def test_marathon_self_healing_after_a_task_is_killed(apps: Any, scheduler: Any, marathon: MarathonClient) -> None:
+def test_marathon_self_healing_after_a_task_is_killed(
+    apps: Any, scheduler: Any, marathon: MarathonClient, live_work_queues: None
+) -> None:
+    """Holds ``live_work_queues``: the task it kills may be the worker's, which the worker tests watch."""
     if scheduler.get("backend") != "local":
         pytest.skip("killing a task's process needs a shell on its agent; on aws this runs as a chaos job, not here")
     live = _group_apps(marathon, apps)
     app = next((a for a in live.values() if a.health_checks and a.tasks), None)
     assert app is not None, "no app with health checks and tasks to kill"
     victim = app.tasks[0]
-    pid = _task_pid(victim.id)
-    assert pid, f"process of task {victim.id} not found"
-    os.killpg(pid, signal.SIGKILL)
+    pids = _task_pids(victim.id)
+    assert pids, f"process of task {victim.id} not found"
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     window = _health_window(app)
     started = time.monotonic()
 
