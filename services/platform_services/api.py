@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import uuid
 from typing import Any
 
@@ -140,6 +141,10 @@ def create_app(settings: config.Settings, *, db: store.Database, relay: OutboxRe
     return app
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def main() -> None:
     """Serve the API until SIGTERM/SIGINT (Marathon's kill)."""
     import waitress
@@ -153,6 +158,9 @@ def main() -> None:
     relay = OutboxRelay(settings.database, settings.amqp_url, settings.exchange)
     relay.start()
     app = create_app(settings, db=db, relay=relay)
+    # As a container's PID 1, SIGTERM has no default action: without a handler Marathon's kill would wait out its
+    # grace period and end in SIGKILL, the relay stopped by nothing.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     log.info("orders API %s listening on %s:%d", settings.git_sha[:12], settings.host, settings.port)
     try:
         waitress.serve(app, host=settings.host, port=settings.port, threads=settings.threads, ident=None,

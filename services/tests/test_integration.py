@@ -8,11 +8,13 @@ Skipped (with the reason) when the PostgreSQL or RabbitMQ binaries are not insta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,6 +22,7 @@ import uuid
 from pathlib import Path
 
 import pika
+import psutil
 import psycopg
 import pytest
 import requests
@@ -315,6 +318,29 @@ def test_the_relay_survives_its_connection_being_closed(platform, broker):
     r = create(base)
     assert r.status_code == 201
     wait_fulfilled(base, [r.json()["id"]], timeout=30)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare (a PID 1)")
+def test_the_api_stops_on_sigterm_as_a_containers_pid_1(platform, tmp_path):
+    """In its container the API is PID 1, for which SIGTERM has no default action: it must handle it, or Marathon's
+    kill ends in SIGKILL after the grace period."""
+    port = free_port()
+    env = {**os.environ, **platform["environ"], "PORT0": str(port), "PYTHONPATH": str(SERVICES)}
+    with open(tmp_path / "api.log", "wb") as log:
+        proc = subprocess.Popen(  # unshare's child is PID 1 of a PID namespace of its own, as in a container
+            ["unshare", "--pid", "--fork", sys.executable, "-m", "platform_services.api"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok, what="the API as PID 1",
+                 timeout=30, retry_on=(OSError,))  # fmt: skip
+        (api,) = psutil.Process(proc.pid).children()
+        api.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, "the API as PID 1 exits on SIGTERM, and cleanly"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 def test_latency_on_loopback(platform):
