@@ -1,7 +1,7 @@
 """What running the reference platform's apps as containers adds to a gate run, step by step.
 
 Each run does what a gate does once: starts a fresh registry on loopback (every environment has its own), builds
-the platform's image from ``git archive`` of HEAD (``services/Containerfile``), pushes it (zstd, the base layer
+the platform's image from ``git archive`` of HEAD (``services/Containerfile``), pushes it (gzip, the base layer
 included: the registry is new), removes the local tag and pulls it back (what the scheduler does before each
 launch), starts one container of it (``python3 -c pass`` with HOST networking) and, as the baseline in the same
 run, the same command as a host process; then removes what it made. The base image is made first if this machine

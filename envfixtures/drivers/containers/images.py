@@ -65,13 +65,12 @@ def build(tree: Path, containerfile: str, ref: str, *, env_name: str, sha: str, 
 def push(ref: str, authfile: Path, workdir: Path) -> str:
     """Push ``ref`` to its (loopback, plain HTTP) registry; returns the manifest digest the registry stored.
 
-    Layers are compressed with zstd: 5x faster than gzip for the reference platform's 184 MB base (0.5 s against
-    2.6 s, measured), and every podman since 3.x pulls it; a docker engine older than 23 would not."""
+    Layers go gzip-compressed, which every engine pulls (zstd measured no faster here: 4.7 s against 4.3 s for the
+    reference platform's 184 MB base, medians of 2 on a fresh registry each)."""
     digestfile = workdir / "digest"
     podman.run(
-        "push", "--quiet", "--tls-verify=false", "--compression-format", "zstd",
-        "--authfile", str(authfile), "--digestfile", str(digestfile), ref,
-    )  # fmt: skip
+        "push", "--quiet", "--tls-verify=false", "--authfile", str(authfile), "--digestfile", str(digestfile), ref
+    )
     return digestfile.read_text().strip()
 
 
