@@ -24,12 +24,12 @@ def app(image: str | None) -> dict:
     return body
 
 
-def environment(tmp_path: Path, image: str | None, backend: str = "local") -> Environment:
+def environment(tmp_path: Path, image: str | None) -> Environment:
     root = tmp_path / "root"
     (root / "apps").mkdir(parents=True)
     (root / "apps" / "web.json").write_text(json.dumps(app(image)))
     return Environment(
-        name="ef-0123456-podm", sha=SHA, backend=backend, root=root, home=tmp_path / "home",
+        name="ef-0123456-podm", sha=SHA, backend="local", root=root, home=tmp_path / "home",
         settings={"quiet": "true"}, components=["scheduler", "apps"],
         config=PlatformConfig("", {"apps": {"templates": "apps"}, "rules": {"off": OUR_RULES}}),
     )  # fmt: skip

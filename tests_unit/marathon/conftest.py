@@ -10,9 +10,11 @@ import os
 import secrets
 import signal
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -20,6 +22,7 @@ import requests
 
 from envfixtures.core.ports import free_port
 from envfixtures.core.processes import find_marked, standalone_spawner
+from envfixtures.drivers.containers import podman
 from envfixtures.drivers.marathon import auth
 from envfixtures.drivers.marathon.client import MarathonClient, Unavailable
 
@@ -70,8 +73,16 @@ def pid_of_task(task_id: str) -> int | None:
     return min(found) if found else None
 
 
+def deploy(client: MarathonClient, app: dict[str, Any], timeout: float = 30) -> None:
+    """PUT the app (forced) and wait for its deployment; fails fast with a task's failure."""
+    result = client.update_app(app["id"], app, force=True)
+    client.wait_for_deployment(result.deployment_id, timeout=timeout, app_ids=[app["id"]], since=time.time() - 1)
+
+
 @pytest.fixture(scope="module")
 def marathon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMarathon]:
+    """A scheduler of the module's own; none of its processes or containers (labelled with its marker) may
+    survive its stop."""
     server = LocalMarathon(tmp_path_factory.mktemp("marathon"))
     try:
         yield server
@@ -83,4 +94,7 @@ def marathon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMarathon
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        containers = podman.labelled_containers(server.marker)
+        podman.remove_containers(server.marker)
         assert not leftovers, f"processes left after the scheduler stopped: {leftovers}"
+        assert not containers, f"containers left after the scheduler stopped: {containers}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from envfixtures.drivers.marathon import containerizer
 from envfixtures.drivers.marathon.client import MarathonClient
 from envfixtures.testing import BUSYBOX_IMAGE, BUSYBOX_ROOT_COMMAND
 
-from .conftest import LocalMarathon
+from .conftest import LocalMarathon, deploy
 
 pytestmark = [
     pytest.mark.integration,
@@ -48,19 +47,6 @@ class Registry:
     docker_config: str  # the file:// URI apps fetch
     busybox: str
     entrypoint: str
-
-
-@pytest.fixture(scope="module")
-def marathon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMarathon]:
-    """A scheduler of this module's own: its containers carry its marker, and none may survive it."""
-    server = LocalMarathon(tmp_path_factory.mktemp("marathon"))
-    try:
-        yield server
-    finally:
-        server.stop()
-        left = podman.labelled_containers(server.marker)
-        podman.remove_containers(server.marker)
-        assert left == [], f"containers left after the scheduler stopped: {left}"
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +97,6 @@ def docker_app(app_id: str, reg: Registry, image: str | None = None, **over: Any
     }
     app.update(over)
     return app
-
-
-def deploy(client: MarathonClient, app: dict[str, Any], timeout: float = 60) -> None:
-    result = client.update_app(app["id"], app, force=True)
-    client.wait_for_deployment(result.deployment_id, timeout=timeout, app_ids=[app["id"]], since=time.time() - 1)
 
 
 def remove(client: MarathonClient, app_id: str) -> None:

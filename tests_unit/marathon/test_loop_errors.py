@@ -12,6 +12,11 @@ from envfixtures.drivers.marathon import engine as engine_mod
 from envfixtures.drivers.marathon import tasks
 
 
+def last_failure(engine: engine_mod.Engine, app_id: str) -> dict | None:
+    with engine.lock:
+        return engine.get_app(app_id)["app"].get("lastTaskFailure")
+
+
 def test_a_bug_while_launching_fails_the_task_with_its_cause(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken_launch(*args: object, **kwargs: object) -> None:
         raise KeyError("args")
@@ -21,12 +26,7 @@ def test_a_bug_while_launching_fails_the_task_with_its_cause(tmp_path: Path, mon
     engine.start()
     try:
         engine.create_app({"id": "/broken", "cmd": "sleep 60", "instances": 1})
-
-        def failure() -> dict | None:
-            with engine.lock:
-                return engine.get_app("/broken")["app"].get("lastTaskFailure")
-
-        found = wait_for(failure, what="the task's failure", timeout=10)
+        found = wait_for(lambda: last_failure(engine, "/broken"), what="the task's failure", timeout=10)
         assert found["state"] == "TASK_FAILED"
         assert found["message"] == "the local scheduler failed on this app: KeyError: 'args'", found["message"]
         with engine.lock:
@@ -45,12 +45,7 @@ def test_a_bug_while_reconciling_fails_the_app_with_its_cause(tmp_path: Path, mo
     engine.start()
     try:
         engine.create_app({"id": "/unstaged", "cmd": "sleep 60", "instances": 1})
-
-        def failure() -> dict | None:
-            with engine.lock:
-                return engine.get_app("/unstaged")["app"].get("lastTaskFailure")
-
-        found = wait_for(failure, what="the app's failure", timeout=10)
+        found = wait_for(lambda: last_failure(engine, "/unstaged"), what="the app's failure", timeout=10)
         assert "RuntimeError: no offer matched" in found["message"], found["message"]
     finally:
         engine.shutdown(timeout=2)

@@ -17,7 +17,7 @@ from envfixtures.core.errors import FailedState
 from envfixtures.core.waiting import wait_for
 from envfixtures.drivers.marathon.client import Locked, MarathonClient, NotFound, Unprocessable
 
-from .conftest import LocalMarathon, pid_of_task
+from .conftest import LocalMarathon, deploy, pid_of_task
 
 HTTP_APP = "echo ok > ok.txt && exec python3 -m http.server $PORT0 --bind 127.0.0.1"
 
@@ -38,11 +38,6 @@ def http_check(**over: Any) -> dict[str, Any]:
     }
     check.update(over)
     return check
-
-
-def deploy(client: MarathonClient, app: dict[str, Any], timeout: float = 30) -> None:
-    result = client.update_app(app["id"], app, force=True)
-    client.wait_for_deployment(result.deployment_id, timeout=timeout, app_ids=[app["id"]], since=time.time() - 1)
 
 
 def healthy_tasks(client: MarathonClient, app_id: str) -> list[Any]:

@@ -75,10 +75,11 @@ def push(ref: str, authfile: Path, workdir: Path) -> str:
 
 
 def pull(ref: str, authfile: Path | None = None, *, tls_verify: bool = True) -> None:
+    """Pull ``ref`` (with the credentials of ``authfile``, if given)."""
     args = ["pull", "--quiet", f"--tls-verify={'true' if tls_verify else 'false'}"]
     if authfile is not None:
         args += ["--authfile", str(authfile)]
-    podman.run(*args, ref)
+    podman.run(*args, ref, timeout=300)
 
 
 def _log(path: Path) -> BinaryIO:

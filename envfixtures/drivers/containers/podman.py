@@ -42,7 +42,8 @@ def missing() -> str | None:
     """Why containers cannot run here (``None``: they can)."""
     if executable() is None:
         return f"podman is not installed ({INSTALL_HINT})"
-    runtime = _global()[_global().index("--runtime") + 1] if "--runtime" in _global() else None
+    options = _global()
+    runtime = options[options.index("--runtime") + 1] if "--runtime" in options[:-1] else None
     if runtime and not os.path.isabs(runtime) and shutil.which(runtime) is None:
         return f"the OCI runtime {runtime} is not installed ({INSTALL_HINT})"
     return None

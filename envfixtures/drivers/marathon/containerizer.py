@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from envfixtures.drivers.containers import podman
+from envfixtures.drivers.containers import images, podman
 from envfixtures.drivers.marathon.validation import network_mode
 
 SANDBOX_IN_CONTAINER = "/mnt/mesos/sandbox"
@@ -79,13 +79,9 @@ def container_name(task_id: str) -> str:
 
 def pull(image: str, sandbox: Path) -> None:
     """Pull ``image`` with the credentials fetched into the sandbox (``.docker/config.json``), if any."""
-    args = ["pull", "--quiet"]
     authfile = sandbox / ".docker" / "config.json"
-    if authfile.is_file():
-        args += ["--authfile", str(authfile)]
-    if image.split("/", 1)[0].rsplit(":", 1)[0] in LOOPBACK_HOSTS:
-        args.append("--tls-verify=false")
-    podman.run(*args, image, timeout=300)
+    loopback = image.split("/", 1)[0].rsplit(":", 1)[0] in LOOPBACK_HOSTS
+    images.pull(image, authfile if authfile.is_file() else None, tls_verify=not loopback)
 
 
 def argv(
