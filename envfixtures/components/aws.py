@@ -31,7 +31,6 @@ import logging
 import os
 import secrets
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,8 +40,9 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from envfixtures import rules
 from envfixtures.core.component import Component
 from envfixtures.core.config import path_field
-from envfixtures.core.errors import BuildError, ConfigError, TeardownError
+from envfixtures.core.errors import BuildError, ConfigError, TeardownError, WaitTimeout
 from envfixtures.core.facts import Facts
+from envfixtures.core.waiting import wait_for
 from envfixtures.drivers.aws import blockers, cloudformation, moto_server
 from envfixtures.drivers.aws import clients as aws_clients
 from envfixtures.rules import cloudformation as cfn_rules
@@ -568,20 +568,20 @@ def wait_resolves(host: str, *, what: str, timeout: float | None = None) -> None
     resolve once the stack is complete will not (a private zone seen from outside the VPC, a stand-in's made-up
     name), so waiting out a service's long timeout on it would only hide the cause."""
     limit = RESOLVE_TIMEOUT if timeout is None else timeout
-    deadline = time.monotonic() + limit
-    delay = 0.5
-    while True:
-        try:
-            socket.getaddrinfo(host, None)
-            return
-        except (socket.gaierror, UnicodeError) as exc:
-            if time.monotonic() + delay > deadline:
-                raise BuildError(
-                    f"{what}: {host} does not resolve from this machine after {limit:.0f}s ({exc}); the stack "
-                    "gives no way into its VPC yet: run the suites on an agent inside the VPC"
-                ) from None
-        time.sleep(delay)
-        delay = min(delay * 2, 5.0)
+    try:
+        wait_for(
+            lambda: socket.getaddrinfo(host, None),
+            what=f"{what}: {host} to resolve",
+            timeout=limit,
+            retry_on=(socket.gaierror, UnicodeError),
+            first_delay=0.5,
+            max_delay=5.0,
+        )
+    except WaitTimeout as exc:
+        raise BuildError(
+            f"{what}: {host} does not resolve from this machine after {limit:.0f}s ({exc}); the stack "
+            "gives no way into its VPC yet: run the suites on an agent inside the VPC"
+        ) from None
 
 
 def _certificate_arn(ctx: "BuildContext") -> str:
