@@ -1,5 +1,6 @@
 """The environment's build graph: components checked, built once (requirements first, independent ones
-concurrently, under a per-component file lock across xdist workers and processes), and torn down in reverse.
+concurrently, under a per-component file lock across xdist workers and processes), and torn down after
+what requires them.
 
 Its state on disk (description, components' states and facts, secrets, locks) is :mod:`envfixtures.core.state`;
 what a component sees of it is :class:`~envfixtures.core.context.BuildContext`. Workers share facts through
@@ -368,7 +369,8 @@ class Environment(EnvironmentState):
         return [t.name for t in threads if t.is_alive()]
 
     def teardown(self) -> list[str]:
-        """Tear every component down in reverse build order, then stop whatever of the env is still alive.
+        """Tear every component down after those that require it (independent ones at once), then stop whatever of
+        the env is still alive.
 
         Runs after a failed build and after an interrupted one as well, and again after a teardown that failed
         (status ``teardown_failed``: ``down`` and ``reap`` retry it). Processes are stopped whatever happens to
@@ -404,7 +406,8 @@ class Environment(EnvironmentState):
                 key=lambda s: s.get("started") or 0,
                 reverse=True,
             )
-            for state in order:
+
+            def tear(state: dict[str, Any]) -> None:
                 name = state["name"]
                 t0 = time.time()
                 status = TORN_DOWN
@@ -421,6 +424,8 @@ class Environment(EnvironmentState):
                     self._set_state(name, status=status, teardown_seconds=round(time.time() - t0, 3))
                 except OSError as exc:
                     note(f"writing the state of {name}", exc)
+
+            self._tear_in_order(order, tear)
             # The backstop: anything journaled or carrying the env's marker that is still alive.
             self.stop_processes(None, timeout=5)
             leftovers = processes.find_marked(self.name)
@@ -455,6 +460,36 @@ class Environment(EnvironmentState):
         outcome = f"with {len(problems)} problem(s); `envfixtures down {self.name}` retries" if problems else ""
         self.progress(f"torn down in {time.time() - started:.1f}s {outcome}".rstrip())
         return problems
+
+    def _tear_in_order(self, order: list[dict[str, Any]], tear: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``tear`` on each state of ``order`` (newest build first) once every component that requires it is
+        torn down, the others at the same time: a topology's vhost goes before its broker, but the stack's delete
+        does not wait for the apps. A component whose requirements cannot be read is taken to require everything
+        built before it. Only a newer component is ever waited for, so no two wait for each other."""
+        names = [state["name"] for state in order]
+        index = {name: i for i, name in enumerate(names)}
+        waits: dict[str, set[str]] = {name: set() for name in names}
+        for i, state in enumerate(order):
+            try:
+                cls = registry.load(state["impl"]) if state.get("impl") else self.component_class(state["name"])
+                required = set(self.requirements(state["name"], cls))
+            except Exception:  # noqa: BLE001 - unreadable: everything built before it waits for it
+                required = set(names[i + 1 :])
+            for other in required:
+                if index.get(other, -1) > i:
+                    waits[other].add(state["name"])
+        done = {name: threading.Event() for name in names}
+
+        def run(state: dict[str, Any]) -> None:
+            try:
+                for before in waits[state["name"]]:
+                    done[before].wait()
+                tear(state)
+            finally:
+                done[state["name"]].set()
+
+        with ThreadPoolExecutor(max_workers=max(1, len(order)), thread_name_prefix="teardown") as pool:
+            list(pool.map(run, order))
 
     def left_standing(self) -> list[str]:
         """The components a teardown could not take down (``teardown_failed``), and what they require: the secrets

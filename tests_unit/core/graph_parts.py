@@ -4,6 +4,7 @@ the state directory, so the tests can count and order them."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 from envfixtures.core.component import Component
@@ -16,6 +17,10 @@ def _log(ctx, what: str) -> None:  # noqa: ANN001
         fh.write(f"{ctx.component} {os.getpid()} {time.monotonic():.6f}\n")
 
 
+#: Set by a test: the teardowns of ``a`` and ``b`` meet there (a teardown one after the other breaks it).
+MEETING: threading.Barrier | None = None
+
+
 class Part(Component):
     name = "a"
 
@@ -26,6 +31,8 @@ class Part(Component):
 
     def teardown(self, ctx, facts):  # noqa: ANN001, ANN201
         _log(ctx, "teardowns")
+        if MEETING is not None and ctx.component in ("a", "b"):
+            MEETING.wait()
 
 
 class A(Part):
@@ -43,6 +50,10 @@ class Top(Part):
     def build(self, ctx):  # noqa: ANN001, ANN201
         assert ctx.facts("a")["by"] and ctx.facts("b")["by"]  # requirements are built first
         return super().build(ctx)
+
+    def teardown(self, ctx, facts):  # noqa: ANN001, ANN201
+        time.sleep(0.3)  # slow: a or b torn down without waiting for it would log first
+        super().teardown(ctx, facts)
 
 
 class Broken(Part):

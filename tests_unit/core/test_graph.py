@@ -81,11 +81,18 @@ def test_a_failed_build_is_recorded_and_not_retried(env: Environment) -> None:
     assert [name for name, *_ in lines(env, "builds")] == ["broken"]
 
 
-def test_teardown_goes_in_reverse_build_order(env: Environment) -> None:
+def test_teardown_goes_after_what_requires_it_and_independent_parts_at_once(
+    env: Environment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import graph_parts
+
+    # a and b are independent: their teardowns must overlap (one after the other, the barrier breaks and fails it)
+    monkeypatch.setattr(graph_parts, "MEETING", threading.Barrier(2, timeout=10))
     env.ensure("top")
-    order = sorted(["a", "b", "top"], key=lambda name: env.component_state(name)["started"])
     assert env.teardown() == []
-    assert [name for name, *_ in lines(env, "teardowns")] == list(reversed(order))
+    torn = [(name, float(t)) for name, _pid, t in lines(env, "teardowns")]
+    assert torn[0][0] == "top", "top requires a and b: it goes first"
+    assert {name for name, _ in torn[1:]} == {"a", "b"}
     assert env.meta["status"] == "torn_down"
 
 
