@@ -42,8 +42,9 @@ from envfixtures.core.component import Component
 from envfixtures.core.config import path_field
 from envfixtures.core.errors import BuildError, ConfigError, TeardownError, WaitTimeout
 from envfixtures.core.facts import Facts
+from envfixtures.core.ports import free_port
 from envfixtures.core.waiting import wait_for
-from envfixtures.drivers.aws import blockers, cloudformation, moto_server
+from envfixtures.drivers.aws import blockers, cloudformation, moto_server, ssm
 from envfixtures.drivers.aws import clients as aws_clients
 from envfixtures.rules import cloudformation as cfn_rules
 from envfixtures.rules import policy as policy_mod
@@ -600,6 +601,49 @@ def wait_resolves(host: str, *, what: str, timeout: float | None = None) -> None
             f"{what}: {host} does not resolve from this machine after {limit:.0f}s ({exc}); the stack "
             "gives no way into its VPC yet: run the suites on an agent inside the VPC"
         ) from None
+
+
+#: How the runner reaches what the stack keeps inside its VPC (setting ``aws_way_in``): "" = directly (a runner
+#: inside the VPC), "ssm" = SSM port-forwarding sessions through an instance of the environment (:mod:`.ssm`).
+WAY_IN = ("", "ssm")
+#: Seconds an SSM session has to open its loopback port.
+SESSION_TIMEOUT = 60.0
+
+
+def check_way_in(ctx: "BuildContext") -> None:
+    """Refuse at configure time a way in that cannot work here (an unknown one; SSM without its plugin)."""
+    value = getattr(ctx.settings, "aws_way_in", "")
+    if value not in WAY_IN:
+        raise ConfigError(f'aws_way_in = {value!r}: known: ssm, or "" (the runner is inside the VPC)')
+    problem = ssm.missing() if value == "ssm" else None
+    if problem:
+        raise ConfigError(f"{ctx.component} (aws): aws_way_in=ssm, and {problem}")
+
+
+def reach(ctx: "BuildContext", host: str, port: int, *, what: str, roles: tuple[str, ...] = ()) -> tuple[str, int]:
+    """Where the runner reaches ``host:port`` of the stack's VPC: itself once the name resolves (a runner inside
+    the VPC), or, with ``aws_way_in=ssm``, ``127.0.0.1:<port>`` of an SSM port-forwarding session through one of the
+    environment's instances (preferring the ``Role`` tags ``roles``), started as a process of the component
+    (journaled, stopped at teardown)."""
+    if getattr(ctx.settings, "aws_way_in", "") != "ssm":
+        wait_resolves(host, what=what)
+        return host, port
+    aws = ctx.facts("aws")
+    region = str(aws.get("region") or "")
+    tags = (ctx.platform.section("aws").get("tags") or {"envfixtures:env": "env_name"}).items()
+    tag_key = next((key for key, value in tags if value == "env_name"), "aws:cloudformation:stack-name")
+    target = ssm.gateway(aws_clients.client(aws, "ec2"), tag_key, ctx.name, roles)
+    local_port = free_port()
+    process = ctx.spawn(f"ssm-{host.split('.')[0]}-{port}", ssm.argv(target, host, port, local_port, region))
+    process.wait_ready(
+        lambda: ssm.accepts(local_port),
+        what=f"{what}: an SSM session to {host}:{port} through {target}",
+        timeout=SESSION_TIMEOUT,
+        retry_on=(OSError,),
+        first_delay=0.2,
+    )
+    ctx.progress(f"{ctx.component}: {host}:{port} reached at 127.0.0.1:{local_port} (SSM session through {target})")
+    return "127.0.0.1", local_port
 
 
 def _certificate_arn(ctx: "BuildContext") -> str:

@@ -24,7 +24,7 @@ import sys
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from envfixtures.components.aws import refuse_on_stand_in, require_outputs, stack_output, wait_resolves
+from envfixtures.components.aws import check_way_in, reach, refuse_on_stand_in, require_outputs, stack_output
 from envfixtures.core.component import Component
 from envfixtures.core.errors import ConfigError
 from envfixtures.core.facts import Facts
@@ -125,6 +125,8 @@ class StackScheduler(Component):
         marathon_timeout: float = 300.0
         marathon_user: str = ""
         marathon_password: str = ""
+        #: how the runner reaches Marathon inside the stack's VPC: "" (directly) or "ssm" (a port-forwarding session)
+        aws_way_in: str = ""
 
     @classmethod
     def check(cls, ctx: "BuildContext") -> None:
@@ -133,11 +135,17 @@ class StackScheduler(Component):
         refuse_on_stand_in(ctx, "a moto server boots no instance: no Marathon answers at the stack's Marathon URL")
         require_outputs(ctx, "marathon_url")
         _credentials(ctx)
+        check_way_in(ctx)
 
     def build(self, ctx: "BuildContext") -> Facts:
         url = stack_output(ctx.facts("aws"), "marathon_url")
         user, password = _credentials(ctx)
-        wait_resolves(urlsplit(url).hostname or url, what="scheduler (aws): the stack's Marathon URL")
+        parts = urlsplit(url)
+        host, port = parts.hostname or url, parts.port or (443 if parts.scheme == "https" else 80)
+        roles = tuple(ctx.platform.section("hosts").get("scheduler") or ())
+        reached = reach(ctx, host, port, what="scheduler (aws): the stack's Marathon URL", roles=roles)
+        if reached != (host, port):  # the runner's way in: the tasks never see this URL
+            url = f"{parts.scheme}://{reached[0]}:{reached[1]}{parts.path}".rstrip("/")
         facts: dict[str, object] = {"url": url, "backend": "aws", "bind_host": STACK_BIND_HOST}
         if password:
             ctx.add_secret("Marathon password", password)
