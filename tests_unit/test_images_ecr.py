@@ -108,11 +108,16 @@ def build_images(env: Environment) -> Facts:
 @pytest.mark.integration
 @NEEDS
 def test_stack_images_push_with_an_ecr_login_to_the_registry_standing_in_for_ecr(
-    fresh: Moto, standin_ecr: tuple[str, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fresh: Moto,
+    standin_ecr: tuple[str, str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     point_boto3_at(fresh, monkeypatch)
     address, user, password = standin_ecr
     env = aws_images_env(tmp_path)
+    request.addfinalizer(lambda: podman.remove_images(env.name))  # also when an assertion failed
     prefix = f"{address}/{env.name}"
     bucket = with_stack_facts(env, fresh, prefix)
     fresh.client("ecr").create_repository(repositoryName=f"{env.name}/{IMAGE}")  # as the stack creates it

@@ -141,19 +141,21 @@ def test_a_service_of_the_vpc_is_reached_through_a_journaled_ssm_session_on_loop
     )
     ctx = env.context("scheduler", StackScheduler)
 
-    host, port = aws_component.reach(ctx, "127.0.0.1", service, what="unit", roles=("mesos-master",))
+    try:
+        host, port = aws_component.reach(ctx, "127.0.0.1", service, what="unit", roles=("mesos-master",))
 
-    assert host == "127.0.0.1" and port != service
-    assert requests.get(f"http://{host}:{port}/", timeout=5).text == "inside-the-vpc"
-    [command] = [json.loads(line) for line in record.read_text().splitlines()]
-    opts = dict(zip(command[2::2], command[3::2], strict=False))
-    assert opts["--target"] == ids["mesos-master"] and opts["--region"] == "us-east-1"
-    assert json.loads(opts["--parameters"]) == {
-        "host": ["127.0.0.1"], "portNumber": [str(service)], "localPortNumber": [str(port)]
-    }  # fmt: skip
-    assert len(ctx.processes()) == 1, "the session is a journaled process of the component"
+        assert host == "127.0.0.1" and port != service
+        assert requests.get(f"http://{host}:{port}/", timeout=5).text == "inside-the-vpc"
+        [command] = [json.loads(line) for line in record.read_text().splitlines()]
+        opts = dict(zip(command[2::2], command[3::2], strict=False))
+        assert opts["--target"] == ids["mesos-master"] and opts["--region"] == "us-east-1"
+        assert json.loads(opts["--parameters"]) == {
+            "host": ["127.0.0.1"], "portNumber": [str(service)], "localPortNumber": [str(port)]
+        }  # fmt: skip
+        assert len(ctx.processes()) == 1, "the session is a journaled process of the component"
 
-    ctx.stop_processes()  # what the environment's teardown does
+    finally:
+        ctx.stop_processes()  # what the environment's teardown does (also when an assertion failed)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     assert ctx.processes() == []
