@@ -174,8 +174,12 @@ def test_stack_only_the_load_balancer_is_open_to_the_world(aws: Facts) -> None:
 
 
 def test_stack_apps_are_reached_only_from_the_load_balancer(aws: Facts) -> None:
+    """From the load balancer; and the task ports (31000-32000) also from the masters, for Marathon's health
+    checks (tests_infra/test_aws_apps.py)."""
     rules = ingress(aws, "AppsSecurityGroupId")
-    assert rules and all(sources(r) == {out(aws, "LoadBalancerSecurityGroupId")} for r in rules)
+    lb, masters = out(aws, "LoadBalancerSecurityGroupId"), out(aws, "MesosSecurityGroupId")
+    assert rules and all(sources(r) == {lb} for r in rules if (r["FromPort"], r["ToPort"]) != (31000, 32000))
+    assert all(sources(r) <= {lb, masters} for r in rules)
 
 
 def test_stack_database_is_reached_only_from_the_apps_on_5432(aws: Facts) -> None:

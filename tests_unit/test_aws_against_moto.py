@@ -29,7 +29,8 @@ HEAD = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=Tru
 #: What each reference component does on aws against moto: "built", or the words its refusal must carry.
 EXPECTED = {
     "aws": "built",
-    "images": "images (aws): pushing the platform's images to the stack's ECR repository is not built yet",
+    "images": "images (aws): AWS is a stand-in at {url} (AWS_ENDPOINT_URL), and a moto server serves ECR's API but "
+    "no registry endpoint: nothing to push images to",
     "database": "database (aws): AWS is a stand-in at {url} (AWS_ENDPOINT_URL), and a moto server records the RDS "
     "instance but runs no PostgreSQL",
     "broker": "broker (aws): AWS is a stand-in at {url} (AWS_ENDPOINT_URL), and a moto server boots no instance: "

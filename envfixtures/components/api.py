@@ -4,7 +4,11 @@ Configured in ``[tool.envfixtures.api]``: ``app``, the id of the app it fronts (
 group), and ``health_path``. ``local``: :mod:`envfixtures.drivers.marathon.proxy` started with ``ctx.spawn`` on a
 free loopback port, in the manner of a load balancer: round-robin over the healthy tasks of that app, its task
 list refreshed from the scheduler every second (with the scheduler's credentials, given in the proxy's
-environment). ``aws``: the stack's load balancer, ``https://<the output configured as load_balancer_dns>``.
+environment). ``aws``: the stack's load balancer, ``https://<api_host>`` (the output configured as ``api_host``:
+the API's domain when the stack has one, so the certificate matches; else ``load_balancer_dns``). When the output
+``api_target_group`` is configured, the app's tasks are that target group's targets (``<agent address>:<host
+port>``, the ports Marathon gave them): registered once in the build, then kept in step with the tasks by
+:mod:`envfixtures.drivers.aws.targets` run as a process of the environment, as the local proxy follows them.
 Both builds end when ``<base_url><health_path>`` answers 200 through that URL (bounded: setting ``api_timeout``).
 
 Facts: ``base_url``, ``app_id`` (and locally ``marathon_url``, ``pid``).
@@ -28,8 +32,10 @@ from envfixtures.core.facts import Facts
 from envfixtures.core.ports import free_port
 from envfixtures.core.processes import log_tail
 from envfixtures.core.waiting import CONNECTION_ERRORS, wait_for
+from envfixtures.drivers.aws import clients as aws_clients
+from envfixtures.drivers.aws import targets
 from envfixtures.drivers.marathon import auth
-from envfixtures.drivers.marathon.client import facts_auth
+from envfixtures.drivers.marathon.client import MarathonClient, facts_auth
 
 if TYPE_CHECKING:
     from envfixtures.core.context import BuildContext
@@ -130,9 +136,10 @@ class StackApi(Component):
 
     @dataclasses.dataclass(frozen=True)
     class Settings:
-        """Seconds to wait until the load balancer answers /health."""
+        """Seconds to wait until the load balancer answers /health; seconds between the target group's refreshes."""
 
         api_timeout: float = 300.0
+        api_refresh: float = 5.0
 
     @classmethod
     def check(cls, ctx: "BuildContext") -> None:
@@ -144,13 +151,38 @@ class StackApi(Component):
             raise ConfigError(f"{ctx.platform.where('app', 'api')}: not set (the id of the app the api fronts)")
 
     def build(self, ctx: "BuildContext") -> Facts:
-        dns = stack_output(ctx.facts("aws"), "load_balancer_dns")
-        _, app_id = api_target(ctx)
-        wait_resolves(dns, what="api (aws): the stack's load balancer")
-        base_url = f"https://{dns}"
+        aws = ctx.facts("aws")
+        endpoints = aws.get("endpoints") or {}
+        host = stack_output(aws, "api_host" if endpoints.get("api_host") else "load_balancer_dns")
+        marathon_url, app_id = api_target(ctx)
+        facts: dict[str, object] = {"app_id": app_id}
+        if endpoints.get("api_target_group"):
+            facts.update(self._follow_tasks(ctx, aws, marathon_url, app_id))
+        wait_resolves(host, what="api (aws): the stack's load balancer")
+        base_url = f"https://{host}"
         wait_healthy(f"{base_url}/{ctx.config.health_path.lstrip('/')}", timeout=ctx.settings.api_timeout)
         ctx.progress(f"api: {base_url} (load balancer) -> {app_id}")
-        return Facts({"base_url": base_url, "app_id": app_id})
+        return Facts({"base_url": base_url, **facts})
+
+    def _follow_tasks(self, ctx: "BuildContext", aws: Facts, marathon_url: str, app_id: str) -> dict[str, object]:
+        """Register the app's tasks in the target group now, then keep them in step with a process of the
+        environment (Marathon's credentials in its environment, never its command line)."""
+        arn = stack_output(aws, "api_target_group")
+        region = str(aws.get("region") or "")
+        scheduler = ctx.facts("scheduler")
+        client = MarathonClient.from_facts({**scheduler, "url": marathon_url}, timeout=5.0)
+        added, _ = targets.sync_app(client, app_id, aws_clients.client(aws, "elbv2"), arn)
+        ctx.progress(f"api: {len(added)} task(s) of {app_id} registered in the load balancer's target group")
+        argv = [sys.executable, "-m", "envfixtures.drivers.aws.targets", "--marathon", marathon_url,
+                "--app-id", app_id, "--target-group", arn, "--region", region,
+                "--interval", str(ctx.settings.api_refresh)]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if k != auth.CREDENTIALS_ENV}
+        credentials = facts_auth(scheduler)
+        if credentials:
+            env[auth.CREDENTIALS_ENV] = auth.join(*credentials)
+        process = ctx.spawn("targets", argv, env=env, cwd=Path(ctx.root))
+        return {"target_group": arn, "registrar_pid": process.pid}
 
     def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
-        """Nothing to stop: the load balancer belongs to the stack, which the ``aws`` component deletes."""
+        """Stop the target registrar; the load balancer belongs to the stack, which the ``aws`` component deletes."""
+        ctx.stop_processes()

@@ -42,8 +42,9 @@ from envfixtures.core.component import Component
 from envfixtures.core.config import path_field
 from envfixtures.core.errors import BuildError, ConfigError, TeardownError, WaitTimeout
 from envfixtures.core.facts import Facts
+from envfixtures.core.ports import free_port
 from envfixtures.core.waiting import wait_for
-from envfixtures.drivers.aws import blockers, cloudformation, moto_server
+from envfixtures.drivers.aws import blockers, cloudformation, moto_server, ssm
 from envfixtures.drivers.aws import clients as aws_clients
 from envfixtures.rules import cloudformation as cfn_rules
 from envfixtures.rules import policy as policy_mod
@@ -54,8 +55,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: What a stack parameter can be given: the environment's name, the SHA, the load balancer's certificate, a
-#: database password generated for the environment.
-PARAMETER_VALUES = ("env_name", "sha", "certificate_arn", "database_password")
+#: database password generated for the environment, the API's public name and its hosted zone (settings
+#: ``aws_domain_name`` / ``aws_hosted_zone_id``, "" when not given).
+PARAMETER_VALUES = ("env_name", "sha", "certificate_arn", "database_password", "domain_name", "hosted_zone_id")
 #: What the other components read from the stack's outputs, on the ``aws`` backend (``artifact_bucket`` on both).
 OUTPUT_MEANINGS = {
     "artifact_bucket": "the bucket the artifact is stored in (artifact)",
@@ -68,6 +70,9 @@ OUTPUT_MEANINGS = {
     "marathon_url": "Marathon's URL (scheduler)",
     "load_balancer_dns": "the load balancer's DNS name, served over HTTPS (api)",
     "bastion_host": "the host through which the instances are reached over SSH (host checks)",
+    "image_registry": "where the images are pushed, <registry host>/<namespace>: an ECR registry (images)",
+    "api_host": "the API's public host name, served over HTTPS: its domain, else the load balancer's name (api)",
+    "api_target_group": "the ARN of the target group the API's tasks are registered in, as ip:port (api)",
 }
 SECRET_KEYS = ("database_password",)
 
@@ -186,7 +191,14 @@ def build_stack(
     password = generate_password() if _needs(ctx, "database_password") else ""
     if password:
         ctx.add_secret("database master password", password)
-    values = {"env_name": ctx.name, "sha": ctx.sha, "certificate_arn": certificate_arn, "database_password": password}
+    values = {
+        "env_name": ctx.name,
+        "sha": ctx.sha,
+        "certificate_arn": certificate_arn,
+        "database_password": password,
+        "domain_name": _domain(ctx) if hasattr(ctx.settings, "aws_domain_name") else "",
+        "hosted_zone_id": getattr(ctx.settings, "aws_hosted_zone_id", "").strip(),
+    }
     ctx.record("stack", name=ctx.name, region=region, endpoint_url=endpoint_url)
     ctx.progress(f"aws: creating stack {ctx.name} in {region}{' at ' + endpoint_url if endpoint_url else ''}")
     stack_id = cloudformation.create_stack(
@@ -274,7 +286,8 @@ class RealAws(Stack):
     Settings: ``aws_certificate_arn`` (or ``ENVFIXTURES_AWS_CERTIFICATE_ARN``) — required: the
     ACM certificate of the public HTTPS listener; ``aws_region`` (else boto3's configured region);
     ``aws_stack_timeout`` in seconds (default 3600: a Multi-AZ RDS instance takes ~20 minutes);
-    ``aws_delete_attempts`` (default 3).
+    ``aws_delete_attempts`` (default 3); ``aws_domain_name`` and ``aws_hosted_zone_id``: the API's public name and
+    the public hosted zone its alias record goes to (both or neither; the certificate must cover the name).
     """
 
     @dataclasses.dataclass(frozen=True)
@@ -287,6 +300,9 @@ class RealAws(Stack):
         #: deletes of a stack that ends DELETE_FAILED (its known blockers cleared in between) before the last
         #: delete retains what still fails
         aws_delete_attempts: int = cloudformation.DELETE_ATTEMPTS
+        #: the API's public name (an alias record of the load balancer) and the public hosted zone that holds it
+        aws_domain_name: str = ""
+        aws_hosted_zone_id: str = ""
 
     @classmethod
     def check(cls, ctx: "BuildContext") -> None:
@@ -297,9 +313,12 @@ class RealAws(Stack):
         super().check(ctx)
         arn = _certificate_arn(ctx) if _needs(ctx, "certificate_arn") else ""
         region = _region(ctx)
+        domain = _domain(ctx)
         account = check_credentials(region)
         if arn:
             check_certificate(arn, region, account)
+            if domain:
+                check_certificate_covers(arn, region, domain)
         check_quotas(cloudformation.load_template(template_path(ctx)), region)
 
     def build(self, ctx: "BuildContext") -> Facts:
@@ -584,6 +603,49 @@ def wait_resolves(host: str, *, what: str, timeout: float | None = None) -> None
         ) from None
 
 
+#: How the runner reaches what the stack keeps inside its VPC (setting ``aws_way_in``): "" = directly (a runner
+#: inside the VPC), "ssm" = SSM port-forwarding sessions through an instance of the environment (:mod:`.ssm`).
+WAY_IN = ("", "ssm")
+#: Seconds an SSM session has to open its loopback port.
+SESSION_TIMEOUT = 60.0
+
+
+def check_way_in(ctx: "BuildContext") -> None:
+    """Refuse at configure time a way in that cannot work here (an unknown one; SSM without its plugin)."""
+    value = getattr(ctx.settings, "aws_way_in", "")
+    if value not in WAY_IN:
+        raise ConfigError(f'aws_way_in = {value!r}: known: ssm, or "" (the runner is inside the VPC)')
+    problem = ssm.missing() if value == "ssm" else None
+    if problem:
+        raise ConfigError(f"{ctx.component} (aws): aws_way_in=ssm, and {problem}")
+
+
+def reach(ctx: "BuildContext", host: str, port: int, *, what: str, roles: tuple[str, ...] = ()) -> tuple[str, int]:
+    """Where the runner reaches ``host:port`` of the stack's VPC: itself once the name resolves (a runner inside
+    the VPC), or, with ``aws_way_in=ssm``, ``127.0.0.1:<port>`` of an SSM port-forwarding session through one of the
+    environment's instances (preferring the ``Role`` tags ``roles``), started as a process of the component
+    (journaled, stopped at teardown)."""
+    if getattr(ctx.settings, "aws_way_in", "") != "ssm":
+        wait_resolves(host, what=what)
+        return host, port
+    aws = ctx.facts("aws")
+    region = str(aws.get("region") or "")
+    tags = (ctx.platform.section("aws").get("tags") or {"envfixtures:env": "env_name"}).items()
+    tag_key = next((key for key, value in tags if value == "env_name"), "aws:cloudformation:stack-name")
+    target = ssm.gateway(aws_clients.client(aws, "ec2"), tag_key, ctx.name, roles)
+    local_port = free_port()
+    process = ctx.spawn(f"ssm-{host.split('.')[0]}-{port}", ssm.argv(target, host, port, local_port, region))
+    process.wait_ready(
+        lambda: ssm.accepts(local_port),
+        what=f"{what}: an SSM session to {host}:{port} through {target}",
+        timeout=SESSION_TIMEOUT,
+        retry_on=(OSError,),
+        first_delay=0.2,
+    )
+    ctx.progress(f"{ctx.component}: {host}:{port} reached at 127.0.0.1:{local_port} (SSM session through {target})")
+    return "127.0.0.1", local_port
+
+
 def _certificate_arn(ctx: "BuildContext") -> str:
     arn = ctx.settings.aws_certificate_arn or os.environ.get("ENVFIXTURES_AWS_CERTIFICATE_ARN")
     if not arn:
@@ -592,6 +654,48 @@ def _certificate_arn(ctx: "BuildContext") -> str:
             "--env-set aws_certificate_arn=arn:aws:acm:... (or ENVFIXTURES_AWS_CERTIFICATE_ARN)"
         )
     return arn
+
+
+def _domain(ctx: "BuildContext") -> str:
+    """The API's public name (``aws_domain_name``), given with its hosted zone or not at all; "" for none."""
+    domain = ctx.settings.aws_domain_name.strip().rstrip(".").lower()
+    zone = ctx.settings.aws_hosted_zone_id.strip()
+    if bool(domain) != bool(zone):
+        raise ConfigError(
+            "aws: set both aws_domain_name (the API's public name) and aws_hosted_zone_id (the public hosted zone "
+            "its alias record goes to), or neither"
+        )
+    if domain and not (_needs(ctx, "domain_name") and _needs(ctx, "hosted_zone_id")):
+        raise ConfigError(
+            f'aws_domain_name: no stack parameter is given it: map one to "domain_name" and one to '
+            f'"hosted_zone_id" in {ctx.platform.where(section="aws.parameters")}'
+        )
+    return domain
+
+
+def certificate_covers(names: list[str], domain: str) -> bool:
+    """Whether a certificate for ``names`` (its domain and alternative names) is valid for ``domain`` (a wildcard
+    covers one label)."""
+    domain = domain.lower().rstrip(".")
+    for name in (n.lower().rstrip(".") for n in names):
+        if name == domain or (name.startswith("*.") and domain.split(".", 1)[-1] == name[2:] and "." in domain):
+            return True
+    return False
+
+
+def check_certificate_covers(arn: str, region: str, domain: str) -> None:
+    """The listener's certificate is valid for the API's public name; refused in one line otherwise."""
+    acm = aws_clients.make_client("acm", endpoint_url=None, region=region)
+    try:
+        found = acm.describe_certificate(CertificateArn=arn)["Certificate"]
+    except (ClientError, BotoCoreError) as exc:
+        raise ConfigError(f"aws_certificate_arn: {arn} not read from ACM in {region}: {_aws_error(exc)}") from None
+    names = [found.get("DomainName") or "", *(found.get("SubjectAlternativeNames") or [])]
+    if not certificate_covers(names, domain):
+        raise ConfigError(
+            f"aws_certificate_arn: the certificate is for {', '.join(sorted(set(filter(None, names)))) or 'no name'}, "
+            f"not for aws_domain_name {domain}: clients would refuse the API's name"
+        )
 
 
 def _region(ctx: "BuildContext") -> str:

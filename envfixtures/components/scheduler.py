@@ -8,8 +8,11 @@ password generated for the environment (given to the server in its environment, 
 ``aws``: Marathon of the stack, its URL the stack's output configured as ``marathon_url``; its credentials, if it
 demands some, from the settings ``marathon_user`` / ``marathon_password`` or ``ENVFIXTURES_MARATHON_USER`` /
 ``ENVFIXTURES_MARATHON_PASSWORD`` (prefer the variables: they keep the password off command lines).
-Facts: ``url``, ``user`` and ``password`` (secret; absent on aws without credentials), and ``pid``, ``workdir``
-locally. A client: ``MarathonClient.from_facts(facts)``; a plain request: ``auth=facts_auth(facts)``.
+Facts: ``url``, ``user`` and ``password`` (secret; absent on aws without credentials), ``bind_host`` (the address
+the apps' tasks listen on, for their ``HOST``: ``127.0.0.1`` locally, where every task shares this machine and
+nothing is to be reached from outside; ``0.0.0.0`` on aws, where the masters' health checks and the load balancer
+reach the tasks on their agents), and ``pid``, ``workdir`` locally. A client: ``MarathonClient.from_facts(facts)``;
+a plain request: ``auth=facts_auth(facts)``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import sys
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from envfixtures.components.aws import refuse_on_stand_in, require_outputs, stack_output, wait_resolves
+from envfixtures.components.aws import check_way_in, reach, refuse_on_stand_in, require_outputs, stack_output
 from envfixtures.core.component import Component
 from envfixtures.core.errors import ConfigError
 from envfixtures.core.facts import Facts
@@ -36,6 +39,9 @@ if TYPE_CHECKING:
     from envfixtures.core.context import BuildContext
 
 PING_TIMEOUT = 30.0
+#: where the apps' tasks listen (the ``bind_host`` fact): loopback on this machine, every interface on an agent
+LOCAL_BIND_HOST = "127.0.0.1"
+STACK_BIND_HOST = "0.0.0.0"  # noqa: S104 - an agent's tasks are reached by the masters and the load balancer
 
 
 class LocalScheduler(Component):
@@ -75,6 +81,7 @@ class LocalScheduler(Component):
                 "pid": process.pid,
                 "workdir": str(workdir),
                 "backend": "local",
+                "bind_host": LOCAL_BIND_HOST,
                 "versions": versions,
             },
             secrets=["password"],
@@ -118,6 +125,8 @@ class StackScheduler(Component):
         marathon_timeout: float = 300.0
         marathon_user: str = ""
         marathon_password: str = ""
+        #: how the runner reaches Marathon inside the stack's VPC: "" (directly) or "ssm" (a port-forwarding session)
+        aws_way_in: str = ""
 
     @classmethod
     def check(cls, ctx: "BuildContext") -> None:
@@ -126,12 +135,18 @@ class StackScheduler(Component):
         refuse_on_stand_in(ctx, "a moto server boots no instance: no Marathon answers at the stack's Marathon URL")
         require_outputs(ctx, "marathon_url")
         _credentials(ctx)
+        check_way_in(ctx)
 
     def build(self, ctx: "BuildContext") -> Facts:
         url = stack_output(ctx.facts("aws"), "marathon_url")
         user, password = _credentials(ctx)
-        wait_resolves(urlsplit(url).hostname or url, what="scheduler (aws): the stack's Marathon URL")
-        facts: dict[str, object] = {"url": url, "backend": "aws"}
+        parts = urlsplit(url)
+        host, port = parts.hostname or url, parts.port or (443 if parts.scheme == "https" else 80)
+        roles = tuple(ctx.platform.section("hosts").get("scheduler") or ())
+        reached = reach(ctx, host, port, what="scheduler (aws): the stack's Marathon URL", roles=roles)
+        if reached != (host, port):  # the runner's way in: the tasks never see this URL
+            url = f"{parts.scheme}://{reached[0]}:{reached[1]}{parts.path}".rstrip("/")
+        facts: dict[str, object] = {"url": url, "backend": "aws", "bind_host": STACK_BIND_HOST}
         if password:
             ctx.add_secret("Marathon password", password)
             facts.update(user=user, password=password)

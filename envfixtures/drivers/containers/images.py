@@ -62,15 +62,17 @@ def build(tree: Path, containerfile: str, ref: str, *, env_name: str, sha: str, 
         raise BuildError(f"building {ref} from {containerfile} failed (exit {result.returncode}): {_log_tail(log)}")
 
 
-def push(ref: str, authfile: Path, workdir: Path) -> str:
-    """Push ``ref`` to its (loopback, plain HTTP) registry; returns the manifest digest the registry stored.
+def push(ref: str, authfile: Path, workdir: Path, *, tls_verify: bool = False) -> str:
+    """Push ``ref`` to its registry (by default a loopback one, plain HTTP; ``tls_verify`` for any other, such as
+    ECR); returns the manifest digest the registry stored.
 
     Layers go gzip-compressed, which every engine pulls (zstd measured no faster here: 4.7 s against 4.3 s for the
     reference platform's 184 MB base, medians of 2 on a fresh registry each)."""
     digestfile = workdir / "digest"
     podman.run(
-        "push", "--quiet", "--tls-verify=false", "--authfile", str(authfile), "--digestfile", str(digestfile), ref
-    )
+        "push", "--quiet", f"--tls-verify={'true' if tls_verify else 'false'}", "--authfile", str(authfile),
+        "--digestfile", str(digestfile), ref,
+    )  # fmt: skip
     return digestfile.read_text().strip()
 
 

@@ -73,7 +73,12 @@ def write_auth_file(path: Path, address: str, user: str, password: str) -> Path:
 
 def write_docker_tarball(path: Path, address: str, user: str, password: str) -> Path:
     """``docker.tar.gz`` with ``.docker/config.json``, as Marathon's documentation has apps fetch it."""
-    data = docker_config(address, user, password).encode()
+    return write_config_tarball(path, docker_config(address, user, password))
+
+
+def write_config_tarball(path: Path, config: str) -> Path:
+    """``docker.tar.gz`` holding ``config`` as ``.docker/config.json``."""
+    data = config.encode()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         info = tarfile.TarInfo(".docker")
