@@ -156,3 +156,17 @@ def test_tasks_fetch_the_stored_artifact_by_its_digest_and_refuse_a_tampered_one
         assert list(sandbox.iterdir()) == [], "nothing of the tampered artifact is left, nothing extracted"
     finally:
         env.teardown()
+
+
+def test_the_artifact_url_on_aws_is_presigned_with_sigv4(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's default presigner in us-east-1 is SigV2, which S3 refuses for new buckets: the one client factory
+    every component uses on AWS presigns with SigV4 (no call is made: presigning is local)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE00")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "example-secret-not-used")
+    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+    from envfixtures.drivers.aws import clients as aws_clients
+
+    s3 = aws_clients.client({"region": "us-east-1"}, "s3")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "b", "Key": "k"}, ExpiresIn=60)
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url and "AWSAccessKeyId=" not in url  # SigV2's parameter

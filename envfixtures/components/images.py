@@ -171,7 +171,7 @@ class StackImages(Component):
         tarball = registry.write_config_tarball(workdir / "docker.tar.gz", ecr.helper_config(host))
         key = f"{ctx.name}/images/docker.tar.gz"
         ctx.record("s3-object", bucket=bucket, key=key)
-        s3 = _s3_v4(aws)
+        s3 = aws_clients.client(aws, "s3")
         s3.upload_file(str(tarball), bucket, key)
         url = s3.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ctx.settings.images_config_url_seconds
@@ -223,18 +223,6 @@ def build_and_push(
         refs[name] = ref
         ctx.progress(f"images: {ref} pushed ({digests[name][:19]})")
     return refs, digests
-
-
-def _s3_v4(aws: Facts) -> Any:
-    """An S3 client of the stack's account that presigns with SigV4 (botocore's default presigner in us-east-1 is
-    SigV2, which S3 no longer accepts for new buckets)."""
-    if aws.get("endpoint_url"):
-        return aws_clients.client(aws, "s3")  # the local moto server's client signs with SigV4 already
-    import boto3
-    from botocore.config import Config
-
-    config = Config(signature_version="s3v4", retries={"mode": "standard", "max_attempts": 8})
-    return boto3.Session(region_name=aws.get("region")).client("s3", config=config)
 
 
 def _loopback(host: str) -> bool:

@@ -31,6 +31,8 @@ _LOCAL_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=5, rea
 # S3 signs (and presigns) with SigV4: the local server accepts no other signature.
 _LOCAL_S3_CONFIG = _LOCAL_CONFIG.merge(Config(signature_version="s3v4"))
 _REAL_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8})
+# On AWS too: botocore's default presigner in us-east-1 is SigV2, which S3 no longer accepts for new buckets.
+_REAL_S3_CONFIG = _REAL_CONFIG.merge(Config(signature_version="s3v4"))
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ def make_client(
         return local_session(credentials, region or LOCAL_REGION).client(
             service, endpoint_url=endpoint_url, config=config
         )
-    return boto3.Session(region_name=region).client(service, config=_REAL_CONFIG)
+    config = _REAL_S3_CONFIG if service == "s3" else _REAL_CONFIG
+    return boto3.Session(region_name=region).client(service, config=config)
 
 
 #: The hosts of AWS's own endpoints (the commercial, China and dual-stack partitions).
