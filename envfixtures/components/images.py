@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from envfixtures.components.aws import refuse_on_stand_in, require_outputs, stack_output
 from envfixtures.core.component import Component
