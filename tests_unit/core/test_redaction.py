@@ -4,6 +4,7 @@ core/environment.py): what reaches an output or stays in the state directory."""
 from __future__ import annotations
 
 import base64
+import gzip
 import html
 import io
 import json
@@ -28,6 +29,7 @@ from envfixtures.core.redaction import (
     scrub_tree,
     secret_like,
 )
+from envfixtures.drivers.containers import registry as registry_driver
 
 #: A generated secret as components make them (secrets.token_urlsafe(24)), fixed so that failures reproduce.
 SECRET = "Zq3xW9-vK2mLp7Tn_bR4yHc8dFjE1sGu"
@@ -351,3 +353,16 @@ def test_a_failed_teardown_keeps_the_secrets_of_what_it_left_standing_until_a_re
     assert reopened.meta["status"] == TORN_DOWN
     assert reopened.forget_secrets() == []
     assert files_holding(env.home, [base, standing, other, CHOSEN]) == []
+
+
+def test_scrub_tree_removes_a_compressed_file_whose_content_holds_a_secret(tmp_path: Path) -> None:
+    """The registry's docker.tar.gz (base64 of user:password inside a gzip stream) shows no secret in its bytes: a
+    failed images build's work/ kept it, credentials included, until the scrub looked inside."""
+    docker_tarball = registry_driver.write_docker_tarball(tmp_path / "docker.tar.gz", "127.0.0.1:5000", "u", SECRET)
+    assert not Redactor([SECRET]).finds_bytes(docker_tarball.read_bytes()), "the secret is not in its bytes"
+    clean = tmp_path / "layer.tar.gz"
+    clean.write_bytes(gzip.compress(b"no secret here\n" * 100))
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(gzip.compress(b"x" * 100 + SECRET.encode() + b"y" * 100000)[:200])
+    assert scrub_tree(tmp_path, Redactor([SECRET])) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["layer.tar.gz"]
