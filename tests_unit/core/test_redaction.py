@@ -87,6 +87,17 @@ def test_basic_auth_header_is_masked_whoever_the_user(user: str) -> None:
     assert Redactor([SECRET]).redact(text) == f"GET / HTTP/1.1\r\nAuthorization: Basic {MASK}\r\nHost: x"
 
 
+def test_the_registry_credentials_of_a_docker_config_are_masked() -> None:
+    """The images component's registry credentials as podman's --authfile and a task's docker.tar.gz hold them
+    (``auth``: base64 of user:password): what a report or a log quoting that file shows."""
+    user = "envfixtures-0a1b2c3d"
+    text = registry_driver.docker_config("127.0.0.1:5000", user, SECRET)
+    token = base64.b64encode(f"{user}:{SECRET}".encode()).decode()
+    assert token in text
+    redacted = Redactor([SECRET]).redact(text)
+    assert json.loads(redacted) == {"auths": {"127.0.0.1:5000": {"auth": MASK}}}
+
+
 @pytest.mark.parametrize("skip", [0, 1, 2])
 def test_base64_of_a_secret_inside_other_bytes_is_masked(skip: int) -> None:
     """Standard and URL-safe alphabets, the secret anywhere in the encoded bytes, the encoding cut short after it."""
