@@ -2,7 +2,10 @@
 
 The other user gets 401 or 403 from every local API of the environment — Marathon, the AWS endpoint, RabbitMQ's
 management API, the image registry — for reads and writes alike, runs no command through Marathon, reads no file of the
-environment's state, and finds no generated secret in any process's command line or environment it can read.
+environment's state, and finds no generated secret in any process's command line or environment it can read, nor in
+any file it can read where the container runtime and temporary files live, while the platform's apps run as podman
+containers behind the ``api`` proxy. (The proxy itself fronts the app under test, as the stack's load balancer does:
+it answers whoever reaches it, and passes none of the environment's credentials on.)
 The probe is a stdlib-only script run by Debian's ``/usr/bin/python3`` (the gate's interpreter may live in a
 private home); it prints counts and statuses, never a secret.
 """
@@ -20,13 +23,17 @@ from pathlib import Path
 import pytest
 import requests
 
-from envfixtures.core import config
+from envfixtures.core import config, redaction
 from envfixtures.core.environment import Environment
 from envfixtures.core.processes import find_marked
+from envfixtures.drivers.containers import podman
 from envfixtures.drivers.marathon.client import MarathonClient
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = "/usr/bin/python3"
+#: where podman (as root) keeps its containers' configuration, state and logs, runc's state, and temporary files
+CONTAINER_STATE_AND_TEMPORARY_FILES = ["/var/lib/containers", "/run/containers", "/run/libpod", "/run/runc", "/tmp",
+                                       "/var/tmp", "/dev/shm"]  # fmt: skip
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("setpriv") is None or not Path(PYTHON).exists(),
@@ -34,7 +41,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 PROBE = r"""
-import json, os, sys, urllib.request, urllib.error
+import json, os, stat, sys, urllib.request, urllib.error
 
 job = json.load(sys.stdin)
 out = {}
@@ -96,6 +103,24 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
         environs += kind == "environ"
         found += [f"{pid}/{kind}" for secret in job["secrets"] if secret.encode() in data]
 out["processes"] = {"secrets_found": found, "environs_read": environs}
+holding, read = [], 0
+for root in job["elsewhere"]:
+    for top, dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(top, name)
+            try:  # regular files only (a FIFO would block), opened without following a link
+                info = os.lstat(path)
+                if not stat.S_ISREG(info.st_mode) or info.st_size > 4 << 20:
+                    continue
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                with os.fdopen(fd, "rb") as fh:
+                    data = fh.read()
+            except OSError:
+                continue
+            read += 1
+            holding += [path for secret in job["secrets"] if secret.encode() in data]
+out["elsewhere"] = {"holding": holding, "read": read}
+out["api"] = {"GET /v2/apps through the proxy": status("GET", job["api"] + "/v2/apps")}
 json.dump(out, sys.stdout)
 """
 
@@ -110,11 +135,11 @@ def kept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environment]:
     env = Environment(
         name="ef-0123456-shrd", sha=sha.strip(), backend="local", root=ROOT, home=base / ".envfixtures",
         settings={"broker_nodes": "1", "quiet": "true"}, config=config.find(ROOT),
-        components=["aws", "images", "database", "broker", "topology", "scheduler"],
+        components=["aws", "images", "database", "broker", "topology", "scheduler", "apps", "api"],
     )  # fmt: skip
     env.description = env.describe(kept=True)
     try:
-        for component in ("topology", "scheduler", "aws", "database", "images"):
+        for component in ("topology", "scheduler", "aws", "database", "images", "apps", "api"):
             env.ensure(component)
         env.update_meta(kept=True, status="kept")
         yield env
@@ -138,11 +163,14 @@ def probe(env: Environment, marker: Path) -> dict:
         "management": broker["management_url"],
         "state": str(env.home),
         "marker": str(marker),
-        "secrets": env.secret_values(),
+        "secrets": [],
+        "api": env.facts("api")["base_url"],
+        "elsewhere": CONTAINER_STATE_AND_TEMPORARY_FILES,
     }
-    assert len(job["secrets"]) >= 6, (
-        "the generated passwords of the broker, database, topology, scheduler, aws, registry"
-    )
+    secrets = env.secret_values()
+    assert len(secrets) >= 6, "the generated passwords of the broker, database, topology, scheduler, aws, registry"
+    # each secret as it is, and as it shows in base64 (a docker config.json's auth, a Basic Authorization header)
+    job["secrets"] = secrets + sorted(form for secret in secrets for form in redaction.base64_forms(secret))
     done = subprocess.run(
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--reset-env", PYTHON, "-c", PROBE],
         input=json.dumps(job), capture_output=True, text=True, timeout=120, cwd="/",
@@ -162,9 +190,13 @@ def test_another_local_user_can_do_nothing_with_a_kept_environment(kept: Environ
         assert seen["state"]["readable"] == [], "files of the environment readable by another user"
         assert seen["state"]["listed"] <= 1, "no directory below the state home can be listed"
         assert seen["processes"]["secrets_found"] == [], "a secret readable in a process's command line or environ"
+        assert seen["elsewhere"]["holding"] == [], "a secret in a file of the container runtime or a temporary file"
+        assert seen["elsewhere"]["read"] > 0, "the probe read files there (image layers at least)"
+        assert seen["api"]["GET /v2/apps through the proxy"] != 200, "the proxy passed Marathon's API on"
         assert not marker.exists(), "a command of the other user ran"
         apps = MarathonClient.from_facts(kept.facts("scheduler")).list_apps()
-        assert [a.id for a in apps] == [], "the other user's app was created"
+        assert sorted(a.id for a in apps) == sorted(kept.facts("apps")["app_ids"]), "the other user's app was created"
+        assert podman.labelled_containers(kept.name), "the apps ran as containers while the other user looked"
         overview = requests.get(
             f"{kept.facts('broker')['management_url']}/api/vhosts",
             auth=(kept.facts("broker")["admin_user"], kept.facts("broker")["admin_password"]),

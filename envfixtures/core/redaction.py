@@ -22,12 +22,15 @@ by a person (``--env-set broker_admin_password=...``) would otherwise mask ordin
 masked whole only.
 
 :func:`secret_like` says whether a key names a secret (the static rules use it on templates; the environment masks
-the settings it names in what it writes). :func:`scrub_tree` redacts the files under a directory in place.
+the settings it names in what it writes). :func:`scrub_tree` redacts the files under a directory in place; a gzip file
+whose content holds a secret (the registry's ``docker.tar.gz``: base64 of ``user:password``, compressed) is removed,
+as its bytes never show one.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
 import html
 import json
 import logging
@@ -458,6 +461,10 @@ def _scrub_file(path: Path, redactor: Redactor) -> None:
     info = os.lstat(path)
     if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
         return
+    if _gzip_holds_secret(path, redactor):
+        log.warning("%s is compressed and holds a secret: removed", path)
+        path.unlink()
+        return
     if info.st_size > SCRUB_MAX_BYTES:
         if _holds_secret(path, redactor):
             log.warning("%s holds a secret and is too large to rewrite: removed", path)
@@ -480,11 +487,29 @@ def _scrub_file(path: Path, redactor: Redactor) -> None:
         path.unlink()  # cannot rewrite it (a directory we may not write): the secret must go anyway
 
 
-def _holds_secret(path: Path, redactor: Redactor, chunk: int = 4 * 1024 * 1024) -> bool:
-    overlap = max(redactor.longest * 4, 64)  # in bytes: a character takes up to 4
-    tail = b""
+def _gzip_holds_secret(path: Path, redactor: Redactor) -> bool:
+    """``path`` is gzip-compressed and its content holds a secret within its first :data:`SCRUB_MAX_BYTES` (a bound
+    against a compression bomb); of a stream cut short or corrupt, what could be read counts."""
     with open(path, "rb") as fh:
-        while block := fh.read(chunk):
+        if fh.read(2) != b"\x1f\x8b":
+            return False
+    return _holds_secret(path, redactor, opener=gzip.open, limit=SCRUB_MAX_BYTES)
+
+
+def _holds_secret(
+    path: Path, redactor: Redactor, chunk: int = 4 * 1024 * 1024, opener: Callable = open, limit: int | None = None
+) -> bool:
+    overlap = max(redactor.longest * 4, 64)  # in bytes: a character takes up to 4
+    tail, seen = b"", 0
+    with opener(path, "rb") as fh:
+        while limit is None or seen < limit:
+            try:
+                block = fh.read(chunk)
+            except (OSError, EOFError):  # a gzip stream cut short or corrupt
+                break
+            if not block:
+                break
+            seen += len(block)
             if redactor.finds_bytes(tail + block):
                 return True
             tail = block[-overlap:]

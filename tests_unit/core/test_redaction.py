@@ -4,6 +4,7 @@ core/environment.py): what reaches an output or stays in the state directory."""
 from __future__ import annotations
 
 import base64
+import gzip
 import html
 import io
 import json
@@ -28,6 +29,7 @@ from envfixtures.core.redaction import (
     scrub_tree,
     secret_like,
 )
+from envfixtures.drivers.containers import registry as registry_driver
 
 #: A generated secret as components make them (secrets.token_urlsafe(24)), fixed so that failures reproduce.
 SECRET = "Zq3xW9-vK2mLp7Tn_bR4yHc8dFjE1sGu"
@@ -83,6 +85,17 @@ def test_basic_auth_header_is_masked_whoever_the_user(user: str) -> None:
     token = base64.b64encode(f"{user}:{SECRET}".encode()).decode()
     text = f"GET / HTTP/1.1\r\nAuthorization: Basic {token}\r\nHost: x"
     assert Redactor([SECRET]).redact(text) == f"GET / HTTP/1.1\r\nAuthorization: Basic {MASK}\r\nHost: x"
+
+
+def test_the_registry_credentials_of_a_docker_config_are_masked() -> None:
+    """The images component's registry credentials as podman's --authfile and a task's docker.tar.gz hold them
+    (``auth``: base64 of user:password): what a report or a log quoting that file shows."""
+    user = "envfixtures-0a1b2c3d"
+    text = registry_driver.docker_config("127.0.0.1:5000", user, SECRET)
+    token = base64.b64encode(f"{user}:{SECRET}".encode()).decode()
+    assert token in text
+    redacted = Redactor([SECRET]).redact(text)
+    assert json.loads(redacted) == {"auths": {"127.0.0.1:5000": {"auth": MASK}}}
 
 
 @pytest.mark.parametrize("skip", [0, 1, 2])
@@ -351,3 +364,16 @@ def test_a_failed_teardown_keeps_the_secrets_of_what_it_left_standing_until_a_re
     assert reopened.meta["status"] == TORN_DOWN
     assert reopened.forget_secrets() == []
     assert files_holding(env.home, [base, standing, other, CHOSEN]) == []
+
+
+def test_scrub_tree_removes_a_compressed_file_whose_content_holds_a_secret(tmp_path: Path) -> None:
+    """The registry's docker.tar.gz (base64 of user:password inside a gzip stream) shows no secret in its bytes: a
+    failed images build's work/ kept it, credentials included, until the scrub looked inside."""
+    docker_tarball = registry_driver.write_docker_tarball(tmp_path / "docker.tar.gz", "127.0.0.1:5000", "u", SECRET)
+    assert not Redactor([SECRET]).finds_bytes(docker_tarball.read_bytes()), "the secret is not in its bytes"
+    clean = tmp_path / "layer.tar.gz"
+    clean.write_bytes(gzip.compress(b"no secret here\n" * 100))
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(gzip.compress(b"x" * 100 + SECRET.encode() + b"y" * 100000)[:200])
+    assert scrub_tree(tmp_path, Redactor([SECRET])) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["layer.tar.gz"]

@@ -23,8 +23,9 @@ GLOBAL = ("--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend
 #: the label every container and image of an environment carries: its name (teardown and reap remove by it)
 ENV_LABEL = "envfixtures.env"
 
-#: what the bootstrap installs, for the messages that say something is missing
-INSTALL_HINT = "scripts/bootstrap.sh installs podman, runc and docker-registry from Debian's packages"
+#: how to install what is missing, for the messages that say so: in the user's terms (their machine's packages), never
+#: a script of envfixtures' own repository, which a platform's checkout does not have
+INSTALL_HINT = "install podman, runc and docker-registry: apt-get install -y podman runc docker-registry"
 
 TIMEOUT = 600.0
 
