@@ -367,8 +367,12 @@ def test_any_method_reaches_the_task(backends, marathon, start_proxy) -> None:
         assert (r.status_code, r.json()["method"], r.json()["backend"]) == (200, method, "a")
 
 
-def test_the_api_component_gives_the_proxy_the_scheduler_credentials_in_its_environment_not_argv() -> None:
+def test_the_api_component_gives_the_proxy_the_scheduler_credentials_in_its_environment_not_argv(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from envfixtures.components.api import ApiConfig, LocalApi
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "gate-secret-the-proxy-must-not-get")
 
     spawned: dict[str, Any] = {}
 
@@ -401,3 +405,4 @@ def test_the_api_component_gives_the_proxy_the_scheduler_credentials_in_its_envi
     assert facts["marathon_url"] == "http://127.0.0.1:1" and spawned["name"] == "proxy"
     assert spawned["env"][auth.CREDENTIALS_ENV] == "ef-u:pw-not-on-argv"
     assert not any("pw-not-on-argv" in arg for arg in spawned["argv"])
+    assert "AWS_SECRET_ACCESS_KEY" not in spawned["env"], "only its credentials: spawn adds the minimal environment"

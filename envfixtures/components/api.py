@@ -105,7 +105,7 @@ class LocalApi(Component):
         argv = [sys.executable, "-m", "envfixtures.drivers.marathon.proxy", "--port", str(port),
                 "--marathon", marathon_url, "--app-id", app_id,
                 "--refresh", str(ctx.settings.api_refresh)]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if k != auth.CREDENTIALS_ENV}
+        env: dict[str, str] = {}  # spawn's minimal environment, not the gate's (its AWS keys)
         credentials = facts_auth(ctx.facts("scheduler"))
         if credentials:  # in its environment, not argv: `ps` shows argv to every user
             env[auth.CREDENTIALS_ENV] = auth.join(*credentials)
@@ -176,7 +176,8 @@ class StackApi(Component):
         argv = [sys.executable, "-m", "envfixtures.drivers.aws.targets", "--marathon", marathon_url,
                 "--app-id", app_id, "--target-group", arn, "--region", region,
                 "--interval", str(ctx.settings.api_refresh)]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if k != auth.CREDENTIALS_ENV}
+        # The gate's AWS credentials (boto3's chain: keys, profile, web identity...) and nothing else of its environment
+        env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
         credentials = facts_auth(scheduler)
         if credentials:
             env[auth.CREDENTIALS_ENV] = auth.join(*credentials)

@@ -66,7 +66,7 @@ class LocalScheduler(Component):
         ]
         user = f"envfixtures-{secrets.token_hex(4)}"
         password = ctx.new_secret("local Marathon password")
-        env = {**os.environ, auth.CREDENTIALS_ENV: auth.join(user, password)}
+        env = {**podman.environ(), auth.CREDENTIALS_ENV: auth.join(user, password)}  # not the gate's whole env
         process = ctx.spawn("marathon", argv, env=env, cwd=workdir)
         url = f"http://127.0.0.1:{port}"
         client = MarathonClient(url, timeout=2.0, auth=(user, password))

@@ -50,6 +50,13 @@ def missing() -> str | None:
     return None
 
 
+def environ() -> dict[str, str]:
+    """What podman reads of the gate's environment (a process that runs podman gets these, not the gate's whole
+    environment): the rootless runtime directory, containers.conf overrides, our global options."""
+    wanted = ("XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "ENVFIXTURES_PODMAN_ARGS")
+    return {k: v for k, v in os.environ.items() if k in wanted or k.startswith("CONTAINERS_")}
+
+
 def _global() -> list[str]:
     override = os.environ.get("ENVFIXTURES_PODMAN_ARGS")
     return shlex.split(override) if override is not None else list(GLOBAL)
