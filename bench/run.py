@@ -228,7 +228,7 @@ def static_stage(runs: int, before: bool) -> dict:
     for i in range(runs):
         for kind, argv in kinds.items():
             argv = [a for a in argv if not a.startswith("--junitxml")]
-            argv = [python, "-m", *argv[argv[0] == "pytest" :], f"--junitxml={RESULTS / f'static-{kind}-{i}.xml'}"]
+            argv = [python, "-m", *argv, f"--junitxml={RESULTS / f'static-{kind}-{i}.xml'}"]  # argv[0]: pytest
             code, wall, cpu = run_cpu(argv, log=RESULTS / f"static-{kind}-{i}.log")
             out[kind].append({"exit": code, "wall": wall, "cpu": cpu})
             print(f"  static stage ({kind}) #{i + 1}: exit {code}, {wall:.2f}s wall, {cpu:.2f}s CPU", flush=True)
@@ -265,6 +265,7 @@ def table(s: dict, runs: int) -> str:
     raw = peers.get("raw_s", {})
     speedup = median([r["verification"] for r in n0]) / median([r["verification"] for r in n2]) if n2 and n0 else None
     static = s.get("static", {})
+    static_ok = [r for r in static.get("now", []) if r["exit"] == 0]  # a failing stage's time is not the stage's
     rows = [
         row("warm `make verify`, static stage + gate, end to end", median([r["wall"] for r in warm]), "s", 30, warm),
         row("cold `make verify` (tox envs created anew)", median([r["wall"] for r in cold]), "s", 45, cold),
@@ -279,8 +280,8 @@ def table(s: dict, runs: int) -> str:
             raw.get("ours_database", [])),
         row("broker start (one node) ÷ pytest-rabbitmq `rabbitmq_proc`", peers.get("broker_ratio"), "x", 1.0,
             raw.get("ours_broker", [])),
-        row("static stage alone (the gate's first command), wall", median([r["wall"] for r in static.get("now", [])]),
-            "s", STATIC_TARGET, static.get("now", [])),
+        row("static stage alone (the gate's first command), wall", median([r["wall"] for r in static_ok]), "s",
+            STATIC_TARGET, static_ok),
     ]  # fmt: skip
     lines = ["| measure | median | runs | target | met |", "|---|---|---|---|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
