@@ -1,6 +1,6 @@
 # The two commands of the README, and the benchmarks. Each installs what is missing first (scripts/bootstrap.sh):
 # tox runs from the project's own .venv/, never from the system Python.
-.PHONY: bootstrap verify test bench soak lint clean
+.PHONY: bootstrap verify unit test bench soak lint clean
 
 TOX = .venv/bin/python -m tox
 
@@ -10,6 +10,10 @@ bootstrap:
 ## The gate (what Jenkins runs): build the environment of HEAD, verify it, tear it down.
 verify: bootstrap
 	$(TOX) -e build-and-verify -- $(ARGS)
+
+## The library's own unit tests (no environment): Jenkins runs them after the gate, on every change.
+unit: bootstrap
+	$(TOX) -e unit -- $(ARGS)
 
 ## The project's own tests: lint, unit and static checks, integration, the plugin's tests, and the gate itself.
 test: bootstrap

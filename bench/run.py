@@ -11,7 +11,11 @@
    ``-n 2`` and ``-n 0``, alternating: to the first test, the verification alone, and ``-n 2`` ÷ ``-n 0``;
    the environment is torn down at the end (``envfixtures down NAME``) whatever happened;
 4. ``bench_erlang.py`` (3-node cluster ÷ one node, the driver's choices against the old driver's) and
-   ``bench_peers.py`` (database and broker start ÷ pytest-postgresql's and pytest-rabbitmq's).
+   ``bench_peers.py`` (database and broker start ÷ pytest-postgresql's and pytest-rabbitmq's);
+5. the gate's static stage alone (the first command of tox.ini's ``[testenv:build-and-verify]``, in that tox env's
+   interpreter when it exists, else this one), ``--runs`` times: wall and CPU (user + system of the whole process
+   tree); with ``--static-before``, alternating with the static stage as it was before issue 17 (the unit suite,
+   ``pytest tests_unit -q -n 2 -m "not integration"``), in the same go.
 
 ``make verify`` and tox run as subprocesses of the project root with the bench's own tox variables and virtualenv
 taken out of their environment (this runs inside ``tox -e bench``). Results: ``bench/results/targets.json``
@@ -22,9 +26,12 @@ component benches (``bench_broker.py``, ``bench_marathon.py``, ``bench_api.py --
 from __future__ import annotations
 
 import argparse
+import configparser
 import json
 import os
 import re
+import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -46,8 +53,12 @@ COMPONENT_BENCHES = [
     ("bench_api.py", ["--up"]),
     ("bench_containers.py", []),
 ]
-ROWS = ("cold", "warm", "kept", "erlang", "peers")
+ROWS = ("cold", "warm", "kept", "erlang", "peers", "static")
 SUITES = ["tests_infra", "tests_api"]
+#: the gate's static stage before issue 17: the whole unit suite (``--static-before`` measures it beside today's)
+STATIC_BEFORE = ["pytest", "tests_unit", "-q", "-n", "2", "-m", "not integration"]
+#: "a static stage of a few seconds" (issue 17), as a number
+STATIC_TARGET = 5.0
 
 
 # --- running things ------------------------------------------------------------------------------------------
@@ -69,6 +80,15 @@ def run(argv: list[str], *, log: Path, env: dict[str, str] | None = None, timeou
             argv, cwd=ROOT, env=env or project_environ(), stdout=out, stderr=subprocess.STDOUT, timeout=timeout
         )
     return proc.returncode, time.monotonic() - t0
+
+
+def run_cpu(argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> tuple[int, float, float]:
+    """:func:`run`, and the CPU seconds (user + system) of ``argv``'s whole process tree: the children it waited for
+    are counted in its own, as it is in ours (a shared machine's load stretches the wall, far less the CPU)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    code, wall = run(argv, log=log, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return code, wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def median(values: list[float | None]) -> float:
@@ -187,6 +207,34 @@ def kept_environment(runs: int) -> dict:
     return out
 
 
+# --- the static stage ------------------------------------------------------------------------------------------
+
+
+def static_command() -> list[str]:
+    """The first command of the gate (tox.ini's ``[testenv:build-and-verify]``): its static stage."""
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(ROOT / "tox.ini")
+    first = next(ln.strip() for ln in ini["testenv:build-and-verify"]["commands"].splitlines() if ln.strip())
+    return shlex.split(first.replace("{posargs}", ""))
+
+
+def static_stage(runs: int, before: bool) -> dict:
+    """The static stage alone, ``runs`` times (alternating with the one before issue 17 when ``before``). Each run's
+    JUnit file (and what the plugin writes beside it) goes to bench/results/, never to reports/."""
+    tox_python = ROOT / ".tox" / "build-and-verify" / "bin" / "python"
+    python = str(tox_python) if tox_python.exists() else sys.executable
+    kinds = {"now": static_command()} | ({"before": STATIC_BEFORE} if before else {})
+    out: dict = {"python": python, "commands": kinds, **{kind: [] for kind in kinds}}
+    for i in range(runs):
+        for kind, argv in kinds.items():
+            argv = [a for a in argv if not a.startswith("--junitxml")]
+            argv = [python, "-m", *argv, f"--junitxml={RESULTS / f'static-{kind}-{i}.xml'}"]  # argv[0]: pytest
+            code, wall, cpu = run_cpu(argv, log=RESULTS / f"static-{kind}-{i}.log")
+            out[kind].append({"exit": code, "wall": wall, "cpu": cpu})
+            print(f"  static stage ({kind}) #{i + 1}: exit {code}, {wall:.2f}s wall, {cpu:.2f}s CPU", flush=True)
+    return out
+
+
 # --- the table ------------------------------------------------------------------------------------------------
 
 
@@ -216,6 +264,8 @@ def table(s: dict, runs: int) -> str:
     peers = s.get("peers", {})
     raw = peers.get("raw_s", {})
     speedup = median([r["verification"] for r in n0]) / median([r["verification"] for r in n2]) if n2 and n0 else None
+    static = s.get("static", {})
+    static_ok = [r for r in static.get("now", []) if r["exit"] == 0]  # a failing stage's time is not the stage's
     rows = [
         row("warm `make verify`, static stage + gate, end to end", median([r["wall"] for r in warm]), "s", 30, warm),
         row("cold `make verify` (tox envs created anew)", median([r["wall"] for r in cold]), "s", 45, cold),
@@ -230,9 +280,29 @@ def table(s: dict, runs: int) -> str:
             raw.get("ours_database", [])),
         row("broker start (one node) ÷ pytest-rabbitmq `rabbitmq_proc`", peers.get("broker_ratio"), "x", 1.0,
             raw.get("ours_broker", [])),
+        row("static stage alone (the gate's first command), wall", median([r["wall"] for r in static_ok]), "s",
+            STATIC_TARGET, static_ok),
     ]  # fmt: skip
     lines = ["| measure | median | runs | target | met |", "|---|---|---|---|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    if static:
+        lines += [
+            "",
+            f"static stage (interpreter {static.get('python')}), medians:",
+            "",
+            "| static stage | runs | wall s | CPU s (user + system) | exits |",
+            "|---|---|---|---|---|",
+        ]
+        for kind, label in (
+            ("now", "now: " + " ".join(static["commands"]["now"])),
+            ("before", "before issue 17: " + " ".join(STATIC_BEFORE)),
+        ):
+            if static.get(kind):
+                rs = static[kind]
+                lines.append(
+                    f"| `{label}` | {len(rs)} | {median([r['wall'] for r in rs]):.2f} | "
+                    f"{median([r['cpu'] for r in rs]):.2f} | {' '.join(str(r['exit']) for r in rs)} |"
+                )
     tests: dict[str, list[float]] = {}
     for r in warm:
         for name, seconds in r.get("tests", {}).items():
@@ -283,6 +353,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs of each measure (default 3)")
     parser.add_argument("--only", default=",".join(ROWS), help=f"comma-separated of {', '.join(ROWS)}")
     parser.add_argument("--components", action="store_true", help="also the older component benches")
+    parser.add_argument(
+        "--static-before", action="store_true", help="static: also the static stage as it was before issue 17"
+    )
     args = parser.parse_args()
     only = [o for o in args.only.split(",") if o]
     if unknown := sorted(set(only) - set(ROWS)):
@@ -297,6 +370,7 @@ def main() -> int:
         "kept": lambda: kept_environment(args.runs),
         "erlang": lambda: component_bench("bench_erlang.py", args.runs, "erlang.json"),
         "peers": lambda: component_bench("bench_peers.py", args.runs, "peers.json"),
+        "static": lambda: static_stage(args.runs, args.static_before),
     }
     for key in [k for k in ROWS if k in only]:
         try:  # one section's failure is recorded; the others still run and the table is still printed
@@ -312,6 +386,7 @@ def main() -> int:
     print(f"\nraw: {out}")
     exits = [r["exit"] for k in ("cold", "warm") for r in summary.get(k, [])]
     exits += [r["exit"] for r in summary.get("kept", {}).get("n2", []) + summary.get("kept", {}).get("n0", [])]
+    exits += [r["exit"] for r in summary.get("static", {}).get("now", []) + summary.get("static", {}).get("before", [])]
     status |= int(any(exits))
     if args.components:
         for bench, bench_args in COMPONENT_BENCHES:

@@ -286,11 +286,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from envfixtures.rules import hint
 
     root = Path.cwd()
-    env = Environment(
-        name="ef-check", sha="0" * 40, backend="local", root=root, home=args.home.resolve(),
-        settings=parse_lines(args.set, "--set"), components=None, config=platform_config.find(root),
+    env = lifecycle.check_environment(
+        root=root, home=args.home.resolve(), settings=parse_lines(args.set, "--set"), components=None,
+        config=platform_config.find(root),
     )  # fmt: skip
-    env.check_settings()
     refused = 0
     for path, findings in lifecycle.static_findings(env).items():
         shown = path.relative_to(root) if path.is_relative_to(root) else path

@@ -64,6 +64,31 @@ def new_environment(
     return env
 
 
+#: The name of the stand-in environment of ``envfixtures check`` and of a static-only pytest run: never built.
+CHECK_NAME = "ef-check"
+
+
+def check_environment(
+    *,
+    root: Path,
+    home: Path,
+    settings: Mapping[str, str],
+    components: Sequence[str] | None,
+    config: PlatformConfig | None = None,
+    sha: str = "0" * 40,
+    backend: str = "local",
+) -> Environment:
+    """A stand-in environment to run the static rules on the inputs of ``components`` (default: the platform's):
+    its settings and the platform's configuration checked, its inputs not (that is the rules' business); it is
+    never materialized, so nothing of it is built or written."""
+    env = Environment(
+        name=CHECK_NAME, sha=sha, backend=backend, root=root, home=home, settings=settings, components=components,
+        config=config,
+    )  # fmt: skip
+    env.check_settings()
+    return env
+
+
 def static_findings(env: Environment, *, thorough: bool = True) -> dict[Path, list[Any]]:
     """Every input file of the environment's components (and of their requirements), with the findings of the
     static rules on it (none: the file passes); ``thorough`` runs the slow linters too (cfn-lint)."""

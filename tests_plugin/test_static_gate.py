@@ -1,8 +1,8 @@
 """build-and-verify stops in its static stage when a template has one mistake: a one-line reason naming the
 file and the place, and no process started (no environment state at all).
 
-A pytester project gets a copy of the real templates (with a case of the broken corpus applied), a copy of
-the static tests, and a stage-2 test that would build a component. The gate's commands are read from
+A pytester project gets a copy of the real templates (with a case of the broken corpus applied) and a stage-2
+test that would build a component (its module leaves a mark when imported). The gate's commands are read from
 tox.ini's [testenv:build-and-verify] and run in order, stopping at the first failure, as tox does.
 """
 
@@ -37,7 +37,11 @@ from envfixtures.core import registry
 registry.register("sleeper", "envfixtures.testing:Sleeper")
 """
 INI = "[pytest]\naddopts = -ra\nenv_components = aws sleeper\n"
-STAGE2 = "def test_needs_a_process(sleeper):\n    assert sleeper['pid'] > 0\n"
+STAGE2 = (
+    "import pathlib\n"
+    "pathlib.Path(__file__).with_name('imported').touch()\n"
+    "def test_needs_a_process(sleeper):\n    assert sleeper['pid'] > 0\n"
+)
 
 
 def gate_commands() -> list[list[str]]:
@@ -53,8 +57,6 @@ def make_project(path: Path, case_file: str | None) -> None:
         case = next(c for c in corpus.cases() if c.file == case_file)
         broken = corpus.materialize(case, path / "_case")
         shutil.copy(broken, corpus.source(case.template, path))
-    (path / "tests_unit").mkdir()
-    shutil.copy(ROOT / "tests_unit" / "test_static_cloudformation.py", path / "tests_unit")
     for name in ("tests_infra", "tests_api"):
         (path / name).mkdir()
     (path / "tests_infra" / "test_stage2.py").write_text(STAGE2)
@@ -96,19 +98,25 @@ def marked_leftovers() -> list[int]:
 
 
 def test_the_gate_runs_the_static_stage_first() -> None:
+    """The platform's static checks alone (the library's unit tests are tox -e unit, not the gate's)."""
     commands = gate_commands()
-    assert commands[0][:2] == ["pytest", "tests_unit"], commands
-    assert len(commands) >= 2
+    assert commands[0][0] == "pytest" and "--env-static-only" in commands[0], commands
+    assert not any(arg.startswith("tests_unit") for arg in commands[0]), commands
+    assert len(commands) >= 2 and "--env-static-only" not in commands[1]
+
+
+# The static stage's item of the template fails with every finding, one a line: `FAILED <its id> - <the first>`.
+FAILED_ITEM = r"FAILED templates/cloudformation/environment\.yaml::static_rules - .*environment\.yaml:line {line}: "
 
 
 @pytest.mark.parametrize(
     ("case_file", "reason"),
     [
-        # Refused at configure by the aws component's check (the rules run there too), or by the static tests.
-        ("db-open-to-world.yaml", r"(ERROR: |FAILED .*test_static_\w+\.py::.* - ).*environment\.yaml:line {line}: "),
-        ("yaml-indentation.yaml", r"ERROR: .*environment\.yaml:line {line}: does not parse"),
+        ("db-open-to-world.yaml", FAILED_ITEM + r".*\[cfn-(world-open|private-sources)\]"),  # both rules see it
+        ("yaml-indentation.yaml", FAILED_ITEM + r"does not parse"),
+        ("property-typo.yaml", FAILED_ITEM + r"E3002 .*\[cfn-lint\]"),
     ],
-    ids=["rule-violation", "parse-error"],
+    ids=["rule-violation", "parse-error", "cfn-lint"],
 )
 def test_a_broken_template_stops_the_gate_in_the_static_stage(tmp_path: Path, case_file: str, reason: str) -> None:
     make_project(tmp_path, case_file)
@@ -121,6 +129,10 @@ def test_a_broken_template_stops_the_gate_in_the_static_stage(tmp_path: Path, ca
     matching = [ln for ln in out.splitlines() if re.search(reason.format(line=line), ln)]
     assert matching, f"no one-line reason naming the file and line {line}:\n{out[-3000:]}"
     assert not (tmp_path / "state").exists(), "an environment was materialized: something was built"
+    assert not (tmp_path / "tests_infra" / "imported").exists(), "the static stage imported a test module"
+    junit = (tmp_path / "reports" / "static.xml").read_text()
+    assert re.search(r'<testcase classname="templates\.cloudformation\.environment\.yaml" name="static_rules"[^>]*>'
+                     r"<failure", junit), junit  # fmt: skip
     assert marked_leftovers() == []
 
 
@@ -131,4 +143,7 @@ def test_with_good_templates_the_gate_goes_on_and_builds(tmp_path: Path) -> None
     assert [d.returncode for d in done] == [0, 0], (done[-1].stdout + done[-1].stderr)[-3000:]
     journals = list((tmp_path / "state" / "envs").glob("*/resources.jsonl"))
     assert len(journals) == 1 and '"state": "started"' in journals[0].read_text()
+    assert (tmp_path / "tests_infra" / "imported").exists(), "the mark of an imported test module works"
+    static = done[0].stdout
+    assert re.search(r"^1 passed", static.splitlines()[-1]), static  # the template's item; sleeper deploys no file
     assert marked_leftovers() == []

@@ -141,6 +141,7 @@ def test_stages_in_order(pipeline: Block) -> None:
     assert [(s.name, _unquote(s.args)) for s in stages] == [
         ("stage", "Checkout"),
         ("stage", "Build and verify"),
+        ("stage", "Unit tests"),
         ("stage", "Promote"),
     ]
 
@@ -154,11 +155,27 @@ def test_checkout_is_of_the_sha(pipeline: Block) -> None:
 
 
 def test_the_gate_runs_make_verify(pipeline: Block) -> None:
-    steps = pipeline.block("stages").block("stage", "Build and verify").block("steps").statements
-    assert steps == ["sh 'make verify'"]
+    steps = pipeline.block("stages").block("stage", "Build and verify").block("steps")
+    assert steps.statements == [], "the gate's one step, inside catchError"
+    caught = steps.block("catchError")
+    assert "buildResult: 'FAILURE'" in caught.args, "a failed gate fails the build (and so never promotes)"
+    assert caught.statements == ["sh 'make verify'"]
     makefile = (JENKINSFILE.parent / "Makefile").read_text()
     assert re.search(r"^verify:.*\n\t\$\(TOX\) -e build-and-verify", makefile, re.M), "make verify is the tox gate"
     assert re.search(r"^TOX = \.venv/bin/python -m tox$", makefile, re.M), "tox from the project's own venv"
+
+
+def test_the_unit_tests_run_on_every_change_with_reports_of_their_own(pipeline: Block) -> None:
+    """The gate's static stage no longer runs tests_unit: a stage of its own does, whether the gate passed or not
+    (the gate's catchError lets it run), its reports away from the gate's summary.md and promotion.json."""
+    steps = pipeline.block("stages").block("stage", "Unit tests").block("steps").statements
+    assert len(steps) == 1 and steps[0].startswith("sh 'make unit ARGS="), steps
+    junit = re.search(r"--junitxml=(\S+?)[\"']", steps[0])
+    assert junit and junit[1].startswith("reports/") and junit[1].count("/") >= 2, "a directory under reports/"
+    makefile = (JENKINSFILE.parent / "Makefile").read_text()
+    assert re.search(r"^unit:.*\n\t\$\(TOX\) -e unit -- \$\(ARGS\)$", makefile, re.M), "make unit is tox -e unit"
+    tox = (JENKINSFILE.parent / "tox.ini").read_text()
+    assert re.search(r"^\[testenv:unit\]\n(?:.*\n)*?commands = pytest tests_unit ", tox, re.M)
 
 
 def test_promote_only_on_main_when_the_record_exists(pipeline: Block) -> None:
@@ -176,7 +193,7 @@ def test_post_always_publishes_archives_then_reaps(pipeline: Block) -> None:
     always = pipeline.block("post").block("always")
     statements = always.statements
     junit = [s for s in statements if s.startswith("junit ")]
-    assert len(junit) == 1 and "'reports/*.xml'" in junit[0], "junit.xml (and the static checks' xml) published"
+    assert len(junit) == 1 and "'reports/**/*.xml'" in junit[0], "the gate's, the static stage's and the unit xml"
     assert "archiveArtifacts artifacts: 'reports/**', allowEmptyArchive: true" in statements
     assert statements[-1].startswith("sh ") and "envfixtures reap || true" in statements[-1], "reap last, never failing"
     assert statements.index(junit[0]) < statements.index(statements[-1])

@@ -108,6 +108,14 @@ def add_options(parser: pytest.Parser) -> None:
         group.addoption(flag, **kwargs)
         parser.addini(ini, help_text, default=None)
     group.addoption(
+        "--env-static-only",
+        dest="env_static_only",
+        action="store_true",
+        default=False,
+        help="run only the static_rules items (one per input file of the components), collecting no test and building "
+        "nothing: a gate's static stage",
+    )
+    group.addoption(
         "--env-set",
         dest="env_set",
         action="append",

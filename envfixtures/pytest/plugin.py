@@ -51,6 +51,9 @@ def pytest_configure(config: pytest.Config) -> None:
     plugin = _RunPlugin(config)
     config.pluginmanager.register(plugin, "envfixtures-run")
     config.pluginmanager.register(_component_fixtures(settings.components)(), "envfixtures-components")
+    if static.only(config):  # the static items alone: a stand-in environment that is never built, no Run
+        config.stash[static.ENV_KEY] = static.check_environment(settings)
+        return
     if config.option.collectonly or getattr(config.option, "showfixtures", False):
         return  # nothing will run: name no environment
     try:
@@ -62,6 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except (ConfigError, EnvfixturesError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[RUN_KEY] = run
+    config.stash[static.ENV_KEY] = run.env
     plugin.run = run
 
 
@@ -73,12 +77,17 @@ def pytest_configure_node(node: Any) -> None:
         node.workerinput[WORKER_KEY] = run.env.description
 
 
+def pytest_ignore_collect(collection_path: Any, config: pytest.Config) -> bool | None:
+    """``--env-static-only``: no test module is collected, nor imported."""
+    return True if static.only(config) else None
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """The static stage first: an item per input file of the environment's components (see :mod:`.static`)."""
-    run = config.stash.get(RUN_KEY, None)
-    if run is not None and static.wanted(config):
-        items[:0] = static.items(session, run.env)
+    env = config.stash.get(static.ENV_KEY, None)
+    if env is not None and (static.only(config) or static.wanted(config)):
+        items[:0] = static.items(session, env)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -103,6 +112,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(RUN_KEY, None)
     if run is None:
+        if static.only(session.config) and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+            session.exitstatus = pytest.ExitCode.OK  # a platform whose components deploy no file: nothing to check
         return
     # Before the teardown (a worker: before it exits, as another may wait for a build of its own eager ones).
     eager.finish(session.config.stash.get(EAGER_KEY, None), interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)

@@ -15,9 +15,14 @@ from typing import Any
 
 import pytest
 
+from envfixtures import lifecycle
 from envfixtures.core.environment import Environment
+from envfixtures.core.errors import ConfigError, EnvfixturesError
 
 ITEM_NAME = "static_rules"
+OPTION = "env_static_only"
+#: the environment whose inputs the items check: the run's, or the stand-in of a static-only run
+ENV_KEY = pytest.StashKey[Environment]()
 
 
 class InputFile(pytest.File):
@@ -73,16 +78,31 @@ def wanted(config: pytest.Config) -> bool:
     return not any("::" in str(arg) for arg in config.args)
 
 
+def only(config: pytest.Config) -> bool:
+    """``--env-static-only``: the static items and nothing else."""
+    return bool(config.getoption(OPTION, False))
+
+
+def check_environment(settings: Any) -> Environment:
+    """The stand-in environment of a static-only run (:class:`envfixtures.pytest.config.Settings`): its components
+    and settings as the run's would have, its settings and configuration checked; named, never built."""
+    try:
+        return lifecycle.check_environment(
+            root=settings.root, home=settings.home, sha=settings.sha, backend=settings.backend,
+            settings=settings.values, components=settings.components, config=settings.platform,
+        )  # fmt: skip
+    except (ConfigError, EnvfixturesError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
 _CACHE = pytest.StashKey[dict[str, list[Any]]]()
 
 
 def _findings(config: pytest.Config, component: str, path: Path) -> list[Any]:
     """The findings of ``component``'s rules on ``path`` (each component's rules run once per process)."""
-    from envfixtures.pytest.plugin import RUN_KEY
-
     cache = config.stash.setdefault(_CACHE, {})
     if component not in cache:
-        env = config.stash[RUN_KEY].env
+        env = config.stash[ENV_KEY]
         cls = env.component_class(component)
         cache[component] = cls.lint(env.context(component, cls), thorough=True)
     return [f for f in cache[component] if Path(f.file) == Path(path)]

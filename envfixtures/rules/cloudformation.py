@@ -784,26 +784,38 @@ def check(doc: Document) -> list[Finding]:
     return [f for rule in RULES.values() for f in rule(doc)]
 
 
-def run_cfn_lint(path: Path | str, regions: list[str] | None = None) -> list[Finding]:
-    """cfn-lint (as a library) on ``path``; each match as a finding (rule ``cfn-lint``, ``line N``)."""
+def run_cfn_lint(
+    path: Path | str, regions: list[str] | None = None, *, template: Mapping[str, Any] | None = None
+) -> list[Finding]:
+    """cfn-lint (as a library) on ``path``; each match as a finding (rule ``cfn-lint``, ``line N``).
+
+    ``template``: the template as already parsed from ``path`` by cfn-lint's decoder (:func:`load`'s ``raw``), linted
+    as it is instead of parsing the file again; cfn-lint is configured as for the file (its config files, the
+    template's own ``Metadata``), so the matches are the same."""
     from cfnlint.api import ManualArgs, lint_file
 
     config = ManualArgs(regions=regions) if regions else None
-    return [
-        Finding(str(path), f"line {m.linenumber}", "cfn-lint", f"{m.rule.id} {m.message}")
-        for m in lint_file(Path(path), config=config)
-    ]
+    if template is None:
+        matches = lint_file(Path(path), config=config)
+    else:
+        from cfnlint.config import ConfigMixIn
+        from cfnlint.runner import Runner
+
+        runner = Runner(ConfigMixIn(["--template", str(path)], **(config or {})))
+        matches = runner.validate_template(template)  # type: ignore[arg-type]
+    return [Finding(str(path), f"line {m.linenumber}", "cfn-lint", f"{m.rule.id} {m.message}") for m in matches]
 
 
 def check_file(
     path: Path | str, *, lint: bool = False, values: Mapping[str, Any] | None = None, policy: Policy | None = None
 ) -> list[Finding]:
-    """Parse, render and check ``path``; a parse error is the one finding (rule ``cfn-parse``)."""
+    """Parse, render and check ``path``; a parse error is the one finding (rule ``cfn-parse``). ``lint``: cfn-lint
+    too, on the template as parsed here (the file is parsed once)."""
     try:
         doc = load(path, values, policy)
     except TemplateError as exc:
         return [from_error(exc, "cfn-parse")]
     findings = check(doc)
-    if lint:
-        findings += run_cfn_lint(path)
+    if lint:  # last: nothing reads the document after cfn-lint had it
+        findings += run_cfn_lint(path, template=doc.raw)
     return findings
