@@ -76,6 +76,9 @@ EXAMPLE_VALUES = {
     "env_name": EXAMPLE_ENV,
     "sha": EXAMPLE_SHA,
     "certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000",
+    "host_scripts_url": f"s3://envfixtures-staging-123456789012-us-east-1/{EXAMPLE_ENV}/{EXAMPLE_SHA}/hosts/",
+    "internal_load_balancer": "true",
+    "host_image": "ami-0123456789abcdef0",
 }
 
 
