@@ -76,7 +76,8 @@ def test_rules_see_the_rendered_template(doc: cfn_rules.Document) -> None:
 
 
 def test_roles_of_the_security_groups_come_from_the_structure(doc: cfn_rules.Document) -> None:
-    assert cfn_rules.load_balancer_groups(doc) == {"LoadBalancerSecurityGroup"}
+    assert cfn_rules.load_balancer_groups(doc) == {"LoadBalancerSecurityGroup", "InternalLoadBalancerSecurityGroup"}
+    assert cfn_rules.internal_load_balancer_groups(doc) == {"InternalLoadBalancerSecurityGroup"}
     assert cfn_rules.database_groups(doc) == {"DatabaseSecurityGroup"}
     assert cfn_rules.broker_groups(doc) == {"BrokerSecurityGroup"}
     assert cfn_rules.app_groups(doc) == {"AppsSecurityGroup"}, "the Mesos group is on masters too"

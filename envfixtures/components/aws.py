@@ -425,17 +425,20 @@ class RealAws(Stack):
     def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         """Delete the stack until it is gone (see :func:`delete_environment_stack`; tolerates partial facts)."""
         ctx.progress(f"aws: deleting stack {ctx.name}")
-        delete_environment_stack(
-            name=ctx.name,
-            stack=facts.get("stack_id") or ctx.name,
-            region=facts.get("region") or _region(ctx),
-            tag_key=env_tag_key(ctx.config),
-            timeout=ctx.settings.aws_stack_timeout,
-            max_delay=15.0,
-            attempts=ctx.settings.aws_delete_attempts,
-            progress=ctx.progress,
-        )
-        unstage_host_scripts(ctx, facts, facts.get("region") or _region(ctx))
+        region = facts.get("region") or _region(ctx)
+        try:
+            delete_environment_stack(
+                name=ctx.name,
+                stack=facts.get("stack_id") or ctx.name,
+                region=region,
+                tag_key=env_tag_key(ctx.config),
+                timeout=ctx.settings.aws_stack_timeout,
+                max_delay=15.0,
+                attempts=ctx.settings.aws_delete_attempts,
+                progress=ctx.progress,
+            )
+        finally:  # the staged scripts go whatever became of the stack (they are this environment's only)
+            unstage_host_scripts(ctx, facts, region)
         super().teardown(ctx, facts)
 
     def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:
