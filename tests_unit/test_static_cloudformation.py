@@ -114,6 +114,9 @@ def test_stack_parameters_are_accepted_and_the_rendered_template_passes(
         "GitSha": sha,
         "CertificateArn": cfn_rules.EXAMPLE_VALUES["certificate_arn"],
         "DbMasterPassword": generate_password(),
+        "HostScriptsUrl": f"s3://envfixtures-staging-123456789012-us-east-1/{name}/{sha}/hosts/",
+        "InternalLoadBalancer": cfn_rules.EXAMPLE_VALUES["internal_load_balancer"],
+        "ImageId": cfn_rules.EXAMPLE_VALUES["host_image"],
     }
     assert cfn_rules.parameter_problems(doc.raw, params) == []
     values = cfn_rules.example_values(doc.raw, params)
