@@ -73,6 +73,30 @@ def test_hosts_internal_load_balancer_group_admits_only_the_apps_on_the_broker_p
     assert by_port[(8080, 8080)] == {out(aws, "VpcCidr")}, "Marathon from inside the VPC, as the masters' group"
 
 
+def test_hosts_role_may_fetch_its_scripts_signal_this_stack_and_read_only_the_broker_secrets(aws: Facts) -> None:
+    iam = client(aws, "iam")
+    role = out(aws, "HostRoleArn").rsplit("/", 1)[-1]
+    document = iam.get_role_policy(RoleName=role, PolicyName="boot")["PolicyDocument"]
+    if isinstance(document, str):  # moto hands the document back as the text of a Python dict
+        document = json.loads(document.replace("'", '"').replace("None", "null"))
+    by_sid = {s["Sid"]: s for s in document["Statement"]}
+    url = urlsplit(out(aws, "HostScriptsUrl"))
+    assert by_sid["FetchBootScripts"]["Action"] == ["s3:GetObject"]
+    assert by_sid["FetchBootScripts"]["Resource"] == f"arn:aws:s3:::{url.netloc}{url.path}*", "the staged prefix only"
+    assert by_sid["SignalThisStackOnly"]["Action"] == ["cloudformation:SignalResource"]
+    assert by_sid["SignalThisStackOnly"]["Resource"] == aws["stack_id"]
+    assert set(by_sid["PeerDiscovery"]["Action"]) == {
+        "autoscaling:DescribeAutoScalingInstances",
+        "autoscaling:DescribeAutoScalingGroups",
+        "ec2:DescribeInstances",
+    }
+    assert by_sid["ReadTheBrokerSecrets"]["Action"] == ["secretsmanager:GetSecretValue"]
+    if aws["backend"] != "local":  # moto creates no secret: its Resource reads [None, None] there
+        assert sorted(by_sid["ReadTheBrokerSecrets"]["Resource"]) == sorted(
+            [out(aws, "BrokerAdminSecretArn"), out(aws, "BrokerCookieSecretArn")]
+        )
+
+
 # ---------------------------------------------------------------------------- aws only
 
 
