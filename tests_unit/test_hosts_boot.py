@@ -274,3 +274,87 @@ def test_a_failed_create_on_aws_carries_each_hosts_console_output(
     assert text == hosts.console_output(expected, instance["InstanceId"]) and text.strip()
     assert text.strip().splitlines()[-1] in detail, "the last line of the output is in the message"
     env.teardown()
+
+
+@pytest.mark.integration
+def test_the_stack_broker_reads_its_administrator_from_the_stacks_secret(fresh: Moto) -> None:
+    """No ENVFIXTURES_BROKER_ADMIN_*: the broker component reads the secret the stack generated (its ARN an output),
+    with the aws component's credentials; a secret that is not the contract's JSON, or cannot be read, fails in one
+    line naming the secret and never its value."""
+    from envfixtures.components.broker import admin_from_secret
+    from envfixtures.core.errors import BuildError
+    from envfixtures.core.facts import Facts
+
+    aws = Facts({"endpoint_url": fresh.url, "region": "us-east-1", "access_key_id": fresh.credentials.access_key_id,
+                 "secret_access_key": fresh.credentials.secret_access_key})  # fmt: skip
+    secrets = fresh.client("secretsmanager")
+    good = secrets.create_secret(Name="admin", SecretString='{"username": "ef-admin", "password": "unit-pw-7a1c"}')
+    assert admin_from_secret(aws, good["ARN"]) == ("ef-admin", "unit-pw-7a1c")
+    bad = secrets.create_secret(Name="cookie", SecretString="unit-cookie-not-json-4d2e")
+    with pytest.raises(BuildError) as caught:
+        admin_from_secret(aws, bad["ARN"])
+    assert str(caught.value) == (f"broker (aws): the administrator's secret {bad['ARN']} is not JSON with a username "
+                                 "and a password")  # fmt: skip
+    with pytest.raises(BuildError, match=r"could not be read: ResourceNotFoundException$"):
+        admin_from_secret(aws, "arn:aws:secretsmanager:us-east-1:123456789012:secret:none-abcdef")
+
+
+def run_host_script(moto: Moto, name: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``templates/hosts/<name>`` run for real against ``moto`` (its EC2 answers the peer discovery), without
+    installing packages; what it would change on the machine is pointed into ``tmp_path`` by its knobs."""
+    import os
+
+    environment = {
+        "PATH": os.environ["PATH"], "HOME": str(tmp_path), "AWS_ACCESS_KEY_ID": moto.credentials.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": moto.credentials.secret_access_key, "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "EF_AWS_ENDPOINT_URL": moto.url, "EF_REGION": "us-east-1", "EF_ENV_NAME": "ef-0123456-boot",
+        "EF_MASTER_ROLE": "mesos-master", "EF_MASTER_COUNT": "3", "EF_SKIP_INSTALL": "1", "EF_WAIT": "0",
+        "EF_ZK_CONF": str(tmp_path / "zoo.cfg"), **env,
+    }  # fmt: skip
+    return subprocess.run(["bash", str(HOSTS / name)], env=environment, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.integration
+def test_the_masters_find_each_other_by_their_tags_and_number_their_zookeeper_ensemble(
+    fresh: Moto, tmp_path: Path
+) -> None:
+    """mesos-master.sh's peer discovery, for real against moto's EC2: three masters tagged as the environment's (and
+    an agent and another environment's master, which do not count) make a ZooKeeper ensemble in address order, this
+    host's id its place; too few masters, or a host that is not one, fail in one line."""
+    if not shutil.which("aws"):
+        pytest.fail("awscli is not installed (the hosts' scripts call it): pip install awscli")
+    ec2 = fresh.client("ec2")
+
+    def launch(count: int, env_name: str, role: str) -> list[str]:
+        tags = [{"Key": "EnvName", "Value": env_name}, {"Key": "Role", "Value": role}]
+        started = ec2.run_instances(ImageId="ami-12c6146b", MinCount=count, MaxCount=count,
+                                    TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])  # fmt: skip
+        return [i["PrivateIpAddress"] for i in started["Instances"]]
+
+    masters = sorted(launch(3, "ef-0123456-boot", "mesos-master"), key=lambda ip: tuple(map(int, ip.split("."))))
+    launch(1, "ef-0123456-boot", "mesos-agent")
+    launch(1, "ef-0123456-other", "mesos-master")
+    data = tmp_path / "zk-data"
+    (tmp_path / "zoo.cfg").write_text(f"tickTime=2000\ndataDir={data}\nclientPort=2181\nserver.9=old:2888:3888\n")
+
+    done = run_host_script(fresh, "mesos-master.sh", tmp_path, EF_MY_IP=masters[1])
+    assert f"ZooKeeper member 2 of 3: {' '.join(masters)}" in done.stdout, (done.stdout, done.stderr)
+    config = (tmp_path / "zoo.cfg").read_text().splitlines()
+    assert [line for line in config if line.startswith("server.")] == [
+        f"server.{i + 1}={ip}:2888:3888" for i, ip in enumerate(masters)
+    ], "the ensemble replaces what was there"
+    assert (data / "myid").read_text() == "2\n"
+    # Here it stops at ZooKeeper's start (no such service on this machine), in one line.
+    assert done.returncode == 1 and done.stderr.startswith("mesos-master.sh: zookeeper did not start: "), done.stderr
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+
+    fewer = run_host_script(fresh, "mesos-master.sh", tmp_path, EF_MY_IP=masters[0], EF_MASTER_COUNT="4")
+    assert fewer.returncode == 1
+    assert fewer.stderr.strip() == "mesos-master.sh: only 3 of 4 masters found after 0s (ec2 describe-instances)"
+    stranger = run_host_script(fresh, "mesos-master.sh", tmp_path, EF_MY_IP="10.99.0.1")
+    assert stranger.returncode == 1
+    assert stranger.stderr.strip() == (f"mesos-master.sh: this host (10.99.0.1) is not among the masters found: "
+                                       f"{' '.join(masters)}")  # fmt: skip
+    agent = run_host_script(fresh, "mesos-agent.sh", tmp_path, EF_MY_IP="10.99.0.2", EF_MASTER_COUNT="4")
+    assert agent.returncode == 1
+    assert agent.stderr.strip() == "mesos-agent.sh: only 3 of 4 masters found after 0s (ec2 describe-instances)"

@@ -72,7 +72,7 @@ masters=("${masters[@]:0:$EF_MASTER_COUNT}")
 zk=$(printf '%s:2181,' "${masters[@]}")
 zk=${zk%,}
 
-systemctl enable --now docker >/dev/null 2>&1 || fail "docker did not start (journalctl -u docker)"
+said=$(systemctl enable --now docker 2>&1) || fail "docker did not start: ${said//$'\n'/; } (journalctl -u docker)"
 say "starting mesos-agent ($MESOS_AGENT_IMAGE), masters zk://$zk/mesos"
 mkdir -p /var/lib/mesos /var/log/mesos
 docker rm -f mesos-agent >/dev/null 2>&1 || true

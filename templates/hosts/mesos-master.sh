@@ -9,7 +9,8 @@
 # Environment: EF_REGION, EF_ENV_NAME (the instances' EnvName tag), EF_MASTER_ROLE (the masters' Role tag),
 # EF_MASTER_COUNT; optional EF_AWS_ENDPOINT_URL (aws --endpoint-url, for tests against a moto server). Knobs with
 # production defaults: EF_MY_IP (else the instance metadata's), EF_WAIT (seconds, default 900), EF_ENV_TAG (EnvName),
-# EF_MESOS_MASTER_IMAGE, EF_MARATHON_IMAGE, EF_SKIP_INSTALL=1 (packages already there).
+# EF_MESOS_MASTER_IMAGE, EF_MARATHON_IMAGE, EF_SKIP_INSTALL=1 (packages already there), EF_ZK_CONF (ZooKeeper's
+# configuration, default Debian's /etc/zookeeper/conf/zoo.cfg).
 #
 # Exits 0 only once Marathon's API answers /ping on this host; non-zero with a one-line cause otherwise.
 set -euo pipefail
@@ -85,18 +86,17 @@ zk=$(IFS=,; echo "${zk_hosts[*]}")
 quorum=$((EF_MASTER_COUNT / 2 + 1))
 
 say "ZooKeeper member $my_id of ${#masters[@]}: ${masters[*]}"
-conf=/etc/zookeeper/conf/zoo.cfg
+conf=${EF_ZK_CONF:-/etc/zookeeper/conf/zoo.cfg}
 [ -f "$conf" ] || fail "$conf not found (is zookeeperd installed?)"
 sed -i -e '/^server\.[0-9]*=/d' -e '/^4lw\.commands\.whitelist=/d' "$conf"
 printf '%s\n' "${servers[@]}" "4lw.commands.whitelist=ruok,srvr" >>"$conf"
 data_dir=$(sed -n 's/^dataDir=//p' "$conf" | tail -n 1)
 mkdir -p "${data_dir:-/var/lib/zookeeper}"
-echo "$my_id" >"${data_dir:-/var/lib/zookeeper}/myid"
-[ -L /etc/zookeeper/conf/myid ] || echo "$my_id" >/etc/zookeeper/conf/myid
+echo "$my_id" >"${data_dir:-/var/lib/zookeeper}/myid"  # Debian links it to /etc/zookeeper/conf/myid
 chown -R zookeeper: "${data_dir:-/var/lib/zookeeper}" 2>/dev/null || true
 systemctl enable zookeeper >/dev/null 2>&1 || true
-systemctl restart zookeeper || fail "zookeeper did not start (journalctl -u zookeeper)"
-systemctl enable --now docker >/dev/null 2>&1 || fail "docker did not start (journalctl -u docker)"
+said=$(systemctl restart zookeeper 2>&1) || fail "zookeeper did not start: ${said//$'\n'/; } (journalctl -u zookeeper)"
+said=$(systemctl enable --now docker 2>&1) || fail "docker did not start: ${said//$'\n'/; } (journalctl -u docker)"
 
 say "starting mesos-master ($MESOS_MASTER_IMAGE) and marathon ($MARATHON_IMAGE)"
 mkdir -p /var/lib/mesos /var/log/mesos
