@@ -190,11 +190,14 @@ def test_stack_database_is_reached_only_from_the_apps_on_5432(aws: Facts) -> Non
 
 
 def test_stack_broker_is_reached_only_from_the_apps_and_its_own_nodes(aws: Facts) -> None:
+    """Directly, or through the internal load balancer, whose group admits only the apps on these ports
+    (tests_infra/test_aws_hosts.py)."""
     apps, broker = out(aws, "AppsSecurityGroupId"), out(aws, "BrokerSecurityGroupId")
+    internal = out(aws, "InternalLoadBalancerSecurityGroupId")
     rules = ingress(aws, "BrokerSecurityGroupId")
     by_port = {(r["FromPort"], r["ToPort"]): sources(r) for r in rules}
-    assert by_port[(5672, 5672)] == {apps}
-    assert by_port[(15672, 15672)] == {apps}
+    assert by_port[(5672, 5672)] == {apps, internal}
+    assert by_port[(15672, 15672)] == {apps, internal}
     inter_node = {k: v for k, v in by_port.items() if k not in {(5672, 5672), (15672, 15672)}}
     assert inter_node and all(v == {broker} for v in inter_node.values()), inter_node
     assert (25672, 25672) in inter_node and (4369, 4369) in inter_node

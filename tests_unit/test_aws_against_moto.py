@@ -71,8 +71,6 @@ def test_each_reference_component_on_aws_against_moto_builds_or_is_refused_with_
     fresh: Moto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     point_boto3_at(fresh, monkeypatch)
-    monkeypatch.setenv("ENVFIXTURES_BROKER_ADMIN_USER", "admin")  # so the broker's refusal is moto's, not this
-    monkeypatch.setenv("ENVFIXTURES_BROKER_ADMIN_PASSWORD", "unit-broker-password-0f3a")
     arn = issued_certificate(fresh)
     assert set(EXPECTED) == set(REFERENCE.components), "a reference component this table does not hold"
 
@@ -87,7 +85,6 @@ def test_each_reference_component_on_aws_against_moto_builds_or_is_refused_with_
         assert not env.dir.exists(), name
     for name, message in outcomes.items():
         assert message.startswith(EXPECTED[name].format(url=fresh.url)), (name, message)
-        assert "unit-broker-password" not in message
 
     # The whole reference platform is refused before anything is created (the first refusal named).
     whole = aws_env(tmp_path, 99, aws_certificate_arn=arn)
@@ -113,8 +110,6 @@ def test_the_stack_components_are_refused_on_any_stand_in_without_a_server(
 ) -> None:
     """No server needed: an endpoint in AWS's place is known before any call; on AWS's own endpoints the same checks
     pass (they refuse only what is missing there)."""
-    monkeypatch.setenv("ENVFIXTURES_BROKER_ADMIN_USER", "admin")
-    monkeypatch.setenv("ENVFIXTURES_BROKER_ADMIN_PASSWORD", "unit-broker-password-0f3a")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))  # no profile's endpoint_url either
     for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDFORMATION", "AWS_PROFILE", "ENVFIXTURES_MARATHON_USER",
@@ -135,15 +130,14 @@ def test_the_stack_components_are_refused_on_any_stand_in_without_a_server(
 def test_a_stack_component_missing_its_configuration_is_refused_at_configure_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What the builds read after the stack exists is refused before: the broker's credentials, an output."""
+    """What the builds read after the stack exists is refused before: Marathon's credentials, an output (the broker's
+    administrator is the stack's own secret: its output)."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDFORMATION", "ENVFIXTURES_BROKER_ADMIN_USER",
-                "ENVFIXTURES_BROKER_ADMIN_PASSWORD", "ENVFIXTURES_MARATHON_USER"):  # fmt: skip
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_CLOUDFORMATION", "ENVFIXTURES_MARATHON_USER"):
         monkeypatch.delenv(var, raising=False)
     env = aws_env(tmp_path, 2)
     broker = env.component_class("broker")
-    with pytest.raises(ConfigError, match=r"^broker \(aws\): the stack creates no broker administrator"):
-        broker.check(env.context("broker", broker))
+    broker.check(env.context("broker", broker))  # no credentials to give: the stack generates the administrator
     monkeypatch.setenv("ENVFIXTURES_MARATHON_PASSWORD", "unit-marathon-password")
     scheduler = env.component_class("scheduler")
     with pytest.raises(ConfigError, match=r"^scheduler \(aws\): set both"):
@@ -152,12 +146,23 @@ def test_a_stack_component_missing_its_configuration_is_refused_at_configure_tim
     table = {**REFERENCE.table, "aws": {**REFERENCE.table["aws"], "outputs": {}, "parameters": {}}}
     bare = Environment(
         name="ef-0123456-bare", sha=HEAD, backend="aws", root=ROOT, home=tmp_path / "home", settings={"quiet": "true"},
-        components=["aws", "database", "api"], config=type(REFERENCE)(REFERENCE.source, table),
+        components=["aws", "database", "broker", "api"], config=type(REFERENCE)(REFERENCE.source, table),
     )  # fmt: skip
-    for name, meaning in (("database", "database_host"), ("api", "load_balancer_dns")):
+    for name, meaning in (("database", "database_host"), ("broker", "broker_amqp"), ("api", "load_balancer_dns")):
         cls = bare.component_class(name)
         with pytest.raises(ConfigError, match=rf"^{name} \(aws\): no stack output for '{meaning}'"):
             cls.check(bare.context(name, cls))
+
+    # The broker's administrator is the stack's secret: without its output the broker is refused before the stack.
+    outputs = {k: v for k, v in REFERENCE.table["aws"]["outputs"].items() if k != "broker_admin_secret"}
+    table = {**REFERENCE.table, "aws": {**REFERENCE.table["aws"], "outputs": outputs}}
+    no_secret = Environment(
+        name="ef-0123456-nosecret", sha=HEAD, backend="aws", root=ROOT, home=tmp_path / "home",
+        settings={"quiet": "true"}, components=["aws", "broker"], config=type(REFERENCE)(REFERENCE.source, table),
+    )  # fmt: skip
+    broker = no_secret.component_class("broker")
+    with pytest.raises(ConfigError, match=r"^broker \(aws\): no stack output for 'broker_admin_secret'"):
+        broker.check(no_secret.context("broker", broker))
 
 
 @pytest.mark.integration
@@ -221,8 +226,6 @@ def test_a_stack_endpoint_that_does_not_resolve_fails_in_seconds_with_its_cause(
     the stack stops once the name its output gave does not resolve, instead of waiting out its service's timeout
     (the database waited 600 s, the scheduler 300 s)."""
     monkeypatch.setattr(aws_component, "RESOLVE_TIMEOUT", 1.0)
-    monkeypatch.setenv("ENVFIXTURES_BROKER_ADMIN_USER", "admin")
-    monkeypatch.setenv("ENVFIXTURES_BROKER_ADMIN_PASSWORD", "unit-broker-password-0f3a")
     env = aws_env(tmp_path, 3)
     env.description = env.describe()
     env.materialize()
@@ -231,6 +234,7 @@ def test_a_stack_endpoint_that_does_not_resolve_fails_in_seconds_with_its_cause(
         "database_user": "platform", "broker_amqp": "amqp://broker.ef.invalid:5672",
         "broker_management": "http://broker.ef.invalid:15672", "marathon_url": "http://marathon.ef.invalid:8080",
         "load_balancer_dns": "lb.ef.invalid",
+        "broker_admin_secret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:AdminSecret-abc",
     }  # fmt: skip
     aws = Facts({"backend": "aws", "endpoints": endpoints, "database_password": "unit-db-password-77"})
     env._set_state("aws", status="built", facts=aws.to_json())

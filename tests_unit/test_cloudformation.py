@@ -125,6 +125,10 @@ def create(moto: Moto, name: str = "ef-unit", template: Path = TEMPLATE, **kwarg
             "GitSha": SHA,
             "CertificateArn": kwargs.pop("cert", None) or certificate(moto),
             "DbMasterPassword": PASSWORD,
+            # what the aws component gives a stand-in: moto creates no network load balancer, serves no Debian image
+            "HostScriptsUrl": f"s3://envfixtures-staging-123456789012-us-east-1/{name}/{SHA}/hosts/",
+            "InternalLoadBalancer": "false",
+            "ImageId": aws_component.STAND_IN_IMAGE,
         },
         tags={"EnvName": name, "GitSha": SHA},
         secrets=[PASSWORD],

@@ -76,7 +76,8 @@ def test_rules_see_the_rendered_template(doc: cfn_rules.Document) -> None:
 
 
 def test_roles_of_the_security_groups_come_from_the_structure(doc: cfn_rules.Document) -> None:
-    assert cfn_rules.load_balancer_groups(doc) == {"LoadBalancerSecurityGroup"}
+    assert cfn_rules.load_balancer_groups(doc) == {"LoadBalancerSecurityGroup", "InternalLoadBalancerSecurityGroup"}
+    assert cfn_rules.internal_load_balancer_groups(doc) == {"InternalLoadBalancerSecurityGroup"}
     assert cfn_rules.database_groups(doc) == {"DatabaseSecurityGroup"}
     assert cfn_rules.broker_groups(doc) == {"BrokerSecurityGroup"}
     assert cfn_rules.app_groups(doc) == {"AppsSecurityGroup"}, "the Mesos group is on masters too"
@@ -113,6 +114,9 @@ def test_stack_parameters_are_accepted_and_the_rendered_template_passes(
         "GitSha": sha,
         "CertificateArn": cfn_rules.EXAMPLE_VALUES["certificate_arn"],
         "DbMasterPassword": generate_password(),
+        "HostScriptsUrl": f"s3://envfixtures-staging-123456789012-us-east-1/{name}/{sha}/hosts/",
+        "InternalLoadBalancer": cfn_rules.EXAMPLE_VALUES["internal_load_balancer"],
+        "ImageId": cfn_rules.EXAMPLE_VALUES["host_image"],
     }
     assert cfn_rules.parameter_problems(doc.raw, params) == []
     values = cfn_rules.example_values(doc.raw, params)

@@ -44,7 +44,7 @@ from envfixtures.core.errors import BuildError, ConfigError, TeardownError, Wait
 from envfixtures.core.facts import Facts
 from envfixtures.core.ports import free_port
 from envfixtures.core.waiting import wait_for
-from envfixtures.drivers.aws import blockers, cloudformation, moto_server, ssm
+from envfixtures.drivers.aws import blockers, cloudformation, hosts, moto_server, ssm
 from envfixtures.drivers.aws import clients as aws_clients
 from envfixtures.rules import cloudformation as cfn_rules
 from envfixtures.rules import policy as policy_mod
@@ -55,9 +55,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: What a stack parameter can be given: the environment's name, the SHA, the load balancer's certificate, a
-#: database password generated for the environment, the API's public name and its hosted zone (settings
-#: ``aws_domain_name`` / ``aws_hosted_zone_id``, "" when not given).
-PARAMETER_VALUES = ("env_name", "sha", "certificate_arn", "database_password", "domain_name", "hosted_zone_id")
+#: database password generated for the environment; the API's public name and its hosted zone (settings
+#: ``aws_domain_name`` / ``aws_hosted_zone_id``, "" when not given); the hosts' boot scripts, staged before the stack
+#: (``host_scripts_url``: ``s3://<staging bucket>/<env>/<sha>/hosts/``); and two values that differ on a stand-in for
+#: AWS (a moto server, local or at ``AWS_ENDPOINT_URL``), which boots no host and creates no network load balancer:
+#: ``internal_load_balancer`` ("true" on AWS, "false" on a stand-in) and ``host_image`` (on AWS the configured
+#: ``host_image``, the SSM parameter of the hosts' image; on a stand-in :data:`STAND_IN_IMAGE`, one moto serves).
+PARAMETER_VALUES = (
+    "env_name",
+    "sha",
+    "certificate_arn",
+    "database_password",
+    "domain_name",
+    "hosted_zone_id",
+    "host_scripts_url",
+    "internal_load_balancer",
+    "host_image",
+)
+#: The SSM parameter of an image that moto serves (it serves no Debian one): ``host_image`` on a stand-in.
+STAND_IN_IMAGE = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 #: What the other components read from the stack's outputs, on the ``aws`` backend (``artifact_bucket`` on both).
 OUTPUT_MEANINGS = {
     "artifact_bucket": "the bucket the artifact is stored in (artifact)",
@@ -73,6 +89,7 @@ OUTPUT_MEANINGS = {
     "image_registry": "where the images are pushed, <registry host>/<namespace>: an ECR registry (images)",
     "api_host": "the API's public host name, served over HTTPS: its domain, else the load balancer's name (api)",
     "api_target_group": "the ARN of the target group the API's tasks are registered in, as ip:port (api)",
+    "broker_admin_secret": "the Secrets Manager secret of the broker's administrator, JSON username/password (broker)",
 }
 SECRET_KEYS = ("database_password",)
 
@@ -83,6 +100,10 @@ class StackConfig:
 
     #: the CloudFormation template, relative to the checkout
     template: str = path_field()
+    #: the directory of the hosts' boot scripts (``*.sh``), staged in S3 before the stack (``host_scripts_url``)
+    host_scripts: str = path_field(kind="dir")
+    #: the hosts' image on AWS, as its SSM parameter name or an AMI id (``host_image``)
+    host_image: str = ""
     #: stack parameter -> one of PARAMETER_VALUES
     parameters: dict[str, str] = dataclasses.field(default_factory=dict)
     #: one of OUTPUT_MEANINGS -> the stack's output name
@@ -156,6 +177,16 @@ def check_stack(ctx: "BuildContext") -> None:
     for key, value in config.tags.items():
         if value not in ("env_name", "sha"):
             raise ConfigError(f"{where} tags.{key} = {value!r}: known values: env_name, sha")
+    if "host_scripts_url" in config.parameters.values() and not config.host_scripts:
+        raise ConfigError(
+            f"{ctx.platform.where('host_scripts', 'aws')}: not set, and a stack parameter is given host_scripts_url "
+            "(the directory of the hosts' boot scripts, staged in S3 before the stack)"
+        )
+    if "host_image" in config.parameters.values() and not config.host_image:
+        raise ConfigError(
+            f"{ctx.platform.where('host_image', 'aws')}: not set, and a stack parameter is given host_image (the "
+            "hosts' image on AWS: its SSM parameter name or an AMI id)"
+        )
     outputs = template.get("Outputs") or {}
     for meaning, output in config.outputs.items():
         if meaning not in OUTPUT_MEANINGS:
@@ -183,21 +214,29 @@ def build_stack(
     timeout: float,
     max_delay: float,
     credentials: aws_clients.LocalCredentials | None = None,
+    on_stand_in: bool = False,
 ) -> Facts:
     """Create the environment's stack (named like the environment) and return the component's facts.
 
-    ``credentials``: the local moto server's (``None`` on AWS, where boto3's chain applies); they become facts."""
+    ``credentials``: the local moto server's (``None`` on AWS, where boto3's chain applies); they become facts.
+    ``on_stand_in``: AWS is a moto server (the stand-in values of :data:`PARAMETER_VALUES`)."""
     cf = aws_clients.make_client("cloudformation", endpoint_url=endpoint_url, region=region, credentials=credentials)
     password = generate_password() if _needs(ctx, "database_password") else ""
     if password:
         ctx.add_secret("database master password", password)
-    values = {
+    staged: dict[str, str] = {}
+    if _needs(ctx, "host_scripts_url"):
+        staged = stage_host_scripts(ctx, endpoint_url=endpoint_url, region=region, credentials=credentials)
+    values: dict[str, str] = {
         "env_name": ctx.name,
         "sha": ctx.sha,
         "certificate_arn": certificate_arn,
         "database_password": password,
         "domain_name": _domain(ctx) if hasattr(ctx.settings, "aws_domain_name") else "",
         "hosted_zone_id": getattr(ctx.settings, "aws_hosted_zone_id", "").strip(),
+        "host_scripts_url": staged.get("host_scripts_url", ""),
+        "internal_load_balancer": "false" if on_stand_in else "true",
+        "host_image": STAND_IN_IMAGE if on_stand_in else ctx.config.host_image,
     }
     ctx.record("stack", name=ctx.name, region=region, endpoint_url=endpoint_url)
     ctx.progress(f"aws: creating stack {ctx.name} in {region}{' at ' + endpoint_url if endpoint_url else ''}")
@@ -213,9 +252,9 @@ def build_stack(
         canonical=endpoint_url is not None,  # moto: the template as CloudFormation reads it
     )
     outputs = cloudformation.outputs(cf, stack_id)
-    values: dict[str, Any] = {}
+    extra: dict[str, Any] = dict(staged)
     if credentials is not None:
-        values = {"access_key_id": credentials.access_key_id, "secret_access_key": credentials.secret_access_key}
+        extra |= {"access_key_id": credentials.access_key_id, "secret_access_key": credentials.secret_access_key}
     return Facts(
         {
             "backend": backend,
@@ -227,10 +266,69 @@ def build_stack(
             "outputs": outputs,
             "endpoints": {meaning: outputs.get(name) for meaning, name in ctx.config.outputs.items()},
             "database_password": password,
-            **values,
+            **extra,
         },
-        secrets=(SECRET_KEYS if password else ()) + (("secret_access_key",) if values else ()),
+        secrets=(SECRET_KEYS if password else ()) + (("secret_access_key",) if credentials is not None else ()),
     )
+
+
+def stage_host_scripts(
+    ctx: "BuildContext", *, endpoint_url: str | None, region: str, credentials: aws_clients.LocalCredentials | None
+) -> dict[str, str]:
+    """Upload the configured ``host_scripts`` (``*.sh``) to the account's staging bucket (created when missing)
+    under ``<env>/<sha>/hosts/``, journaled first so that the teardown deletes the prefix even after a failed build;
+    the facts that say where (``staging_bucket``, ``staging_prefix``, ``host_scripts_url``)."""
+    directory = ctx.path(ctx.config.host_scripts)
+    if not sorted(directory.glob("*.sh")):
+        raise BuildError(f"aws: {directory} holds no *.sh ({ctx.platform.where('host_scripts', 'aws')})")
+
+    def make(service: str) -> Any:
+        return aws_clients.make_client(service, endpoint_url=endpoint_url, region=region, credentials=credentials)
+
+    account = str(make("sts").get_caller_identity()["Account"])
+    bucket = hosts.staging_bucket_name(account, region)
+    prefix = f"{ctx.name}/{ctx.sha}/hosts/"
+    ctx.record("staging", bucket=bucket, prefix=f"{ctx.name}/", region=region, endpoint_url=endpoint_url)
+    s3 = make("s3")
+    if hosts.ensure_staging_bucket(s3, bucket, region):
+        ctx.progress(f"aws: created the staging bucket {bucket}")
+    keys = hosts.upload_scripts(s3, bucket, prefix, directory)
+    ctx.progress(f"aws: staged {len(keys)} host script(s) at s3://{bucket}/{prefix}")
+    return {"staging_bucket": bucket, "staging_prefix": f"{ctx.name}/", "host_scripts_url": f"s3://{bucket}/{prefix}"}
+
+
+def unstage_host_scripts(ctx: "BuildContext", facts: Facts, region: str) -> None:
+    """Delete the environment's prefix of the staging bucket (from the facts, else from the journal)."""
+    places = [(facts["staging_bucket"], facts["staging_prefix"])] if facts.get("staging_bucket") else []
+    places += [(r["bucket"], r["prefix"]) for r in ctx.records("staging")]
+    s3 = aws_clients.make_client("s3", endpoint_url=None, region=region)
+    for bucket, prefix in dict.fromkeys(places):
+        count = hosts.delete_prefix(s3, bucket, prefix)
+        ctx.progress(f"aws: deleted {count} staged object(s) under s3://{bucket}/{prefix}")
+
+
+#: Lines of each host's console output that a failed build's message carries (the whole output is in its file).
+CONSOLE_TAIL = 12
+
+
+def with_console_evidence(ctx: "BuildContext", error: Exception, region: str) -> BuildError:
+    """``error`` (a failed create) with the console output of the environment's hosts: each written to the
+    component's logs, and its last :data:`CONSOLE_TAIL` lines added to the message (Terratest's ec2-syslog)."""
+    ec2 = aws_clients.make_client("ec2", endpoint_url=None, region=region)
+    directory = ctx.log_path("console").parent / f"{ctx.component}-console"
+    try:
+        written = hosts.collect_console_outputs(ec2, {env_tag_key(ctx.config): ctx.name}, directory)
+    except (ClientError, BotoCoreError) as exc:
+        return BuildError(f"{error}\nconsole output of the hosts not collected: {_aws_error(exc)}")
+    if not written:
+        return BuildError(f"{error}\nno host of the environment was found for its console output")
+    parts = [f"{error}", f"console output of {len(written)} host(s), in {directory}:"]
+    for instance, path in written:
+        tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-CONSOLE_TAIL:]
+        parts.append(f"-- {instance['role']} {instance['id']} ({instance['state']}), last lines:")
+        parts += [f"   {line}" for line in tail]
+    ctx.progress(f"aws: console output of {len(written)} host(s) written to {directory}")
+    return BuildError("\n".join(parts))
 
 
 def stack_diagnosis(facts: Facts, stack: str) -> str:
@@ -272,6 +370,7 @@ class LocalAws(Stack):
             timeout=ctx.settings.aws_stack_timeout,
             max_delay=0.5,
             credentials=credentials,
+            on_stand_in=True,
         )
 
     def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:
@@ -322,29 +421,40 @@ class RealAws(Stack):
         check_quotas(cloudformation.load_template(template_path(ctx)), region)
 
     def build(self, ctx: "BuildContext") -> Facts:
-        return build_stack(
-            ctx,
-            backend="aws",
-            endpoint_url=None,
-            region=_region(ctx),
-            certificate_arn=_certificate_arn(ctx) if _needs(ctx, "certificate_arn") else "",
-            timeout=ctx.settings.aws_stack_timeout,
-            max_delay=15.0,
-        )
+        """The stack; when its create fails, each host's console output is the evidence (the message and the
+        component's logs carry it): a host whose boot script failed or never signalled says why there."""
+        region = _region(ctx)
+        try:
+            return build_stack(
+                ctx,
+                backend="aws",
+                endpoint_url=None,
+                region=region,
+                certificate_arn=_certificate_arn(ctx) if _needs(ctx, "certificate_arn") else "",
+                timeout=ctx.settings.aws_stack_timeout,
+                max_delay=15.0,
+                on_stand_in=bool(stand_in()),
+            )
+        except BuildError as exc:  # FailedState and WaitTimeout among them
+            raise with_console_evidence(ctx, exc, region) from None
 
     def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
         """Delete the stack until it is gone (see :func:`delete_environment_stack`; tolerates partial facts)."""
         ctx.progress(f"aws: deleting stack {ctx.name}")
-        delete_environment_stack(
-            name=ctx.name,
-            stack=facts.get("stack_id") or ctx.name,
-            region=facts.get("region") or _region(ctx),
-            tag_key=env_tag_key(ctx.config),
-            timeout=ctx.settings.aws_stack_timeout,
-            max_delay=15.0,
-            attempts=ctx.settings.aws_delete_attempts,
-            progress=ctx.progress,
-        )
+        region = facts.get("region") or _region(ctx)
+        try:
+            delete_environment_stack(
+                name=ctx.name,
+                stack=facts.get("stack_id") or ctx.name,
+                region=region,
+                tag_key=env_tag_key(ctx.config),
+                timeout=ctx.settings.aws_stack_timeout,
+                max_delay=15.0,
+                attempts=ctx.settings.aws_delete_attempts,
+                progress=ctx.progress,
+            )
+        finally:  # the staged scripts go whatever became of the stack (they are this environment's only)
+            unstage_host_scripts(ctx, facts, region)
         super().teardown(ctx, facts)
 
     def diagnose(self, ctx: "BuildContext", facts: Facts) -> str:

@@ -3,12 +3,11 @@
 ``local`` (:class:`LocalBroker`): ``broker_nodes`` (default 3) real nodes started by
 :mod:`envfixtures.drivers.rabbitmq.cluster` in the component's work directory, loopback only, own epmd, random
 cookie, management plugin, an administrator with a generated password and no ``guest`` user.
-``aws`` (:class:`StackBroker`): the stack's outputs configured as ``broker_amqp`` and ``broker_management``.
-The stack does not hand out broker credentials, so the administrator comes from the settings
-``broker_admin_user`` / ``broker_admin_password`` or the environment variables
-``ENVFIXTURES_BROKER_ADMIN_USER`` / ``ENVFIXTURES_BROKER_ADMIN_PASSWORD`` (prefer the variable for the
-password: it keeps it off command lines), checked at configure time, before the stack is created. Against a
-stand-in for AWS (a moto server), which boots no broker, the component is refused then (``docs/aws.md``).
+``aws`` (:class:`StackBroker`): the stack's outputs configured as ``broker_amqp`` and ``broker_management``; the
+administrator is the Secrets Manager secret the stack generates (output configured as ``broker_admin_secret``,
+JSON ``{"username", "password"}``; the broker nodes create that user at boot), read with the aws component's
+credentials: nothing to set by hand. The outputs are checked at configure time, before the stack is created. Against
+a stand-in for AWS (a moto server), which boots no broker, the component is refused then (``docs/aws.md``).
 
 Facts (both backends): ``nodes`` (node names), ``amqp`` (list of ``{"node", "host", "port"}``),
 ``management_url``, ``admin_user``, ``admin_password`` (secret).
@@ -17,17 +16,20 @@ Facts (both backends): ``nodes`` (node names), ``amqp`` (list of ``{"node", "hos
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from envfixtures.components.aws import refuse_on_stand_in, require_outputs, stack_output, wait_resolves
 from envfixtures.core import processes
 from envfixtures.core.component import Component
-from envfixtures.core.errors import ConfigError
+from envfixtures.core.errors import BuildError, ConfigError
 from envfixtures.core.facts import Facts
+from envfixtures.drivers.aws import clients as aws_clients
 from envfixtures.drivers.rabbitmq import cluster as rmq
 
 if TYPE_CHECKING:
@@ -146,35 +148,29 @@ class LocalBroker(Component):
 
 
 class StackBroker(Component):
-    """The stack's broker: endpoints from the ``aws`` component's outputs, credentials from settings."""
+    """The stack's broker: endpoints and the administrator's secret from the ``aws`` component's outputs."""
 
     name = "broker"
     requires: tuple[str, ...] = ("aws",)
 
-    @dataclasses.dataclass(frozen=True)
-    class Settings:
-        """The broker's administrator (prefer $ENVFIXTURES_BROKER_ADMIN_PASSWORD: off command lines)."""
-
-        broker_admin_user: str = ""
-        broker_admin_password: str = ""
-
     @classmethod
     def check(cls, ctx: "BuildContext") -> None:
-        """Before the stack exists: a stand-in for AWS boots no broker; the endpoints' outputs and the
-        administrator's credentials (nothing in the stack creates them) are given."""
+        """Before the stack exists: a stand-in for AWS boots no broker; the endpoints' and the administrator's
+        secret's outputs are configured."""
         refuse_on_stand_in(ctx, "a moto server boots no instance: no RabbitMQ answers at the stack's broker endpoints")
-        require_outputs(ctx, "broker_amqp", "broker_management")
-        _admin(ctx)
+        require_outputs(ctx, "broker_amqp", "broker_management", "broker_admin_secret")
 
     def build(self, ctx: "BuildContext") -> Facts:
         aws = ctx.facts("aws")
         amqp_endpoint = stack_output(aws, "broker_amqp")
         management_url = stack_output(aws, "broker_management")
-        user, password = _admin(ctx)
+        secret = stack_output(aws, "broker_admin_secret")
         parts = urlsplit(amqp_endpoint)
         hosts = [urlsplit(management_url).hostname or management_url, parts.hostname or amqp_endpoint]
         for host in dict.fromkeys(hosts):
             wait_resolves(host, what="broker (aws): the stack's broker endpoint")
+        user, password = admin_from_secret(aws, secret)
+        ctx.add_secret("broker administrator password", password)
         mgmt = rmq.Management(management_url, user, password)
         try:
             nodes = [n["name"] for n in mgmt.nodes()]
@@ -194,13 +190,22 @@ class StackBroker(Component):
         """Nothing: the broker belongs to the stack, which the ``aws`` component deletes."""
 
 
-def _admin(ctx: "BuildContext") -> tuple[str, str]:
-    """The stack broker's administrator, from the settings or the environment (the stack hands out none)."""
-    user = ctx.settings.broker_admin_user or os.environ.get("ENVFIXTURES_BROKER_ADMIN_USER")
-    password = ctx.settings.broker_admin_password or os.environ.get("ENVFIXTURES_BROKER_ADMIN_PASSWORD")
+def admin_from_secret(aws: Facts, secret_id: str) -> tuple[str, str]:
+    """The stack broker's administrator: the Secrets Manager secret ``secret_id`` (JSON ``username``,
+    ``password``), read in the AWS the ``aws`` facts describe. Its value is never in a message."""
+    client = aws_clients.client(aws, "secretsmanager")
+    try:
+        text = client.get_secret_value(SecretId=secret_id)["SecretString"]
+    except (ClientError, BotoCoreError) as exc:
+        code = (exc.response.get("Error") or {}).get("Code") if isinstance(exc, ClientError) else type(exc).__name__
+        raise BuildError(f"broker (aws): the administrator's secret {secret_id} could not be read: {code}") from None
+    try:
+        value = json.loads(text)
+        user, password = str(value["username"]), str(value["password"])
+    except (ValueError, TypeError, KeyError):
+        raise BuildError(
+            f"broker (aws): the administrator's secret {secret_id} is not JSON with a username and a password"
+        ) from None
     if not user or not password:
-        raise ConfigError(
-            "broker (aws): the stack creates no broker administrator: set ENVFIXTURES_BROKER_ADMIN_USER and "
-            "ENVFIXTURES_BROKER_ADMIN_PASSWORD (or the settings broker_admin_user / broker_admin_password)"
-        )
+        raise BuildError(f"broker (aws): the administrator's secret {secret_id} has an empty username or password")
     return user, password

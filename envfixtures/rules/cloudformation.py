@@ -76,6 +76,9 @@ EXAMPLE_VALUES = {
     "env_name": EXAMPLE_ENV,
     "sha": EXAMPLE_SHA,
     "certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000",
+    "host_scripts_url": f"s3://envfixtures-staging-123456789012-us-east-1/{EXAMPLE_ENV}/{EXAMPLE_SHA}/hosts/",
+    "internal_load_balancer": "true",
+    "host_image": "ami-0123456789abcdef0",
 }
 
 
@@ -440,10 +443,39 @@ def world_open(doc: Document) -> list[Finding]:
     return out
 
 
+def internal_load_balancer_groups(doc: Document) -> set[str]:
+    """The security groups of the template's internal load balancers (``Scheme: internal``)."""
+    out: set[str] = set()
+    for _, res in doc.resources("AWS::ElasticLoadBalancingV2::LoadBalancer"):
+        props = res.get("Properties") or {}
+        if props.get("Scheme") == "internal":
+            out |= _refs(props.get("SecurityGroups"))
+    return out
+
+
+def _overlap(a: tuple[int, int] | None, b: tuple[int, int] | None) -> bool:
+    """Whether two port ranges share a port (an unknown range may share any)."""
+    return a is None or b is None or (a[0] <= b[1] and b[0] <= a[1])
+
+
+def _relay_closed(doc: Document, relay: str, ports: tuple[int, int] | None, apps: set[str]) -> bool:
+    """Whether the internal load balancer's group ``relay`` admits, on ``ports``, only the apps' group (or itself):
+    then a guarded group that admits ``relay`` on those ports is still reached from the apps only."""
+    for ing in ingress_rules(doc):
+        if ing.group != relay or not _overlap(_port_range(ing.rule), ports):
+            continue
+        source = sg_ref(ing.rule.get("SourceSecurityGroupId"))
+        if source is None or (source not in apps and source != relay):
+            return False
+    return True
+
+
 def private_sources(doc: Document) -> list[Finding]:
-    """The database's and the broker's groups are reached only from the apps' group (or from themselves)."""
+    """The database's and the broker's groups are reached only from the apps' group (or from themselves), directly or
+    through an internal load balancer whose own group admits, on those ports, only the apps' group."""
     apps = app_groups(doc)
     guarded = {g: "database" for g in database_groups(doc)} | {g: "broker" for g in broker_groups(doc)}
+    relays = internal_load_balancer_groups(doc) - set(guarded)
     out = []
     for ing in ingress_rules(doc):
         if ing.group not in guarded:
@@ -451,13 +483,20 @@ def private_sources(doc: Document) -> list[Finding]:
         source = sg_ref(ing.rule.get("SourceSecurityGroupId"))
         if source is not None and (source in apps or source == ing.group):
             continue
+        if source in relays and _relay_closed(doc, source, _port_range(ing.rule), apps):
+            continue
         source_key = next((k for k in SOURCE_KEYS if ing.rule.get(k) is not None), "SourceSecurityGroupId")
         out.append(
             doc.finding(
                 "cfn-private-sources",
                 key_of(ing.rule, source_key),
                 f"{guarded[ing.group]} security group {ing.name} admits {_source(ing.rule)} on {_ports(ing.rule)}; "
-                f"it may be reached only from the apps' group ({', '.join(sorted(apps)) or _NO_APP_GROUP})",
+                f"it may be reached only from the apps' group ({', '.join(sorted(apps)) or _NO_APP_GROUP})"
+                + (
+                    " (an internal load balancer's group counts only when it admits, on those ports, nothing else)"
+                    if source in relays
+                    else ""
+                ),
             )
         )
     return out
