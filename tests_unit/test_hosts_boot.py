@@ -206,7 +206,9 @@ def test_the_parameters_mapping_gives_the_new_values_and_they_differ_on_a_stand_
     assert template["Parameters"]["InternalLoadBalancer"]["AllowedValues"] == ["true", "false"]
     assert template["Conditions"]["WithInternalLoadBalancer"] == {"Fn::Equals": [{"Ref": "InternalLoadBalancer"},
                                                                                  "true"]}  # fmt: skip
-    conditional = {rid for rid, res in template["Resources"].items() if res.get("Condition")}
+    conditional = {
+        rid for rid, res in template["Resources"].items() if res.get("Condition") == "WithInternalLoadBalancer"
+    }
     assert conditional == {"InternalNetworkLoadBalancer", "BrokerAmqpTargets", "BrokerManagementTargets",
                            "MarathonTargets", "BrokerAmqpListener", "BrokerManagementListener", "MarathonListener",
                            "BrokerRecord", "MarathonRecord"}  # fmt: skip

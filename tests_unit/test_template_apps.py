@@ -18,13 +18,21 @@ from envfixtures.drivers.aws import cloudformation
 __all__ = ["fresh"]
 
 
+#: what the aws component gives a stand-in (no network load balancer, no Debian image in moto)
+STAND_IN = {
+    "HostScriptsUrl": "s3://envfixtures-staging-123456789012-us-east-1/ef-unit/hosts/",
+    "InternalLoadBalancer": "false",
+    "ImageId": aws_component.STAND_IN_IMAGE,
+}
+
+
 def create(moto: Moto, name: str, **parameters: str) -> tuple[dict[str, str], dict[str, str]]:
     """The stack's outputs and its resources (logical id -> type)."""
     cf = moto.client("cloudformation")
     stack_id = cloudformation.create_stack(
         cf, name=name, template_path=TEMPLATE,
         parameters={"EnvName": name, "GitSha": SHA, "CertificateArn": certificate(moto), "DbMasterPassword": PASSWORD,
-                    **parameters},
+                    **STAND_IN, **parameters},
         tags={"EnvName": name, "GitSha": SHA}, secrets=[PASSWORD], timeout=30,
     )  # fmt: skip
     resources = cf.describe_stack_resources(StackName=stack_id)["StackResources"]

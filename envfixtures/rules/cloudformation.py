@@ -79,6 +79,8 @@ EXAMPLE_VALUES = {
     "host_scripts_url": f"s3://envfixtures-staging-123456789012-us-east-1/{EXAMPLE_ENV}/{EXAMPLE_SHA}/hosts/",
     "internal_load_balancer": "true",
     "host_image": "ami-0123456789abcdef0",
+    "domain_name": "",  # the API's own name is optional: the template is checked as most runs build it
+    "hosted_zone_id": "",
 }
 
 
