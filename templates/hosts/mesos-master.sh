@@ -16,7 +16,7 @@
 set -euo pipefail
 
 MESOS_MASTER_IMAGE=${EF_MESOS_MASTER_IMAGE:-mesosphere/mesos-master:1.7.1}
-MARATHON_IMAGE=${EF_MARATHON_IMAGE:-mesosphere/marathon:v1.8.222}
+MARATHON_IMAGE=${EF_MARATHON_IMAGE:-mesosphere/marathon:v1.8.244}
 WAIT=${EF_WAIT:-900}
 ENV_TAG=${EF_ENV_TAG:-EnvName}
 
