@@ -1,6 +1,6 @@
 # The two commands of the README, and the benchmarks. Each installs what is missing first (scripts/bootstrap.sh):
 # tox runs from the project's own .venv/, never from the system Python.
-.PHONY: bootstrap verify unit test bench soak lint clean
+.PHONY: bootstrap verify unit test hosts-test bench soak lint clean
 
 TOX = .venv/bin/python -m tox
 
@@ -18,6 +18,13 @@ unit: bootstrap
 ## The project's own tests: lint, unit and static checks, integration, the plugin's tests, and the gate itself.
 test: bootstrap
 	$(TOX) -e lint,unit,integration,plugin,build-and-verify
+
+## The boot scripts of templates/hosts/ run for real in a fresh Debian 12 root (as root: mount, chroot). Not part
+## of `test` (README, "The two commands"); the root's downloaded packages are kept in FRESH_ROOT_APT_CACHE.
+FRESH_ROOT_APT_CACHE ?= /var/cache/envfixtures/apt-archives
+hosts-test: bootstrap
+	command -v shellcheck >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck; }
+	FRESH_ROOT_APT_CACHE=$(FRESH_ROOT_APT_CACHE) $(TOX) -e hosts -- $(ARGS)
 
 bench: bootstrap
 	$(TOX) -e bench -- $(ARGS)
