@@ -20,11 +20,10 @@ test: bootstrap
 	$(TOX) -e lint,unit,integration,plugin,build-and-verify
 
 ## The boot scripts of templates/hosts/ run for real in a fresh Debian 12 root (as root: mount, chroot). Not part
-## of `test` (README, "The two commands"); the root's downloaded packages are kept in FRESH_ROOT_APT_CACHE.
-FRESH_ROOT_APT_CACHE ?= /var/cache/envfixtures/apt-archives
+## of `test` (README, "The two commands"). FRESH_ROOT_APT_CACHE=DIR keeps the root's downloaded packages.
 hosts-test: bootstrap
 	command -v shellcheck >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck; }
-	FRESH_ROOT_APT_CACHE=$(FRESH_ROOT_APT_CACHE) $(TOX) -e hosts -- $(ARGS)
+	$(TOX) -e hosts -- $(ARGS)
 
 bench: bootstrap
 	$(TOX) -e bench -- $(ARGS)

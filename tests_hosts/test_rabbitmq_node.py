@@ -133,6 +133,7 @@ def root() -> Iterator[Root]:
     finally:
         gone = subprocess.run([str(FRESH_ROOT), "destroy", str(path)], capture_output=True, text=True, timeout=120)
         assert gone.returncode == 0, gone.stderr
+        assert gone.stdout.strip() == "0", f"destroy had to kill {gone.stdout.strip()} process(es) left in the root"
         assert not path.exists()
         assert str(path) not in Path("/proc/mounts").read_text(), "mounts of the root are left"
 

@@ -73,23 +73,30 @@ deadline=$((SECONDS + wait_seconds))
 # Several nodes of a test share one root: one installs at a time. The package must not start its node on install
 # (a node started with a random cookie and no peer discovery would make a database of its own, standalone, that
 # later configuration does not change): policy-rc.d denies every start during the install.
+policy=/usr/sbin/policy-rc.d policy_ours=""
+remove_policy() {
+  [ -z "$policy_ours" ] || rm -f "$policy"
+  policy_ours=""
+}
+trap remove_policy EXIT # also when the script is cut short mid-install: no service of the host stays denied
+trap "exit 143" TERM
+trap "exit 130" INT
 install_packages() {
-  local missing=() policy=/usr/sbin/policy-rc.d ours=""
+  local missing=()
   command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
   command -v aws >/dev/null 2>&1 || missing+=(awscli)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   [ ${#missing[@]} -gt 0 ] || return 0
   if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && ours=1
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && policy_ours=1
   fi
   local log
   log=$(mktemp)
   if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     "${missing[@]}"; } >"$log" 2>&1; then
-    [ -z "$ours" ] || rm -f "$policy"
     die "apt-get install ${missing[*]} failed: $(grep -E '^(E|W):' "$log" | tail -n 1 | tr -d '\n')"
   fi
-  [ -z "$ours" ] || rm -f "$policy"
+  remove_policy
   rm -f "$log"
 }
 exec 9>/var/lock/envfixtures-rabbitmq-node.lock
