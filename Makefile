@@ -22,7 +22,6 @@ test: bootstrap
 ## The boot scripts of templates/hosts/ run for real in a fresh Debian 12 root (as root: mount, chroot). Not part
 ## of `test` (README, "The two commands"). FRESH_ROOT_APT_CACHE=DIR keeps the root's downloaded packages.
 hosts-test: bootstrap
-	command -v shellcheck >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck; }
 	$(TOX) -e hosts -- $(ARGS)
 
 bench: bootstrap

@@ -5,7 +5,8 @@ installs Debian's rabbitmq-server and awscli there itself, and reads the cookie 
 server on this machine's loopback (the project's authenticated one), as a host reads them from Secrets Manager.
 Discovery is the static node list (``EF_DISCOVERY=static:...``): the aws mode needs an auto-scaling group.
 
-Run by ``make hosts-test`` / ``tox -e hosts`` (needs root: mount and chroot). ``FRESH_ROOT_APT_CACHE`` keeps the
+Run by ``make hosts-test`` / ``tox -e hosts`` (needs root: mount and chroot). That the script parses and passes
+shellcheck is checked with every host script in ``tests_unit/test_hosts_boot.py``. ``FRESH_ROOT_APT_CACHE`` keeps the
 downloaded packages for the next run.
 """
 
@@ -44,15 +45,6 @@ needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("chroot") is None,
     reason="runs the script in a chroot of a fresh Debian root: needs root (mount, chroot)",
 )
-
-
-def test_script_parses_and_is_shellcheck_clean() -> None:
-    """`bash -n` and Debian's shellcheck (the version the hosts' packages have) find nothing."""
-    subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
-    if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck is not installed (Debian package `shellcheck`)")
-    result = subprocess.run(["shellcheck", str(SCRIPT)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout
 
 
 @dataclass

@@ -1,6 +1,6 @@
-#!/usr/bin/env bash
+#!/bin/bash
 # A RabbitMQ node of the environment's broker group (issue 18), from Debian 12's packages: rabbitmq-server 3.10
-# (with rabbitmq_peer_discovery_aws) and awscli. Run as root by the host's UserData (docs/aws.md, "Hosts").
+# (with rabbitmq_peer_discovery_aws) and awscli. Run as root by the host's UserData (docs/aws.md, "Broker hosts").
 #
 # Exits 0 only when this node runs, is one of a cluster of EF_NODE_COUNT running nodes, and the administrator of
 # the stack's secret exists (and authenticates) with guest gone; otherwise non-zero with one line
