@@ -744,7 +744,10 @@ def reach(ctx: "BuildContext", host: str, port: int, *, what: str, roles: tuple[
     tag_key = next((key for key, value in tags if value == "env_name"), "aws:cloudformation:stack-name")
     target = ssm.gateway(aws_clients.client(aws, "ec2"), tag_key, ctx.name, roles)
     local_port = free_port()
-    process = ctx.spawn(f"ssm-{host.split('.')[0]}-{port}", ssm.argv(target, host, port, local_port, region))
+    aws_env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}  # the runner's credentials, no more
+    process = ctx.spawn(
+        f"ssm-{host.split('.')[0]}-{port}", ssm.argv(target, host, port, local_port, region), env=aws_env
+    )
     process.wait_ready(
         lambda: ssm.accepts(local_port),
         what=f"{what}: an SSM session to {host}:{port} through {target}",

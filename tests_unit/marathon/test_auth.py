@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from envfixtures.components.scheduler import StackScheduler
+from envfixtures.core.config import PlatformConfig
 from envfixtures.core.errors import ConfigError
 from envfixtures.core.waiting import wait_for
 from envfixtures.drivers.marathon import auth
@@ -183,6 +184,7 @@ class _StackContext:
         self._aws = {"endpoints": {"marathon_url": url}}
         self.settings = StackScheduler.Settings(marathon_timeout=5.0, **settings)
         self.secrets: list[str] = []
+        self.platform = PlatformConfig("", {})
 
     def facts(self, name: str) -> dict:
         assert name == "aws"
