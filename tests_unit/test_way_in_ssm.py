@@ -122,6 +122,7 @@ def test_a_service_of_the_vpc_is_reached_through_a_journaled_ssm_session_on_loop
     fresh: Moto, service: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     point_boto3_at(fresh, monkeypatch)
+    monkeypatch.setenv("SOME_TOOL_TOKEN", "not-for-the-session")
     bin_dir, record = fake_bin(tmp_path, plugin=True)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     env = scheduler_env(tmp_path)
@@ -153,6 +154,10 @@ def test_a_service_of_the_vpc_is_reached_through_a_journaled_ssm_session_on_loop
             "host": ["127.0.0.1"], "portNumber": [str(service)], "localPortNumber": [str(port)]
         }  # fmt: skip
         assert len(ctx.processes()) == 1, "the session is a journaled process of the component"
+        environ = Path(f"/proc/{ctx.processes()[0].pid}/environ").read_bytes().split(b"\0")
+        names = {line.split(b"=", 1)[0] for line in environ}
+        assert b"AWS_ACCESS_KEY_ID" in names, "the session signs with the runner's credentials"
+        assert b"SOME_TOOL_TOKEN" not in names, "and gets nothing else of the gate's environment"
 
     finally:
         ctx.stop_processes()  # what the environment's teardown does (also when an assertion failed)
