@@ -31,6 +31,7 @@ command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)  # the project's own tests' base image (envfixtures/testing.py)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)  # the hosts' boot scripts (templates/hosts)
+command -v aws >/dev/null 2>&1 || need_apt+=(awscli)  # which those scripts call (their tests run them against moto)
 if [ ! -x "$VENV/bin/python" ]; then
   # Debian splits venv and ensurepip out of python3; a venv made without ensurepip has no pip.
   "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=("python3-venv")

@@ -182,6 +182,9 @@ def probe(env: Environment, marker: Path) -> dict:
 def test_another_local_user_can_do_nothing_with_a_kept_environment(kept: Environment, tmp_path: Path) -> None:
     marker = Path(tempfile.mkdtemp(prefix="envfixtures-probe-", dir="/tmp")) / "owned"
     marker.parent.chmod(0o777)  # the intruder could write it, if a command of theirs ran
+    readable = marker.parent / "readable"  # one file the probe can read wherever it runs (a fresh root has no other)
+    readable.write_text("no secret here\n")
+    readable.chmod(0o644)
     try:
         seen = probe(kept, marker)
         for api in ("marathon", "aws", "rabbitmq", "registry"):
@@ -191,7 +194,7 @@ def test_another_local_user_can_do_nothing_with_a_kept_environment(kept: Environ
         assert seen["state"]["listed"] <= 1, "no directory below the state home can be listed"
         assert seen["processes"]["secrets_found"] == [], "a secret readable in a process's command line or environ"
         assert seen["elsewhere"]["holding"] == [], "a secret in a file of the container runtime or a temporary file"
-        assert seen["elsewhere"]["read"] > 0, "the probe read files there (image layers at least)"
+        assert seen["elsewhere"]["read"] > 0, "the probe read files there (this test's readable file at least)"
         assert seen["api"]["GET /v2/apps through the proxy"] != 200, "the proxy passed Marathon's API on"
         assert not marker.exists(), "a command of the other user ran"
         apps = MarathonClient.from_facts(kept.facts("scheduler")).list_apps()

@@ -324,7 +324,7 @@ def test_the_masters_find_each_other_by_their_tags_and_number_their_zookeeper_en
     an agent and another environment's master, which do not count) make a ZooKeeper ensemble in address order, this
     host's id its place; too few masters, or a host that is not one, fail in one line."""
     if not shutil.which("aws"):
-        pytest.fail("awscli is not installed (the hosts' scripts call it): pip install awscli")
+        pytest.fail("awscli is not installed (the hosts' scripts call it): apt-get install awscli")
     ec2 = fresh.client("ec2")
 
     def launch(count: int, env_name: str, role: str) -> list[str]:
