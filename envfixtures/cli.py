@@ -24,7 +24,7 @@ from envfixtures.core import naming, registry
 from envfixtures.core.environment import KEPT, TORN_DOWN, Environment, list_environments
 from envfixtures.core.errors import ConfigError, EnvfixturesError
 from envfixtures.core.facts import Facts
-from envfixtures.core.settings import parse_lines
+from envfixtures.core.settings import from_environ, on_command_line_warning, parse_lines
 from envfixtures.core.state import secret_settings
 from envfixtures.lifecycle import git_head, ini_values
 
@@ -105,8 +105,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     # then --set on top (as --env-set is on top of ini env_settings).
     ini_file, ini_components, ini_settings = ini_values(root)
     settings = parse_lines(ini_settings, f"{ini_file} env_settings") if ini_file else {}
+    settings.update(from_environ(os.environ))
     given = parse_lines(args.set, "--set")
-    _warn_secret_on_command_line(given)
+    warning = on_command_line_warning(secret_settings(given), "--set")
+    if warning:
+        print(f"envfixtures: warning: {warning}", file=sys.stderr)
     settings.update(given)
     platform = platform_config.find(root)
     wanted = args.components or ini_components or list(platform.components) or list(registry.COMPONENTS)
@@ -303,17 +306,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _print_problems(problems: list[str]) -> None:
     for problem in problems:
         print(problem, file=sys.stderr)
-
-
-def _warn_secret_on_command_line(settings: dict[str, str]) -> None:
-    """A secret given with ``--set`` is on the command line, which every local user reads in ``ps``."""
-    secret = list(secret_settings(settings))
-    if secret:
-        print(
-            f"envfixtures: warning: --set {', '.join(secret)}: a command line shows in `ps` to every user of this "
-            "machine; give secrets in the ini's env_settings (or the variable the component reads) instead",
-            file=sys.stderr,
-        )
 
 
 COMMANDS = {"up": cmd_up, "ls": cmd_ls, "down": cmd_down, "reap": cmd_reap, "check": cmd_check}

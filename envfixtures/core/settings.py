@@ -1,9 +1,12 @@
 """Typed settings, checked once at configure time.
 
-Values arrive as ``KEY=VALUE`` strings (``--env-set``, ini ``env_settings``, ``envfixtures up --set``) into one
-flat namespace. Each component declares the keys it reads as a frozen dataclass (``Component.Settings``); the
-environment's own keys are :class:`EnvironmentSettings`. A key no class declares is refused with the list of
-known keys, and a value of the wrong type is refused naming the key — both before anything is built.
+Values arrive as ``KEY=VALUE`` strings (ini ``env_settings``, then ``ENVFIXTURES_SETTING_<KEY>`` variables, then
+``--env-set`` / ``envfixtures up --set``, each overriding the one before) into one flat namespace. A secret goes in
+a variable (a Jenkins ``withCredentials`` binding): a command line shows in ``ps`` to every local user, a process's
+environment only to its owner. Each component declares the keys it reads as a frozen dataclass
+(``Component.Settings``); the environment's own keys are :class:`EnvironmentSettings`. A key no class declares is
+refused with the list of known keys, and a value of the wrong type is refused naming the key — both before anything
+is built.
 """
 
 from __future__ import annotations
@@ -52,6 +55,30 @@ def parse_lines(lines: Iterable[str], source: str) -> dict[str, str]:
             raise ConfigError(f"{source}: expected KEY=VALUE, got {line!r}")
         values[key.strip()] = value.strip()
     return values
+
+
+#: ``ENVFIXTURES_SETTING_BROKER_ADMIN_PASSWORD=...`` is the setting ``broker_admin_password``
+ENVIRON_PREFIX = "ENVFIXTURES_SETTING_"
+
+
+def from_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """The settings given as ``ENVFIXTURES_SETTING_<KEY>`` variables (the key lowercased)."""
+    return {
+        name[len(ENVIRON_PREFIX) :].lower(): value.strip()
+        for name, value in environ.items()
+        if name.startswith(ENVIRON_PREFIX) and len(name) > len(ENVIRON_PREFIX)
+    }
+
+
+def on_command_line_warning(secret_keys: Iterable[str], flag: str) -> str | None:
+    """The warning for secrets given on a command line, which every local user reads in ``ps``; None if none."""
+    keys = sorted(secret_keys)
+    if not keys:
+        return None
+    return (
+        f"{flag} {', '.join(keys)}: a command line shows in `ps` to every user of this machine; give a secret as "
+        f"{ENVIRON_PREFIX}{keys[0].upper()}=... in the environment instead"
+    )
 
 
 def parse_bool(text: str) -> bool:

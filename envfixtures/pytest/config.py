@@ -19,7 +19,8 @@ from envfixtures.core import config as platform_config
 from envfixtures.core import naming, registry
 from envfixtures.core.config import PlatformConfig
 from envfixtures.core.errors import ConfigError
-from envfixtures.core.settings import parse_bool, parse_lines
+from envfixtures.core.settings import from_environ, on_command_line_warning, parse_bool, parse_lines
+from envfixtures.core.state import secret_settings
 from envfixtures.lifecycle import git_head
 
 #: (option dest, command-line flag, environment variable, ini key, help)
@@ -121,7 +122,8 @@ def add_options(parser: pytest.Parser) -> None:
         action="append",
         default=None,
         metavar="KEY=VALUE",
-        help="a component setting (e.g. broker_nodes=3); overrides ini env_settings",
+        help="a component setting (e.g. broker_nodes=3); overrides ini env_settings and ENVFIXTURES_SETTING_<KEY> "
+        "variables (give secrets that way: a command line shows in ps)",
     )
     parser.addini("env_settings", "component settings, one KEY=VALUE a line", type="linelist", default=[])
     parser.addini(
@@ -174,12 +176,15 @@ def resolve(config: pytest.Config) -> Settings:
         except ConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
     try:
-        values = parse_lines(
-            list(config.getini("env_settings")) + list(config.getoption("env_set") or []),
-            "--env-set / ini env_settings",
-        )
+        values = parse_lines(config.getini("env_settings"), "ini env_settings")
+        values.update(from_environ(os.environ))
+        given = parse_lines(config.getoption("env_set") or [], "--env-set")
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+    warning = on_command_line_warning(secret_settings(given), "--env-set")
+    if warning:
+        config.issue_config_time_warning(pytest.PytestConfigWarning(warning), stacklevel=2)
+    values.update(given)
     try:
         platform = platform_config.find(root)
         registry.register_many(_hooked_components(config), "pytest_envfixtures_components")

@@ -52,3 +52,21 @@ def test_a_value_of_the_wrong_type_is_refused_naming_the_key(values: dict, messa
 def test_the_environment_declares_its_own_keys() -> None:
     assert settings.parse(settings.EnvironmentSettings, {"quiet": "true"}).quiet is True
     assert "rules_off" in settings.known_keys([settings.EnvironmentSettings])
+
+
+def test_settings_from_the_environment_are_the_variables_of_the_prefix_their_keys_lowercased() -> None:
+    environ = {
+        "ENVFIXTURES_SETTING_BROKER_ADMIN_PASSWORD": " s3cret ",
+        "ENVFIXTURES_SETTING_": "no key",
+        "ENVFIXTURES_SHA": "not a setting",
+        "BROKER_NODES": "3",
+    }
+    assert settings.from_environ(environ) == {"broker_admin_password": "s3cret"}
+
+
+def test_a_secret_on_a_command_line_is_warned_about_naming_the_variable_to_use_instead() -> None:
+    assert settings.on_command_line_warning([], "--env-set") is None
+    warning = settings.on_command_line_warning(["sleeper_password", "broker_admin_password"], "--env-set")
+    assert warning is not None
+    assert warning.startswith("--env-set broker_admin_password, sleeper_password: a command line shows in `ps`")
+    assert warning.endswith("give a secret as ENVFIXTURES_SETTING_BROKER_ADMIN_PASSWORD=... in the environment instead")
