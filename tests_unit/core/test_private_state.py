@@ -19,6 +19,7 @@ import pytest
 from envfixtures.core import environment, private, registry, settings, state
 from envfixtures.core.environment import Environment
 from envfixtures.core.errors import WaitTimeout
+from envfixtures.drivers.rabbitmq import cluster as rmq
 
 PARTS = {"secretive": "Secretive", "a": "A"}
 
@@ -123,6 +124,21 @@ def test_every_file_and_directory_of_the_state_is_private_from_its_creation(
 
     ever = [f"{p} {oct(mode)} before {event}" for p, mode, is_dir, event in watched if mode & 0o077]
     assert len(watched) > 50 and ever == [], "never readable by others, not even for a moment"
+
+
+def test_the_broker_s_files_holding_its_password_and_cookie_are_private_from_their_creation(
+    tmp_path: Path, no_umask: None, watched: list
+) -> None:
+    """rabbitmq.conf (the admin password), the Erlang cookie and every other file of the cluster's plan: created 0600
+    in one call, as the state's files."""
+    (tmp_path / "home").mkdir(mode=0o700)  # as the environment's work/ is
+    spec = rmq.plan(tmp_path / "home" / "cluster", 2, prefix="private")
+    written = _walk(tmp_path / "home")
+    names = {p.relative_to(tmp_path / "home").as_posix() for p, _, _ in written}
+    assert {"cluster/node-1/rabbitmq.conf", "cluster/node-2/rabbitmq.conf", "cluster/home/.erlang.cookie"} <= names
+    assert spec.admin_password in (spec.nodes[0].dir / "rabbitmq.conf").read_text()
+    ever = [f"{p} {oct(mode)} before {event}" for p, mode, is_dir, event in watched if mode & 0o077]
+    assert len(watched) > 10 and ever == [], "never readable by others, not even for a moment"
 
 
 def test_the_logs_directory_is_private_before_a_process_logs_to_it(env: Environment, no_umask: None) -> None:

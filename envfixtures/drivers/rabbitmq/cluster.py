@@ -29,6 +29,7 @@ from pathlib import Path
 
 from envfixtures.core.errors import BuildError
 from envfixtures.core.ports import free_port
+from envfixtures.core.private import write_private
 from envfixtures.core.processes import Process, Spawner, minimal_environ, stop_groups
 from envfixtures.core.waiting import wait_for
 from envfixtures.drivers.rabbitmq import ENABLED_PLUGINS
@@ -155,7 +156,7 @@ def plan(
     """
     if size < 1:
         raise BuildError(f"a RabbitMQ cluster needs at least one node, not {size}")
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(directory, 0o700)
     password = secrets.token_urlsafe(24)
     nodes = tuple(
@@ -166,21 +167,18 @@ def plan(
         raise BuildError(f"management_on={management_on!r}: 'all' or 'first'")
     spec = ClusterSpec(directory, free_port(), nodes, admin_user, password, erl_args, management_on)
     home = directory / "home"
-    home.mkdir(exist_ok=True)
+    home.mkdir(exist_ok=True, mode=0o700)
     cookie = home / ".erlang.cookie"
-    if cookie.exists():
-        cookie.chmod(0o600)
-    cookie.write_text(secrets.token_hex(20))
+    write_private(cookie, secrets.token_hex(20))  # created 0600 before the secret is in it
     cookie.chmod(0o400)
-    (directory / "enabled_plugins").write_text(f"[{','.join(ENABLED_PLUGINS)}].\n")
-    (directory / "enabled_plugins.agent").write_text("[rabbitmq_management_agent].\n")
+    write_private(directory / "enabled_plugins", f"[{','.join(ENABLED_PLUGINS)}].\n")
+    write_private(directory / "enabled_plugins.agent", "[rabbitmq_management_agent].\n")
     for node in nodes:
-        (node.dir / "log").mkdir(parents=True, exist_ok=True)
-        conf = node.dir / "rabbitmq.conf"
-        conf.write_text(_config(spec, node))
-        conf.chmod(0o600)
+        node.dir.mkdir(exist_ok=True, mode=0o700)
+        (node.dir / "log").mkdir(exist_ok=True, mode=0o700)
+        write_private(node.dir / "rabbitmq.conf", _config(spec, node))  # it holds the admin password
     saved = asdict(replace(spec, admin_password=""))
-    (directory / SPEC_FILE).write_text(json.dumps(saved, default=str, indent=1))
+    write_private(directory / SPEC_FILE, json.dumps(saved, default=str, indent=1))
     return spec
 
 
