@@ -53,10 +53,15 @@ class ApiConfig:
     health_path: str = "/health"
 
 
-def api_target(ctx: "BuildContext") -> tuple[str, str]:
-    """(scheduler URL, the fronted app's id): the one place that knows where the ``apps`` facts keep them."""
+def require_app(ctx: "BuildContext") -> None:
+    """At configure time: the platform names the app the api fronts."""
     if not ctx.config.app:
         raise ConfigError(f"{ctx.platform.where('app', 'api')}: not set (the id of the app the api fronts)")
+
+
+def api_target(ctx: "BuildContext") -> tuple[str, str]:
+    """(scheduler URL, the fronted app's id): the one place that knows where the ``apps`` facts keep them."""
+    require_app(ctx)
     apps = ctx.facts("apps")
     app_ids = [str(a) for a in apps.get("app_ids") or []]
     wanted = f"{apps.get('group', '')}/{ctx.config.app.strip('/')}"
@@ -98,6 +103,10 @@ class LocalApi(Component):
 
         api_timeout: float = DEFAULT_TIMEOUT
         api_refresh: float = 1.0
+
+    @classmethod
+    def check(cls, ctx: "BuildContext") -> None:
+        require_app(ctx)
 
     def build(self, ctx: "BuildContext") -> Facts:
         marathon_url, app_id = api_target(ctx)
@@ -147,8 +156,7 @@ class StackApi(Component):
         configured."""
         refuse_on_stand_in(ctx, "a moto server's load balancer forwards to nothing: its DNS name does not resolve")
         require_outputs(ctx, "load_balancer_dns")
-        if not ctx.config.app:
-            raise ConfigError(f"{ctx.platform.where('app', 'api')}: not set (the id of the app the api fronts)")
+        require_app(ctx)
 
     def build(self, ctx: "BuildContext") -> Facts:
         aws = ctx.facts("aws")

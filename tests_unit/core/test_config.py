@@ -13,6 +13,7 @@ from envfixtures.core import config, registry
 from envfixtures.core.config import PlatformConfig
 from envfixtures.core.environment import Environment
 from envfixtures.core.errors import ConfigError, TemplateError
+from envfixtures.rules.policy import POLICY_RULES
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = config.find(ROOT)
@@ -77,6 +78,17 @@ def test_a_missing_configured_path_is_named_in_one_line_before_anything_is_built
     message = str(caught.value)
     assert "[tool.envfixtures.topology] definitions: 'broker/defs.json' is not a file under" in message
     assert "\n" not in message and not env.dir.exists()
+
+
+def test_the_app_the_api_fronts_is_required_at_configure_time(tmp_path: Path) -> None:
+    (tmp_path / "apps").mkdir()
+    (tmp_path / "apps" / "web.json").write_text('{"id": "web", "cmd": "sleep 60"}\n')
+    table = {"apps": {"templates": "apps"}, "api": {"health_path": "/up"}, "rules": {"off": list(POLICY_RULES)}}
+    env = make_env(tmp_path, table, ["apps", "scheduler", "api"])
+    with pytest.raises(ConfigError) as caught:
+        env.check(["api"])
+    assert str(caught.value).endswith("[tool.envfixtures.api] app: not set (the id of the app the api fronts)")
+    assert not env.dir.exists()
 
 
 def test_configured_paths_are_the_ones_read(tmp_path: Path) -> None:
