@@ -16,6 +16,7 @@ import pytest
 from envfixtures.core.errors import FailedState
 from envfixtures.core.waiting import wait_for
 from envfixtures.drivers.marathon.client import Locked, MarathonClient, NotFound, Unprocessable
+from envfixtures.drivers.marathon.engine import AppState
 
 from .conftest import LocalMarathon, deploy, pid_of_task
 
@@ -250,6 +251,18 @@ def test_backoff_and_last_task_failure(marathon: LocalMarathon, tmp_path: Path) 
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     # delays 1, 2, then capped at 2 (plus a loop turn and a fork each)
     assert 0.9 <= gaps[0] <= 1.8 and 1.9 <= gaps[1] <= 2.8 and 1.9 <= gaps[2] <= 2.8, gaps
+
+
+def test_backoff_grows_per_failure_and_starts_again_after_a_quiet_spell_as_marathon_s_rate_limiter() -> None:
+    """Marathon drops an app's delay once maxLaunchDelaySeconds have passed since its deadline: a kept environment's
+    apps, whose tasks each rerun kills on purpose, do not keep an ever longer backoff."""
+    app = AppState({"id": "/a", "backoffSeconds": 1, "backoffFactor": 2, "maxLaunchDelaySeconds": 4}, "v1")
+    holds = []
+    for now in (100.0, 102.0, 105.0, 112.9, 113.0 + 4 + 4):
+        app.bump_backoff(now)
+        holds.append(app.launch_not_before - now)
+    # 1, 2, 4, capped 4 (112.9 is 3.9 s after the deadline 109), then 4 s after the deadline 116.9: from 1 again
+    assert holds == pytest.approx([1.0, 2.0, 4.0, 4.0, 1.0])
 
 
 def test_last_task_failure_message(marathon: LocalMarathon) -> None:

@@ -153,7 +153,11 @@ class AppState:
         self.launch_not_before = 0.0
 
     def bump_backoff(self, now: float) -> None:
-        """A task failed: hold launches for the current delay, then grow it by backoffFactor."""
+        """A task failed: hold launches for the current delay, then grow it by backoffFactor. As Marathon's rate
+        limiter drops a delay once ``maxLaunchDelaySeconds`` have passed since its deadline, a failure after such a
+        quiet spell starts again from ``backoffSeconds``."""
+        if now >= self.launch_not_before + float(self.spec["maxLaunchDelaySeconds"]):
+            self.backoff_delay = float(self.spec["backoffSeconds"])
         self.launch_not_before = now + self.backoff_delay
         self.backoff_delay = min(
             self.backoff_delay * float(self.spec["backoffFactor"]), float(self.spec["maxLaunchDelaySeconds"])
