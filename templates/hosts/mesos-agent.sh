@@ -50,10 +50,12 @@ master_ips() {
 }
 
 if [ "${EF_SKIP_INSTALL:-0}" != 1 ]; then
-  say "installing docker.io"
+  say "installing docker.io and the ECR credential helper"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null || fail "apt-get update failed"
-  apt-get install -y -q docker.io awscli curl >/dev/null || fail "apt-get install docker.io failed"
+  # amazon-ecr-credential-helper: the apps' docker.tar.gz names it for the environment's ECR registry (credHelpers)
+  apt-get install -y -q docker.io amazon-ecr-credential-helper awscli curl >/dev/null ||
+    fail "apt-get install docker.io amazon-ecr-credential-helper failed"
 fi
 
 my_ip=${EF_MY_IP:-$(metadata local-ipv4)} || fail "no private address from the instance metadata"
@@ -82,6 +84,7 @@ docker run -d --name mesos-agent --restart unless-stopped --net host --pid host 
   -e MESOS_WORK_DIR=/var/lib/mesos -e MESOS_LOG_DIR=/var/log/mesos -e MESOS_SYSTEMD_ENABLE_SUPPORT=false \
   -e "MESOS_RESOURCES=ports:[31000-32000]" \
   -v /var/run/docker.sock:/var/run/docker.sock -v /sys/fs/cgroup:/sys/fs/cgroup \
+  -v /usr/bin/docker-credential-ecr-login:/usr/local/bin/docker-credential-ecr-login:ro \
   -v /var/lib/mesos:/var/lib/mesos -v /var/log/mesos:/var/log/mesos \
   "$MESOS_AGENT_IMAGE" >/dev/null || fail "docker run $MESOS_AGENT_IMAGE failed"
 
