@@ -1,9 +1,10 @@
-"""Static rules on ``templates/``: each rule is a small function returning :class:`Finding` s.
+"""Static rules on a platform's templates (the paths its ``[tool.envfixtures]`` configuration names): each rule is a
+small function returning :class:`Finding` s.
 
 A finding names the file, the place in it (``line N`` for YAML, a JSON path for JSON) and what is
 wrong; the rule that found it is kept so that a test can prove each mistake is caught by the rule meant
-for it. Nothing here builds or starts anything: these run in ``tests_unit`` (``tox -e unit``), the
-first stage of ``build-and-verify``.
+for it. Nothing here builds or starts anything: these run as the ``static_rules`` items of a pytest run (one per
+input file, alone with ``--env-static-only``) and in ``envfixtures check``, before anything is built.
 
 Two kinds of finding. A *validation* finding says the real system (CloudFormation, Marathon, RabbitMQ's
 definitions import) would refuse the input; it cannot be turned off. A *policy* finding says the input breaks

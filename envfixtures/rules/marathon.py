@@ -1,4 +1,4 @@
-"""Rules on the Marathon app templates (``templates/marathon/*.json``).
+"""Rules on the Marathon app templates (the ``*.json`` of ``[tool.envfixtures.apps] templates``).
 
 Each template is parsed, rendered with an example SHA and environment name by the apps' own renderer
 (:mod:`envfixtures.drivers.marathon.render`, facts of requirements as stand-ins), validated against Marathon's

@@ -1,4 +1,4 @@
-"""Rules on the broker's definitions (``templates/rabbitmq/definitions.json``).
+"""Rules on the broker's definitions (the file ``[tool.envfixtures.topology] definitions`` names).
 
 The rules are the broker's own validator, :func:`envfixtures.drivers.rabbitmq.definitions.problems` (what RabbitMQ's
 definitions import would refuse, rule ``rabbitmq-definitions``, plus the project's policy rules: declared

@@ -1,4 +1,4 @@
-"""Render Marathon app templates (``templates/marathon/*.json``) and build the environment's group.
+"""Render Marathon app templates (the ``*.json`` of a platform's apps directory) and build the environment's group.
 
 Hand-written rather than Jinja: placeholders ``{{ name }}`` are substituted inside JSON *string values*
 only, after the file parsed as JSON, so a value can never break the JSON and every error names the file

@@ -2,7 +2,7 @@
 
 - :mod:`.cluster`: start and stop an N-node cluster of real nodes as child processes, on loopback only.
 - :mod:`.management`: a small client of the management HTTP API.
-- :mod:`.definitions`: load and validate ``templates/rabbitmq/definitions.json`` before anything is built.
+- :mod:`.definitions`: load and validate a definitions file (RabbitMQ's export format) before anything is built.
 - :mod:`.topology`: import definitions into a vhost, read the live topology, diff it against the desired one.
 """
 
