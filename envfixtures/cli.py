@@ -24,7 +24,7 @@ from envfixtures.core import naming, registry
 from envfixtures.core.environment import KEPT, TORN_DOWN, Environment, list_environments
 from envfixtures.core.errors import ConfigError, EnvfixturesError
 from envfixtures.core.facts import Facts
-from envfixtures.core.settings import from_environ, on_command_line_warning, parse_lines
+from envfixtures.core.settings import layered, on_command_line_warning, parse_lines
 from envfixtures.core.state import secret_settings
 from envfixtures.lifecycle import git_head, ini_values
 
@@ -104,13 +104,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     # The same environment as `pytest` from this directory would build: its ini's components and settings,
     # then --set on top (as --env-set is on top of ini env_settings).
     ini_file, ini_components, ini_settings = ini_values(root)
-    settings = parse_lines(ini_settings, f"{ini_file} env_settings") if ini_file else {}
-    settings.update(from_environ(os.environ))
-    given = parse_lines(args.set, "--set")
+    settings, given = layered(
+        ini_settings if ini_file else [], f"{ini_file} env_settings", args.set, "--set", os.environ
+    )
     warning = on_command_line_warning(secret_settings(given), "--set")
     if warning:
         print(f"envfixtures: warning: {warning}", file=sys.stderr)
-    settings.update(given)
     platform = platform_config.find(root)
     wanted = args.components or ini_components or list(platform.components) or list(registry.COMPONENTS)
     for component in wanted:
@@ -289,10 +288,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from envfixtures.rules import hint
 
     root = Path.cwd()
+    ini_file, _, ini_settings = ini_values(root)
+    settings, _ = layered(ini_settings if ini_file else [], f"{ini_file} env_settings", args.set, "--set", os.environ)
     env = lifecycle.check_environment(
-        root=root, home=args.home.resolve(), settings=parse_lines(args.set, "--set"), components=None,
-        config=platform_config.find(root),
-    )  # fmt: skip
+        root=root, home=args.home.resolve(), settings=settings, components=None, config=platform_config.find(root)
+    )
     refused = 0
     for path, findings in lifecycle.static_findings(env).items():
         shown = path.relative_to(root) if path.is_relative_to(root) else path

@@ -227,7 +227,7 @@ class Environment(EnvironmentState):
         settings_mod.check(
             self.settings,
             [EnvironmentSettings, *(c.Settings for classes in declared.values() for c in classes)],
-            "--env-set / ini env_settings",
+            "--env-set / ENVFIXTURES_SETTING_<KEY> / ini env_settings",
         )
         self.config.check_keys(declared)
         for name in self.components:

@@ -70,6 +70,22 @@ def from_environ(environ: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def layered(
+    ini: Iterable[str],
+    ini_source: str,
+    command_line: Iterable[str],
+    command_line_source: str,
+    environ: Mapping[str, str],
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(every setting, those of the command line): the ini's lines, then ``ENVFIXTURES_SETTING_<KEY>`` variables,
+    then the command line's, each overriding the one before."""
+    values = parse_lines(ini, ini_source)
+    values.update(from_environ(environ))
+    given = parse_lines(command_line, command_line_source)
+    values.update(given)
+    return values, given
+
+
 def on_command_line_warning(secret_keys: Iterable[str], flag: str) -> str | None:
     """The warning for secrets given on a command line, which every local user reads in ``ps``; None if none."""
     keys = sorted(secret_keys)

@@ -19,7 +19,7 @@ from envfixtures.core import config as platform_config
 from envfixtures.core import naming, registry
 from envfixtures.core.config import PlatformConfig
 from envfixtures.core.errors import ConfigError
-from envfixtures.core.settings import from_environ, on_command_line_warning, parse_bool, parse_lines
+from envfixtures.core.settings import layered, on_command_line_warning, parse_bool
 from envfixtures.core.state import secret_settings
 from envfixtures.lifecycle import git_head
 
@@ -176,15 +176,18 @@ def resolve(config: pytest.Config) -> Settings:
         except ConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
     try:
-        values = parse_lines(config.getini("env_settings"), "ini env_settings")
-        values.update(from_environ(os.environ))
-        given = parse_lines(config.getoption("env_set") or [], "--env-set")
+        values, given = layered(
+            config.getini("env_settings"),
+            "ini env_settings",
+            config.getoption("env_set") or [],
+            "--env-set",
+            os.environ,
+        )
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     warning = on_command_line_warning(secret_settings(given), "--env-set")
     if warning:
         config.issue_config_time_warning(pytest.PytestConfigWarning(warning), stacklevel=2)
-    values.update(given)
     try:
         platform = platform_config.find(root)
         registry.register_many(_hooked_components(config), "pytest_envfixtures_components")

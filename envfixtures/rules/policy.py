@@ -16,6 +16,7 @@ separated by commas or spaces). Validation rules (``*-parse``, ``*-schema``, ``c
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 from envfixtures.core import config as config_mod
 from envfixtures.core.config import PlatformConfig
 from envfixtures.core.errors import ConfigError
-from envfixtures.core.settings import parse_lines
+from envfixtures.core.settings import layered
 from envfixtures.rules import Finding
 
 SETTING = "rules_off"
@@ -142,7 +143,13 @@ def reason(rule: str) -> str | None:
 
 def from_pytest(config: object) -> Policy:
     """The policy of a pytest run: the platform's configuration at its rootdir, ``rules_off`` of ini
-    ``env_settings`` or ``--env-set``."""
-    lines = list(config.getini("env_settings") or []) + list(config.getoption("env_set", None) or [])  # type: ignore[attr-defined]
-    rules_off = parse_lines(lines, "--env-set / ini env_settings").get(SETTING, "")
+    ``env_settings``, ``ENVFIXTURES_SETTING_RULES_OFF`` or ``--env-set``."""
+    values, _ = layered(
+        config.getini("env_settings") or [],  # type: ignore[attr-defined]
+        "ini env_settings",
+        config.getoption("env_set", None) or [],  # type: ignore[attr-defined]
+        "--env-set",
+        os.environ,
+    )
+    rules_off = values.get(SETTING, "")
     return from_platform(config_mod.find(Path(config.rootpath)), rules_off)  # type: ignore[attr-defined]

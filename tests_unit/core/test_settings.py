@@ -70,3 +70,17 @@ def test_a_secret_on_a_command_line_is_warned_about_naming_the_variable_to_use_i
     assert warning is not None
     assert warning.startswith("--env-set broker_admin_password, sleeper_password: a command line shows in `ps`")
     assert warning.endswith("give a secret as ENVFIXTURES_SETTING_BROKER_ADMIN_PASSWORD=... in the environment instead")
+
+
+def test_the_command_line_overrides_the_environment_which_overrides_the_ini() -> None:
+    values, given = settings.layered(
+        ["broker_nodes=1", "rules_off=a", "quiet=true"],
+        "ini env_settings",
+        ["broker_nodes=3"],
+        "--env-set",
+        {"ENVFIXTURES_SETTING_BROKER_NODES": "2", "ENVFIXTURES_SETTING_RULES_OFF": "b"},
+    )
+    assert values == {"broker_nodes": "3", "rules_off": "b", "quiet": "true"}
+    assert given == {"broker_nodes": "3"}
+    with pytest.raises(ConfigError, match="^--env-set: expected KEY=VALUE, got 'novalue'$"):
+        settings.layered([], "ini env_settings", ["novalue"], "--env-set", {})
