@@ -202,3 +202,30 @@ def test_a_secret_given_on_the_command_line_is_warned_about(project: Project) ->
     )
     assert "warning: --set sleeper_password: a command line shows in `ps`" in up.stderr
     assert files_with_secrets(project.path / ".envfixtures") == []
+
+
+def test_a_secret_setting_comes_from_the_environment_and_on_the_gate_s_command_line_is_warned_about(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Jenkins credentials binding gives ENVFIXTURES_SETTING_<KEY> (a process's environment is its owner's alone);
+    the same secret given with --env-set, which `ps` shows to every user, gets a warning that names the variable."""
+    project.pytester.makeini("[pytest]\nenv_components = sleeper\n")
+    project.pytester.makepyfile(test_it="def test_it(sleeper):\n    assert sleeper['password'].startswith('given-')\n")
+    from_environment = f"given-{secrets.token_hex(16)}"
+    monkeypatch.setenv("ENVFIXTURES_SETTING_SLEEPER_PASSWORD", from_environment)
+    result = project.run()
+    result.assert_outcomes(passed=1)
+    assert "a command line shows in `ps`" not in result.stdout.str()
+    [env] = project.envs()
+    assert project.meta(env)["settings"]["sleeper_password"] == MASK
+
+    monkeypatch.delenv("ENVFIXTURES_SETTING_SLEEPER_PASSWORD")
+    on_command_line = f"given-{secrets.token_hex(16)}"
+    result = project.run("--env-set", f"sleeper_password={on_command_line}")
+    result.assert_outcomes(passed=1)
+    output = " ".join((result.stdout.str() + result.stderr.str()).split())
+    assert (
+        "--env-set sleeper_password: a command line shows in `ps` to every user of this machine; give a secret as "
+        "ENVFIXTURES_SETTING_SLEEPER_PASSWORD=... in the environment instead" in output
+    )
+    assert on_command_line not in output and from_environment not in output

@@ -261,7 +261,7 @@ def test_backoff_grows_per_failure_and_starts_again_after_a_quiet_spell_as_marat
     for now in (100.0, 102.0, 105.0, 112.9, 113.0 + 4 + 4):
         app.bump_backoff(now)
         holds.append(app.launch_not_before - now)
-    # 1, 2, 4, capped 4 (112.9 is 3.9 s after the deadline 109), then 4 s after the deadline 116.9: from 1 again
+    # 1, 2, 4, capped 4 (112.9 is 3.9 s after the deadline 109), then 4.1 s after the deadline 116.9: from 1 again
     assert holds == pytest.approx([1.0, 2.0, 4.0, 4.0, 1.0])
 
 
