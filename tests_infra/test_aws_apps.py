@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aws_checks import client, only_on_aws, out
 
 from envfixtures.core.facts import Facts
-from envfixtures.drivers.aws import clients as aws_clients
 from envfixtures.drivers.aws import targets
 from envfixtures.drivers.containers import ecr
 from envfixtures.drivers.marathon.client import MarathonClient
@@ -21,19 +21,8 @@ from envfixtures.drivers.marathon.client import MarathonClient
 AGENT_PORTS = (31000, 32000)  # the Mesos agents' default port resources: Marathon's `port: 0` takes one of these
 
 
-def out(aws: Facts, key: str) -> str:
-    return aws["outputs"][key]
-
-
-def only_on_aws(aws: Facts, why: str) -> None:
-    if aws["backend"] == "local":
-        pytest.skip(f"{why} (docs/local-standins.md); runs on --env-backend aws")
-
-
 def test_stack_agents_task_ports_open_to_the_load_balancer_and_the_masters(aws: Facts) -> None:
-    [group] = aws_clients.client(aws, "ec2").describe_security_groups(GroupIds=[out(aws, "AppsSecurityGroupId")])[
-        "SecurityGroups"
-    ]
+    [group] = client(aws, "ec2").describe_security_groups(GroupIds=[out(aws, "AppsSecurityGroupId")])["SecurityGroups"]
     task_ports = [r for r in group["IpPermissions"] if (r.get("FromPort"), r.get("ToPort")) == AGENT_PORTS]
     sources = {p["GroupId"] for r in task_ports for p in r.get("UserIdGroupPairs", [])}
     assert sources == {out(aws, "LoadBalancerSecurityGroupId"), out(aws, "MesosSecurityGroupId")}
@@ -41,7 +30,7 @@ def test_stack_agents_task_ports_open_to_the_load_balancer_and_the_masters(aws: 
 
 
 def test_stack_api_target_group_checks_each_target_on_its_own_port(aws: Facts) -> None:
-    [group] = aws_clients.client(aws, "elbv2").describe_target_groups(TargetGroupArns=[out(aws, "ApiTargetGroupArn")])[
+    [group] = client(aws, "elbv2").describe_target_groups(TargetGroupArns=[out(aws, "ApiTargetGroupArn")])[
         "TargetGroups"
     ]
     assert group["TargetType"] == "ip", "targets are tasks (address:host port), not instances on one port"
@@ -54,11 +43,11 @@ def test_stack_images_of_the_sha_are_in_the_environments_ecr_repositories(
 ) -> None:
     only_on_aws(aws, "on local the images go to the environment's registry on loopback: moto serves no ECR registry")
     images: Facts = request.getfixturevalue("images")  # built only where the test runs
-    client = aws_clients.client(aws, "ecr")
+    registry = client(aws, "ecr")
     _, namespace = ecr.split_registry(images["registry"])
     assert images["registry"] == out(aws, "ImageRegistry")
     for name, digest in images["artifact_sha256"].items():
-        found = client.describe_images(
+        found = registry.describe_images(
             repositoryName=f"{namespace}/{name}", imageIds=[{"imageTag": envfixtures_env.sha}]
         )
         [image] = found["imageDetails"]
@@ -67,10 +56,10 @@ def test_stack_images_of_the_sha_are_in_the_environments_ecr_repositories(
 
 def test_stack_api_targets_are_the_api_tasks_healthy_at_their_ports(aws: Facts, api: Facts, scheduler: Facts) -> None:
     only_on_aws(aws, "on local the api is a loopback proxy over the tasks: no target group has targets")
-    client = MarathonClient.from_facts(scheduler, timeout=10)
-    tasks = targets.task_targets(client.app_tasks(api["app_id"]))
+    marathon = MarathonClient.from_facts(scheduler, timeout=10)
+    tasks = targets.task_targets(marathon.app_tasks(api["app_id"]))
     assert tasks and all(AGENT_PORTS[0] <= port <= AGENT_PORTS[1] for _, port in tasks), tasks
-    health = aws_clients.client(aws, "elbv2").describe_target_health(TargetGroupArn=out(aws, "ApiTargetGroupArn"))
+    health = client(aws, "elbv2").describe_target_health(TargetGroupArn=out(aws, "ApiTargetGroupArn"))
     found = {
         (d["Target"]["Id"], d["Target"]["Port"]): d["TargetHealth"]["State"] for d in health["TargetHealthDescriptions"]
     }

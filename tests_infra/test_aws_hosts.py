@@ -16,27 +16,12 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
+from aws_checks import client, only_on_aws, out
 
 from envfixtures.core.facts import Facts
-from envfixtures.drivers.aws import clients as aws_clients
 
 #: The internal load balancer's listeners: port -> the group of the stack whose instances are its targets.
 LISTENERS = {5672: "BrokerGroupName", 15672: "BrokerGroupName", 8080: "MesosMasterGroupName"}
-
-
-def not_on_moto(aws: Facts, what: str) -> None:
-    """Skip on ``local``: the stand-in does not create or do ``what``, so the assertion could neither pass nor fail."""
-    if aws["backend"] == "local":
-        pytest.skip(f"moto {what} (docs/local-standins.md, moto section); runs on --env-backend aws")
-
-
-def client(aws: Facts, service: str) -> Any:
-    return aws_clients.client(aws, service)
-
-
-def out(aws: Facts, key: str) -> str:
-    return aws["outputs"][key]
 
 
 def group_instances(aws: Facts, output: str) -> list[dict[str, Any]]:
@@ -101,7 +86,7 @@ def test_hosts_role_may_fetch_its_scripts_signal_this_stack_and_read_only_the_br
 
 
 def test_hosts_broker_secrets_exist_and_the_admin_secret_is_a_user(aws: Facts) -> None:
-    not_on_moto(aws, "creates no AWS::SecretsManager::Secret from a template (its output is missing)")
+    only_on_aws(aws, "moto creates no AWS::SecretsManager::Secret from a template (its output is missing)")
     secrets = client(aws, "secretsmanager")
     for output in ("BrokerAdminSecretArn", "BrokerCookieSecretArn"):
         described = secrets.describe_secret(SecretId=out(aws, output))
@@ -111,7 +96,7 @@ def test_hosts_broker_secrets_exist_and_the_admin_secret_is_a_user(aws: Facts) -
 
 
 def test_hosts_groups_were_created_by_one_success_signal_per_instance(aws: Facts) -> None:
-    not_on_moto(aws, "ignores CreationPolicy and boots no host to signal")
+    only_on_aws(aws, "moto ignores CreationPolicy and boots no host to signal")
     events = client(aws, "cloudformation").get_paginator("describe_stack_events").paginate(StackName=aws["stack_id"])
     signals: dict[str, set[str]] = {}
     for page in events:
@@ -127,7 +112,7 @@ def test_hosts_groups_were_created_by_one_success_signal_per_instance(aws: Facts
 
 
 def test_hosts_internal_load_balancer_listens_and_forwards_to_healthy_hosts(aws: Facts) -> None:
-    not_on_moto(aws, "creates no network load balancer (the stack is given InternalLoadBalancer=false)")
+    only_on_aws(aws, "moto creates no network load balancer (the stack is given InternalLoadBalancer=false)")
     elb = client(aws, "elbv2")
     [balancer] = elb.describe_load_balancers(LoadBalancerArns=[out(aws, "InternalLoadBalancerArn")])["LoadBalancers"]
     assert (balancer["Type"], balancer["Scheme"]) == ("network", "internal")
@@ -145,7 +130,7 @@ def test_hosts_internal_load_balancer_listens_and_forwards_to_healthy_hosts(aws:
 
 
 def test_hosts_alias_records_name_the_internal_load_balancer(aws: Facts) -> None:
-    not_on_moto(aws, "creates no network load balancer, so no alias record for it")
+    only_on_aws(aws, "moto creates no network load balancer, so no alias record for it")
     dns = out(aws, "InternalLoadBalancerDns").rstrip(".").lower()
     records = client(aws, "route53").list_resource_record_sets(HostedZoneId=out(aws, "PrivateZoneId"))
     aliases = {
@@ -160,7 +145,7 @@ def test_hosts_alias_records_name_the_internal_load_balancer(aws: Facts) -> None
 
 def test_hosts_the_internal_load_balancer_resolves_to_private_addresses(aws: Facts) -> None:
     """An internal load balancer's name is public DNS for its private addresses: in the VPC's private subnets."""
-    not_on_moto(aws, "creates no network load balancer")
+    only_on_aws(aws, "moto creates no network load balancer")
     addresses = {a[4][0] for a in socket.getaddrinfo(out(aws, "InternalLoadBalancerDns"), None, socket.AF_INET)}
     vpc = ipaddress.ip_network(out(aws, "VpcCidr"))
     assert addresses and all(ipaddress.ip_address(a) in vpc for a in addresses), addresses

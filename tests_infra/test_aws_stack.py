@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aws_checks import client, only_on_aws, out
 
 from envfixtures.core.facts import Facts
-from envfixtures.drivers.aws import clients as aws_clients
 from envfixtures.drivers.aws import cloudformation
 
 EXPECTED_OUTPUTS = {
@@ -26,20 +26,6 @@ EXPECTED_OUTPUTS = {
     "BrokerGroupName", "EnvName", "GitSha",
 }  # fmt: skip
 WORLD = {"0.0.0.0/0", "::/0"}
-
-
-def not_on_moto(aws: Facts, what: str) -> None:
-    """Skip on ``local``: moto does not reflect ``what``, so the assertion could neither pass nor fail there."""
-    if aws["backend"] == "local":
-        pytest.skip(f"moto does not reflect {what} (docs/local-standins.md, moto section); runs on --env-backend aws")
-
-
-def client(aws: Facts, service: str) -> Any:
-    return aws_clients.client(aws, service)
-
-
-def out(aws: Facts, key: str) -> str:
-    return aws["outputs"][key]
 
 
 def tags_of(items: list[dict[str, str]] | None) -> dict[str, str]:
@@ -142,7 +128,7 @@ def test_stack_private_subnets_route_through_a_nat_in_their_zone(aws: Facts) -> 
 
 
 def test_stack_subnets_are_associated_with_their_route_tables(aws: Facts) -> None:
-    not_on_moto(aws, "subnet-route-table associations")
+    only_on_aws(aws, "moto does not reflect subnet-route-table associations")
     ec2 = client(aws, "ec2")
     for subnet_key, gateway_key in (("PublicSubnet1Id", "GatewayId"), ("PrivateSubnet1Id", "NatGatewayId")):
         tables = ec2.describe_route_tables(
@@ -153,7 +139,7 @@ def test_stack_subnets_are_associated_with_their_route_tables(aws: Facts) -> Non
 
 
 def test_stack_subnets_give_no_public_addresses(aws: Facts) -> None:
-    not_on_moto(aws, "MapPublicIpOnLaunch")
+    only_on_aws(aws, "moto does not reflect MapPublicIpOnLaunch")
     ids = [out(aws, k) for k in ("PublicSubnet1Id", "PublicSubnet2Id", "PrivateSubnet1Id", "PrivateSubnet2Id")]
     subnets = client(aws, "ec2").describe_subnets(SubnetIds=ids)["Subnets"]
     assert [s["MapPublicIpOnLaunch"] for s in subnets] == [False] * 4
@@ -224,13 +210,13 @@ def test_stack_database_is_encrypted_private_and_backed_up(aws: Facts) -> None:
 
 
 def test_stack_database_is_in_the_database_security_group(aws: Facts) -> None:
-    not_on_moto(aws, "the RDS instance's VPCSecurityGroups")
+    only_on_aws(aws, "moto does not reflect the RDS instance's VPCSecurityGroups")
     groups = {g["VpcSecurityGroupId"] for g in _database(aws)["VpcSecurityGroups"]}
     assert groups == {out(aws, "DatabaseSecurityGroupId")}
 
 
 def test_stack_database_listens_on_5432(aws: Facts) -> None:
-    not_on_moto(aws, "the RDS port of a postgres instance (it reads 3306)")
+    only_on_aws(aws, "moto does not reflect the RDS port of a postgres instance (it reads 3306)")
     assert _database(aws)["Endpoint"]["Port"] == 5432
     assert out(aws, "DatabasePort") == "5432"
 
@@ -303,7 +289,7 @@ def test_stack_artifact_bucket_is_encrypted(aws: Facts) -> None:
 
 
 def test_stack_artifact_bucket_blocks_public_access(aws: Facts) -> None:
-    not_on_moto(aws, "the S3 public access block")
+    only_on_aws(aws, "moto does not reflect the S3 public access block")
     config = client(aws, "s3").get_public_access_block(Bucket=out(aws, "ArtifactBucket"))[
         "PublicAccessBlockConfiguration"
     ]
