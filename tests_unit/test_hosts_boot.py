@@ -90,23 +90,24 @@ def test_the_broker_hosts_get_the_environment_of_the_contract() -> None:
         assert f"{variable}='{value}'" in text, variable
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
-def test_each_host_script_parses_and_passes_shellcheck(script: Path) -> None:
-    assert script.read_text().startswith("#!/bin/bash\n")
+def assert_parses_and_passes_shellcheck(script: Path) -> None:
     parsed = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert parsed.returncode == 0, parsed.stderr
     checked = subprocess.run([shellcheck(), "--shell=bash", str(script)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
+def test_each_host_script_parses_and_passes_shellcheck(script: Path) -> None:
+    assert script.read_text().startswith("#!/bin/bash\n")
+    assert_parses_and_passes_shellcheck(script)
 
 
 @pytest.mark.parametrize("lt", sorted(launch_templates()))
 def test_each_user_data_parses_and_passes_shellcheck(lt: str, tmp_path: Path) -> None:
     script = tmp_path / f"{lt}.sh"
     script.write_text(rendered_user_data(launch_templates()[lt]["text"]))
-    parsed = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
-    assert parsed.returncode == 0, parsed.stderr
-    checked = subprocess.run([shellcheck(), "--shell=bash", str(script)], capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stdout
+    assert_parses_and_passes_shellcheck(script)
 
 
 def test_shellcheck_finds_what_it_should(tmp_path: Path) -> None:
