@@ -223,8 +223,7 @@ def reap_aws(args: argparse.Namespace, platform: platform_config.PlatformConfig)
 
     from envfixtures.components import aws
 
-    config = platform_config.parse([aws.StackConfig], platform.section("aws"), platform.where(section="aws"))[0]
-    key = aws.env_tag_key(config)
+    key = aws.platform_env_tag_key(platform)
     regions = list(dict.fromkeys(args.region)) or [_configured_region()]
     spared = {env.name: ("kept" if env.meta.get("kept") else "its run is alive") for env in list_environments(args.home)
               if env.meta.get("status") != TORN_DOWN and (env.meta.get("kept") or env.owner_alive())}  # fmt: skip

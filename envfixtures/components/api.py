@@ -17,7 +17,6 @@ Facts: ``base_url``, ``app_id`` (and locally ``marathon_url``, ``pid``).
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -184,14 +183,9 @@ class StackApi(Component):
         argv = [sys.executable, "-m", "envfixtures.drivers.aws.targets", "--marathon", marathon_url,
                 "--app-id", app_id, "--target-group", arn, "--region", region,
                 "--interval", str(ctx.settings.api_refresh)]  # fmt: skip
-        # The gate's AWS credentials (boto3's chain: keys, profile, web identity...) and nothing else of its environment
-        env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+        env = aws_clients.chain_environ()
         credentials = facts_auth(scheduler)
         if credentials:
             env[auth.CREDENTIALS_ENV] = auth.join(*credentials)
         process = ctx.spawn("targets", argv, env=env, cwd=Path(ctx.root))
         return {"target_group": arn, "registrar_pid": process.pid}
-
-    def teardown(self, ctx: "BuildContext", facts: Facts) -> None:
-        """Stop the target registrar; the load balancer belongs to the stack, which the ``aws`` component deletes."""
-        ctx.stop_processes()

@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from envfixtures import rules
+from envfixtures.core import config as config_mod
 from envfixtures.core.component import Component
-from envfixtures.core.config import path_field
+from envfixtures.core.config import PlatformConfig, path_field
 from envfixtures.core.errors import BuildError, ConfigError, TeardownError, WaitTimeout
 from envfixtures.core.facts import Facts
 from envfixtures.core.ports import free_port
@@ -476,6 +477,11 @@ def env_tag_key(config: StackConfig) -> str:
     return keys[0] if keys else "aws:cloudformation:stack-name"
 
 
+def platform_env_tag_key(platform: PlatformConfig) -> str:
+    """:func:`env_tag_key` of the platform's ``[tool.envfixtures.aws]`` (for a component other than ``aws``)."""
+    return env_tag_key(config_mod.parse([StackConfig], platform.section("aws"), platform.where(section="aws"))[0])
+
+
 def delete_environment_stack(
     *,
     name: str,
@@ -740,13 +746,12 @@ def reach(ctx: "BuildContext", host: str, port: int, *, what: str, roles: tuple[
         return host, port
     aws = ctx.facts("aws")
     region = str(aws.get("region") or "")
-    tags = (ctx.platform.section("aws").get("tags") or {"envfixtures:env": "env_name"}).items()
-    tag_key = next((key for key, value in tags if value == "env_name"), "aws:cloudformation:stack-name")
-    target = ssm.gateway(aws_clients.client(aws, "ec2"), tag_key, ctx.name, roles)
+    target = ssm.gateway(aws_clients.client(aws, "ec2"), platform_env_tag_key(ctx.platform), ctx.name, roles)
     local_port = free_port()
-    aws_env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}  # the runner's credentials, no more
     process = ctx.spawn(
-        f"ssm-{host.split('.')[0]}-{port}", ssm.argv(target, host, port, local_port, region), env=aws_env
+        f"ssm-{host.split('.')[0]}-{port}",
+        ssm.argv(target, host, port, local_port, region),
+        env=aws_clients.chain_environ(),  # the runner's credentials, no more
     )
     process.wait_ready(
         lambda: ssm.accepts(local_port),

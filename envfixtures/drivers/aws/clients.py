@@ -12,6 +12,7 @@ is honoured by boto3 itself, which is how the tests point the real-AWS code path
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -93,6 +94,12 @@ def make_client(
         )
     config = _REAL_S3_CONFIG if service == "s3" else _REAL_CONFIG
     return boto3.Session(region_name=region).client(service, config=config)
+
+
+def chain_environ() -> dict[str, str]:
+    """The gate's ``AWS_*`` variables (boto3's credential chain: keys, profile, web identity, region, endpoint) and
+    nothing else of its environment: for a process of ours that calls AWS (the target registrar, an SSM session)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
 
 
 #: The hosts of AWS's own endpoints (the commercial, China and dual-stack partitions).

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from envfixtures.drivers.aws import clients as aws_clients
 from envfixtures.drivers.marathon import auth
 from envfixtures.drivers.marathon.client import MarathonClient
 from envfixtures.drivers.marathon.models import Task
@@ -86,9 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=5.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    import boto3
-
-    elbv2 = boto3.Session(region_name=args.region).client("elbv2")
+    elbv2 = aws_clients.make_client("elbv2", endpoint_url=None, region=args.region)
     client = MarathonClient(args.marathon, timeout=5.0, auth=auth.from_environ())
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

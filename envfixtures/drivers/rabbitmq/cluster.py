@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import signal
 import socket
@@ -29,7 +28,7 @@ from pathlib import Path
 
 from envfixtures.core.errors import BuildError
 from envfixtures.core.ports import free_port
-from envfixtures.core.private import write_private
+from envfixtures.core.private import private_dir, write_private
 from envfixtures.core.processes import Process, Spawner, minimal_environ, stop_groups
 from envfixtures.core.waiting import wait_for
 from envfixtures.drivers.rabbitmq import ENABLED_PLUGINS
@@ -156,8 +155,7 @@ def plan(
     """
     if size < 1:
         raise BuildError(f"a RabbitMQ cluster needs at least one node, not {size}")
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(directory, 0o700)
+    private_dir(directory)
     password = secrets.token_urlsafe(24)
     nodes = tuple(
         NodeSpec(i, f"{prefix}-{i}@localhost", free_port(), free_port(), free_port(), directory / f"node-{i}")
@@ -167,15 +165,14 @@ def plan(
         raise BuildError(f"management_on={management_on!r}: 'all' or 'first'")
     spec = ClusterSpec(directory, free_port(), nodes, admin_user, password, erl_args, management_on)
     home = directory / "home"
-    home.mkdir(exist_ok=True, mode=0o700)
+    private_dir(home)
     cookie = home / ".erlang.cookie"
     write_private(cookie, secrets.token_hex(20))  # created 0600 before the secret is in it
     cookie.chmod(0o400)
     write_private(directory / "enabled_plugins", f"[{','.join(ENABLED_PLUGINS)}].\n")
     write_private(directory / "enabled_plugins.agent", "[rabbitmq_management_agent].\n")
     for node in nodes:
-        node.dir.mkdir(exist_ok=True, mode=0o700)
-        (node.dir / "log").mkdir(exist_ok=True, mode=0o700)
+        private_dir(node.dir / "log")
         write_private(node.dir / "rabbitmq.conf", _config(spec, node))  # it holds the admin password
     saved = asdict(replace(spec, admin_password=""))
     write_private(directory / SPEC_FILE, json.dumps(saved, default=str, indent=1))
